@@ -1,0 +1,299 @@
+//! The JSON codec: one object per text frame. Values are transcoded to and
+//! from MessagePack (see [`crate::transcode`] for the lossy cases).
+
+use crate::error::{DecodeError, ErrorBody};
+use crate::msg::{KeyRev, Op, Request, RequestFields, ServerFields, ServerMsg};
+use crate::transcode::{json_to_msgpack, msgpack_to_json};
+use bytes::{BufMut, BytesMut};
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::value::RawValue;
+use std::borrow::Cow;
+
+#[derive(Deserialize)]
+struct JsonRequest<'a> {
+    id: Option<u64>,
+    #[serde(borrow)]
+    op: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    key: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    pattern: Option<Cow<'a, str>>,
+    #[serde(borrow, default, deserialize_with = "present")]
+    value: Option<&'a RawValue>,
+    if_rev: Option<u64>,
+    since: Option<u64>,
+    sub: Option<u64>,
+}
+
+/// `Option<&RawValue>` that is `Some` for an explicit `null` too.
+fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
+    <&RawValue>::deserialize(d).map(Some)
+}
+
+/// Decodes one request frame; the value is transcoded to MessagePack.
+pub fn decode_request(frame: &str) -> Result<Request<'_>, DecodeError> {
+    let j: JsonRequest<'_> = serde_json::from_str(frame)
+        .map_err(|e| DecodeError::bad(format!("malformed JSON request: {e}")))?;
+    let value = match j.value {
+        Some(raw) => Some(json_to_msgpack(raw.get()).map_err(|e| DecodeError { id: j.id, ..e })?),
+        None => None,
+    };
+    RequestFields {
+        id: j.id,
+        op: j.op,
+        key: j.key,
+        pattern: j.pattern,
+        value,
+        if_rev: j.if_rev,
+        since: j.since,
+        sub: j.sub,
+    }
+    .build()
+}
+
+#[derive(Serialize, Default)]
+struct JsonOut<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ok: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ev: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    op: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    proto: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    server: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    session: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sub: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    key: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pattern: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    value: Option<&'a RawValue>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rev: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    if_rev: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    since: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    keys: Option<Vec<JsonKeyRev<'a>>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<&'a ErrorBody>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct JsonKeyRev<'a> {
+    #[serde(borrow)]
+    key: Cow<'a, str>,
+    rev: u64,
+}
+
+fn write(out: &JsonOut<'_>, buf: &mut BytesMut) {
+    // Serializing these plain structs into memory cannot fail.
+    let _ = serde_json::to_writer((&mut *buf).writer(), out);
+}
+
+/// Encodes a request (used by JSON clients).
+pub fn encode_request(req: &Request<'_>, buf: &mut BytesMut) -> Result<(), DecodeError> {
+    let mut out = JsonOut {
+        id: req.id,
+        op: Some(req.op.name()),
+        ..JsonOut::default()
+    };
+    let rendered;
+    match &req.op {
+        Op::Set { key, value, if_rev } => {
+            rendered = msgpack_to_json(value)?;
+            (out.key, out.value, out.if_rev) = (Some(&**key), Some(&*rendered), *if_rev);
+        }
+        Op::Get { key } => out.key = Some(&**key),
+        Op::Del { key, if_rev } => (out.key, out.if_rev) = (Some(&**key), *if_rev),
+        Op::Sub { pattern, since } => (out.pattern, out.since) = (Some(pattern.as_str()), *since),
+        Op::Unsub { sub } => out.sub = Some(*sub),
+        Op::Keys { pattern } => out.pattern = pattern.as_ref().map(|p| p.as_str()),
+    }
+    write(&out, buf);
+    Ok(())
+}
+
+/// Encodes a server message. `value_json` is the value already rendered as
+/// JSON, when the caller caches it (one rendering per write, shared by every
+/// JSON subscriber); without it the value is transcoded here.
+pub fn encode_server(
+    msg: &ServerMsg<'_>,
+    value_json: Option<&RawValue>,
+    buf: &mut BytesMut,
+) -> Result<(), DecodeError> {
+    let raw = match msg {
+        ServerMsg::Val { value, .. } => Some(value),
+        ServerMsg::Reply { result: Ok(r), .. } => r.value.as_ref(),
+        _ => None,
+    };
+    let rendered = match (raw, value_json) {
+        (Some(bytes), None) => Some(msgpack_to_json(bytes)?),
+        _ => None,
+    };
+    let value = value_json.or(rendered.as_deref());
+    let mut out = JsonOut::default();
+    match msg {
+        ServerMsg::Hello {
+            proto,
+            server,
+            session,
+        } => {
+            out.ev = Some("hello");
+            (out.proto, out.server, out.session) =
+                (Some(*proto), Some(&**server), Some(&**session));
+        }
+        ServerMsg::Reply { id, result: Ok(r) } => {
+            (out.id, out.ok, out.rev, out.sub) = (Some(*id), Some(true), r.rev, r.sub);
+            out.value = value;
+            out.keys = r.keys.as_ref().map(|keys| {
+                keys.iter()
+                    .map(|k| JsonKeyRev {
+                        key: Cow::Borrowed(&k.key),
+                        rev: k.rev,
+                    })
+                    .collect()
+            });
+        }
+        ServerMsg::Reply { id, result: Err(e) } => {
+            (out.id, out.ok, out.error) = (Some(*id), Some(false), Some(e));
+        }
+        ServerMsg::Error(e) => (out.ev, out.error) = (Some("error"), Some(e)),
+        ServerMsg::Val { sub, key, rev, .. } => {
+            (out.ev, out.sub, out.key, out.rev) =
+                (Some("val"), Some(*sub), Some(&**key), Some(*rev));
+            out.value = value;
+        }
+        ServerMsg::Del { sub, key, rev } => {
+            (out.ev, out.sub, out.key, out.rev) =
+                (Some("del"), Some(*sub), Some(&**key), Some(*rev));
+        }
+        ServerMsg::Synced { sub } => (out.ev, out.sub) = (Some("synced"), Some(*sub)),
+    }
+    write(&out, buf);
+    Ok(())
+}
+
+#[derive(Deserialize)]
+struct JsonServer<'a> {
+    #[serde(borrow)]
+    ev: Option<Cow<'a, str>>,
+    id: Option<u64>,
+    ok: Option<bool>,
+    error: Option<ErrorBody>,
+    proto: Option<u64>,
+    #[serde(borrow)]
+    server: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    session: Option<Cow<'a, str>>,
+    sub: Option<u64>,
+    #[serde(borrow)]
+    key: Option<Cow<'a, str>>,
+    #[serde(borrow, default, deserialize_with = "present")]
+    value: Option<&'a RawValue>,
+    rev: Option<u64>,
+    #[serde(borrow)]
+    keys: Option<Vec<JsonKeyRev<'a>>>,
+}
+
+/// Decodes a server message (used by JSON clients); values become MessagePack.
+pub fn decode_server(frame: &str) -> Result<ServerMsg<'_>, DecodeError> {
+    let j: JsonServer<'_> = serde_json::from_str(frame)
+        .map_err(|e| DecodeError::bad(format!("malformed JSON message: {e}")))?;
+    ServerFields {
+        ev: j.ev,
+        id: j.id,
+        ok: j.ok,
+        error: j.error,
+        proto: j.proto,
+        server: j.server,
+        session: j.session,
+        sub: j.sub,
+        key: j.key,
+        value: j.value.map(|v| json_to_msgpack(v.get())).transpose()?,
+        rev: j.rev,
+        keys: j.keys.map(|keys| {
+            keys.into_iter()
+                .map(|k| KeyRev {
+                    key: k.key,
+                    rev: k.rev,
+                })
+                .collect()
+        }),
+    }
+    .build()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{ErrorCode, Pattern};
+
+    #[test]
+    fn request_round_trip() {
+        let value = json_to_msgpack(r#"{"t":21.5,"tags":["a"]}"#).expect("pack");
+        let ops = [
+            Op::Set {
+                key: "a.b".into(),
+                value,
+                if_rev: Some(0),
+            },
+            Op::Sub {
+                pattern: Pattern::parse("a.*").expect("p"),
+                since: None,
+            },
+            Op::Keys { pattern: None },
+        ];
+        for op in ops {
+            let req = Request { id: Some(1), op };
+            let mut buf = BytesMut::new();
+            encode_request(&req, &mut buf).expect("encode");
+            let text = std::str::from_utf8(&buf).expect("utf8");
+            assert_eq!(decode_request(text).expect("decode"), req);
+        }
+    }
+
+    #[test]
+    fn null_value_is_a_value() {
+        let req = decode_request(r#"{"op":"set","key":"k","value":null}"#).expect("decode");
+        assert!(matches!(req.op, Op::Set { value, .. } if value[..] == [0xc0]));
+    }
+
+    #[test]
+    fn malformed_and_unknown() {
+        let e = decode_request("{nope").expect_err("malformed");
+        assert_eq!(e.error.code, ErrorCode::BadRequest);
+        let e = decode_request(r#"{"id":3,"op":"frob"}"#).expect_err("unknown");
+        assert_eq!((e.id, e.error.code), (Some(3), ErrorCode::UnknownOp));
+        let e = decode_request(r#"{"id":4,"op":"get","key":"a..b"}"#).expect_err("bad key");
+        assert_eq!((e.id, e.error.code), (Some(4), ErrorCode::BadKey));
+        let e = decode_request(r#"{"id":9007199254740992,"op":"keys"}"#).expect_err("big id");
+        assert_eq!(e.error.code, ErrorCode::BadRequest);
+    }
+
+    #[test]
+    fn server_round_trip() {
+        let msg = ServerMsg::Val {
+            sub: 2,
+            key: "k".into(),
+            value: json_to_msgpack("[1,2]").expect("pack"),
+            rev: 5,
+        };
+        let mut buf = BytesMut::new();
+        encode_server(&msg, None, &mut buf).expect("encode");
+        let text = std::str::from_utf8(&buf).expect("utf8");
+        assert_eq!(
+            text,
+            r#"{"ev":"val","sub":2,"key":"k","value":[1,2],"rev":5}"#
+        );
+        assert_eq!(decode_server(text).expect("decode"), msg);
+    }
+}

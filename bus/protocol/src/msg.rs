@@ -1,0 +1,300 @@
+//! The messages of protocol v1, independent of their encoding.
+//!
+//! Both codecs decode into the same field sets ([`RequestFields`],
+//! [`ServerFields`]) and build the typed messages here, so the rules about
+//! which fields an op needs are written once.
+
+use crate::error::{DecodeError, ErrorBody, ErrorCode};
+use crate::key::{validate_key, Pattern};
+use crate::MAX_ID;
+use bytes::Bytes;
+use std::borrow::Cow;
+
+/// A client request: an op and an optional id. With an id the server always
+/// replies; without one it replies only on failure (as an `error` event).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Request<'a> {
+    /// Correlation id, below 2^53.
+    pub id: Option<u64>,
+    /// What to do.
+    pub op: Op<'a>,
+}
+
+/// The operations of protocol v1.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Op<'a> {
+    /// Write a value; `if_rev` makes it a compare-and-set (0: must not exist).
+    Set {
+        /// The key, validated.
+        key: Cow<'a, str>,
+        /// One MessagePack value, exactly as the client sent it.
+        value: Bytes,
+        /// Required current rev of the key.
+        if_rev: Option<u64>,
+    },
+    /// Read a key's value and rev.
+    Get {
+        /// The key, validated.
+        key: Cow<'a, str>,
+    },
+    /// Delete a key.
+    Del {
+        /// The key, validated.
+        key: Cow<'a, str>,
+        /// Required current rev of the key.
+        if_rev: Option<u64>,
+    },
+    /// Subscribe to a key or pattern: replay, then `synced`, then live changes.
+    Sub {
+        /// What to watch.
+        pattern: Pattern,
+        /// Replay only keys whose rev is greater.
+        since: Option<u64>,
+    },
+    /// End a subscription.
+    Unsub {
+        /// The id from the `sub` reply.
+        sub: u64,
+    },
+    /// List keys (and their revs) matching a pattern, or all keys.
+    Keys {
+        /// Filter; all keys when absent.
+        pattern: Option<Pattern>,
+    },
+}
+
+impl Op<'_> {
+    /// The op's name on the wire.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Op::Set { .. } => "set",
+            Op::Get { .. } => "get",
+            Op::Del { .. } => "del",
+            Op::Sub { .. } => "sub",
+            Op::Unsub { .. } => "unsub",
+            Op::Keys { .. } => "keys",
+        }
+    }
+}
+
+/// A key and its rev, as listed by `keys`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyRev<'a> {
+    /// The key.
+    pub key: Cow<'a, str>,
+    /// The rev of its last write.
+    pub rev: u64,
+}
+
+/// The fields a successful reply may add to `{"id":N,"ok":true}`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Reply<'a> {
+    /// `set`, `get` and `del`: the rev.
+    pub rev: Option<u64>,
+    /// `get`: the value (MessagePack bytes).
+    pub value: Option<Bytes>,
+    /// `sub`: the subscription id.
+    pub sub: Option<u64>,
+    /// `keys`: the matching keys.
+    pub keys: Option<Vec<KeyRev<'a>>>,
+}
+
+/// Everything the server sends.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ServerMsg<'a> {
+    /// First message of every session.
+    Hello {
+        /// Protocol version (1).
+        proto: u32,
+        /// `ipcbus/<version>`.
+        server: Cow<'a, str>,
+        /// The session's UUID.
+        session: Cow<'a, str>,
+    },
+    /// The reply to a request that had an id.
+    Reply {
+        /// The request's id.
+        id: u64,
+        /// Success fields or the error.
+        result: Result<Reply<'a>, ErrorBody>,
+    },
+    /// A failure of a request without id, or of an unparseable frame.
+    Error(ErrorBody),
+    /// A key's value, during replay or live.
+    Val {
+        /// Subscription id.
+        sub: u64,
+        /// The key.
+        key: Cow<'a, str>,
+        /// The value (MessagePack bytes).
+        value: Bytes,
+        /// Rev of this write.
+        rev: u64,
+    },
+    /// A key was deleted.
+    Del {
+        /// Subscription id.
+        sub: u64,
+        /// The key.
+        key: Cow<'a, str>,
+        /// Rev of the deletion.
+        rev: u64,
+    },
+    /// Every key that matched at subscribe time has been delivered.
+    Synced {
+        /// Subscription id.
+        sub: u64,
+    },
+}
+
+/// The fields of a request, as either codec found them.
+#[derive(Debug, Default)]
+pub(crate) struct RequestFields<'a> {
+    pub(crate) id: Option<u64>,
+    pub(crate) op: Option<Cow<'a, str>>,
+    pub(crate) key: Option<Cow<'a, str>>,
+    pub(crate) pattern: Option<Cow<'a, str>>,
+    pub(crate) value: Option<Bytes>,
+    pub(crate) if_rev: Option<u64>,
+    pub(crate) since: Option<u64>,
+    pub(crate) sub: Option<u64>,
+}
+
+impl<'a> RequestFields<'a> {
+    /// Checks the fields an op needs and builds the request.
+    pub(crate) fn build(self) -> Result<Request<'a>, DecodeError> {
+        let id = self.id;
+        let with_id = |mut e: DecodeError| {
+            e.id = id;
+            e
+        };
+        if id.is_some_and(|id| id > MAX_ID) {
+            return Err(DecodeError::bad("id must be below 2^53"));
+        }
+        self.op_fields()
+            .map(|op| Request { id, op })
+            .map_err(with_id)
+    }
+
+    fn op_fields(self) -> Result<Op<'a>, DecodeError> {
+        let op = self
+            .op
+            .ok_or_else(|| DecodeError::bad("missing field 'op'"))?;
+        Ok(match &*op {
+            "set" => Op::Set {
+                key: key(self.key)?,
+                value: self
+                    .value
+                    .ok_or_else(|| DecodeError::bad("missing field 'value'"))?,
+                if_rev: self.if_rev,
+            },
+            "get" => Op::Get {
+                key: key(self.key)?,
+            },
+            "del" => Op::Del {
+                key: key(self.key)?,
+                if_rev: self.if_rev,
+            },
+            "sub" => Op::Sub {
+                pattern: pattern(self.pattern)?
+                    .ok_or_else(|| DecodeError::bad("missing field 'pattern'"))?,
+                since: self.since,
+            },
+            "unsub" => Op::Unsub {
+                sub: self
+                    .sub
+                    .ok_or_else(|| DecodeError::bad("missing field 'sub'"))?,
+            },
+            "keys" => Op::Keys {
+                pattern: pattern(self.pattern)?,
+            },
+            other => {
+                let shown: String = other.chars().take(64).collect();
+                return Err(DecodeError::new(
+                    ErrorCode::UnknownOp,
+                    format!("unknown op {shown:?}"),
+                ));
+            }
+        })
+    }
+}
+
+fn key(key: Option<Cow<'_, str>>) -> Result<Cow<'_, str>, DecodeError> {
+    let key = key.ok_or_else(|| DecodeError::bad("missing field 'key'"))?;
+    validate_key(&key).map_err(|e| DecodeError {
+        id: None,
+        error: e.for_key(),
+    })?;
+    Ok(key)
+}
+
+fn pattern(pattern: Option<Cow<'_, str>>) -> Result<Option<Pattern>, DecodeError> {
+    pattern
+        .map(|p| {
+            Pattern::parse(&p).map_err(|e| DecodeError {
+                id: None,
+                error: e.for_pattern(),
+            })
+        })
+        .transpose()
+}
+
+/// The fields of a server message, as either codec found them.
+#[derive(Debug, Default)]
+pub(crate) struct ServerFields<'a> {
+    pub(crate) ev: Option<Cow<'a, str>>,
+    pub(crate) id: Option<u64>,
+    pub(crate) ok: Option<bool>,
+    pub(crate) error: Option<ErrorBody>,
+    pub(crate) proto: Option<u64>,
+    pub(crate) server: Option<Cow<'a, str>>,
+    pub(crate) session: Option<Cow<'a, str>>,
+    pub(crate) sub: Option<u64>,
+    pub(crate) key: Option<Cow<'a, str>>,
+    pub(crate) value: Option<Bytes>,
+    pub(crate) rev: Option<u64>,
+    pub(crate) keys: Option<Vec<KeyRev<'a>>>,
+}
+
+impl<'a> ServerFields<'a> {
+    /// Builds the server message these fields describe.
+    pub(crate) fn build(self) -> Result<ServerMsg<'a>, DecodeError> {
+        let missing = |name: &str| DecodeError::bad(format!("server message lacks '{name}'"));
+        if let Some(id) = self.id {
+            let result = if self.ok == Some(true) {
+                Ok(Reply {
+                    rev: self.rev,
+                    value: self.value,
+                    sub: self.sub,
+                    keys: self.keys,
+                })
+            } else {
+                Err(self.error.ok_or_else(|| missing("error"))?)
+            };
+            return Ok(ServerMsg::Reply { id, result });
+        }
+        let ev = self.ev.ok_or_else(|| missing("ev or id"))?;
+        let sub = || self.sub.ok_or_else(|| missing("sub"));
+        Ok(match &*ev {
+            "hello" => ServerMsg::Hello {
+                proto: self.proto.unwrap_or(0).try_into().unwrap_or(u32::MAX),
+                server: self.server.unwrap_or_default(),
+                session: self.session.unwrap_or_default(),
+            },
+            "error" => ServerMsg::Error(self.error.ok_or_else(|| missing("error"))?),
+            "synced" => ServerMsg::Synced { sub: sub()? },
+            "val" => ServerMsg::Val {
+                sub: sub()?,
+                rev: self.rev.ok_or_else(|| missing("rev"))?,
+                value: self.value.ok_or_else(|| missing("value"))?,
+                key: self.key.ok_or_else(|| missing("key"))?,
+            },
+            "del" => ServerMsg::Del {
+                sub: sub()?,
+                rev: self.rev.ok_or_else(|| missing("rev"))?,
+                key: self.key.ok_or_else(|| missing("key"))?,
+            },
+            other => return Err(DecodeError::bad(format!("unknown event {other:?}"))),
+        })
+    }
+}

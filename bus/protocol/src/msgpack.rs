@@ -1,0 +1,554 @@
+//! The MessagePack codec: one map per binary frame.
+//!
+//! Values are never decoded: the decoder finds the span of the `value` field
+//! and slices it out of the frame (zero-copy), and the encoder splices those
+//! bytes back in. A subscriber therefore receives exactly the bytes the
+//! publisher sent.
+
+use crate::error::{DecodeError, ErrorBody, ErrorCode};
+use crate::msg::{KeyRev, Op, Request, RequestFields, ServerFields, ServerMsg};
+use bytes::{BufMut, Bytes, BytesMut};
+use rmp::Marker;
+use std::borrow::Cow;
+
+/// Decodes one request frame. `value` is a zero-copy slice of `frame`.
+pub fn decode_request(frame: &Bytes) -> Result<Request<'_>, DecodeError> {
+    let mut rd = Reader::new(frame);
+    let mut f = RequestFields::default();
+    let mut deferred = None;
+    for _ in 0..rd.map_len()? {
+        let name = rd.str().map_err(|e| DecodeError { id: f.id, ..e })?;
+        // A field of the wrong type is skipped and reported after the whole
+        // map was read, so that the error reply carries the id wherever it is.
+        let before = rd.rest;
+        if let Err(e) = request_field(&mut rd, name, frame, &mut f) {
+            rd.rest = before;
+            rd.skip().map_err(|e| DecodeError { id: f.id, ..e })?;
+            deferred.get_or_insert(e);
+        }
+    }
+    rd.finish()?;
+    match deferred {
+        Some(e) => Err(DecodeError { id: f.id, ..e }),
+        None => f.build(),
+    }
+}
+
+fn request_field<'a>(
+    rd: &mut Reader<'a>,
+    name: &str,
+    frame: &Bytes,
+    f: &mut RequestFields<'a>,
+) -> Result<(), DecodeError> {
+    match name {
+        "id" => f.id = Some(rd.uint("id")?),
+        "op" => f.op = Some(Cow::Borrowed(rd.str()?)),
+        "key" => f.key = Some(Cow::Borrowed(rd.str()?)),
+        "pattern" => f.pattern = Some(Cow::Borrowed(rd.str()?)),
+        "value" => f.value = Some(rd.raw(frame)?),
+        "if_rev" => f.if_rev = Some(rd.uint("if_rev")?),
+        "since" => f.since = Some(rd.uint("since")?),
+        "sub" => f.sub = Some(rd.uint("sub")?),
+        _ => rd.skip()?,
+    }
+    Ok(())
+}
+
+/// Encodes a request (used by clients).
+pub fn encode_request(req: &Request<'_>, buf: &mut BytesMut) {
+    let mut w = Writer(buf);
+    let (fields, key, pattern, value, revs): (u32, Option<&str>, Option<&str>, _, _) = match &req.op
+    {
+        Op::Set { key, value, if_rev } => {
+            (2, Some(&**key), None, Some(value), [("if_rev", *if_rev)])
+        }
+        Op::Get { key } => (1, Some(&**key), None, None, [("", None)]),
+        Op::Del { key, if_rev } => (1, Some(&**key), None, None, [("if_rev", *if_rev)]),
+        Op::Sub { pattern, since } => (1, None, Some(pattern.as_str()), None, [("since", *since)]),
+        Op::Unsub { sub } => (0, None, None, None, [("sub", Some(*sub))]),
+        Op::Keys { pattern } => {
+            let p = pattern.as_ref().map(|p| p.as_str());
+            (u32::from(p.is_some()), None, p, None, [("", None)])
+        }
+    };
+    let extra = revs.iter().filter(|(_, v)| v.is_some()).count() as u32;
+    w.map(1 + fields + extra + u32::from(req.id.is_some()));
+    if let Some(id) = req.id {
+        w.field_uint("id", id);
+    }
+    w.str("op");
+    w.str(req.op.name());
+    if let Some(key) = key {
+        w.str("key");
+        w.str(key);
+    }
+    if let Some(pattern) = pattern {
+        w.str("pattern");
+        w.str(pattern);
+    }
+    if let Some(value) = value {
+        w.str("value");
+        w.raw(value);
+    }
+    for (name, v) in revs {
+        if let Some(v) = v {
+            w.field_uint(name, v);
+        }
+    }
+}
+
+/// Encodes a server message. `Val` and `get` values are spliced in as is.
+pub fn encode_server(msg: &ServerMsg<'_>, buf: &mut BytesMut) {
+    let mut w = Writer(buf);
+    match msg {
+        ServerMsg::Hello {
+            proto,
+            server,
+            session,
+        } => {
+            w.map(4);
+            w.field_str("ev", "hello");
+            w.field_uint("proto", u64::from(*proto));
+            w.field_str("server", server);
+            w.field_str("session", session);
+        }
+        ServerMsg::Reply { id, result: Ok(r) } => {
+            let n = [
+                r.rev.is_some(),
+                r.value.is_some(),
+                r.sub.is_some(),
+                r.keys.is_some(),
+            ];
+            w.map(2 + n.iter().filter(|b| **b).count() as u32);
+            w.field_uint("id", *id);
+            w.str("ok");
+            w.bool(true);
+            if let Some(value) = &r.value {
+                w.str("value");
+                w.raw(value);
+            }
+            if let Some(rev) = r.rev {
+                w.field_uint("rev", rev);
+            }
+            if let Some(sub) = r.sub {
+                w.field_uint("sub", sub);
+            }
+            if let Some(keys) = &r.keys {
+                w.str("keys");
+                w.array(keys.len() as u32);
+                for k in keys {
+                    w.map(2);
+                    w.field_str("key", &k.key);
+                    w.field_uint("rev", k.rev);
+                }
+            }
+        }
+        ServerMsg::Reply { id, result: Err(e) } => {
+            w.map(3);
+            w.field_uint("id", *id);
+            w.str("ok");
+            w.bool(false);
+            w.error(e);
+        }
+        ServerMsg::Error(e) => {
+            w.map(2);
+            w.field_str("ev", "error");
+            w.error(e);
+        }
+        ServerMsg::Val {
+            sub,
+            key,
+            value,
+            rev,
+        } => {
+            w.map(5);
+            w.field_str("ev", "val");
+            w.field_uint("sub", *sub);
+            w.field_str("key", key);
+            w.str("value");
+            w.raw(value);
+            w.field_uint("rev", *rev);
+        }
+        ServerMsg::Del { sub, key, rev } => {
+            w.map(4);
+            w.field_str("ev", "del");
+            w.field_uint("sub", *sub);
+            w.field_str("key", key);
+            w.field_uint("rev", *rev);
+        }
+        ServerMsg::Synced { sub } => {
+            w.map(2);
+            w.field_str("ev", "synced");
+            w.field_uint("sub", *sub);
+        }
+    }
+}
+
+/// Decodes a server message (used by clients). Values are zero-copy slices.
+pub fn decode_server(frame: &Bytes) -> Result<ServerMsg<'_>, DecodeError> {
+    let mut rd = Reader::new(frame);
+    let mut f = ServerFields::default();
+    for _ in 0..rd.map_len()? {
+        match rd.str()? {
+            "ev" => f.ev = Some(Cow::Borrowed(rd.str()?)),
+            "id" => f.id = Some(rd.uint("id")?),
+            "ok" => f.ok = Some(rd.bool()?),
+            "error" => f.error = Some(rd.error()?),
+            "proto" => f.proto = Some(rd.uint("proto")?),
+            "server" => f.server = Some(Cow::Borrowed(rd.str()?)),
+            "session" => f.session = Some(Cow::Borrowed(rd.str()?)),
+            "sub" => f.sub = Some(rd.uint("sub")?),
+            "key" => f.key = Some(Cow::Borrowed(rd.str()?)),
+            "value" => f.value = Some(rd.raw(frame)?),
+            "rev" => f.rev = Some(rd.uint("rev")?),
+            "keys" => f.keys = Some(rd.keys()?),
+            _ => rd.skip()?,
+        }
+    }
+    rd.finish()?;
+    f.build()
+}
+
+/// Checks that `bytes` hold exactly one well-formed MessagePack value.
+pub fn check_value(bytes: &[u8]) -> Result<(), DecodeError> {
+    let mut rd = Reader::new(bytes);
+    rd.skip()?;
+    rd.finish()
+}
+
+/// A cursor over a frame. Every read is bounds-checked; nothing recurses.
+struct Reader<'a> {
+    all: &'a [u8],
+    rest: &'a [u8],
+}
+
+fn truncated() -> DecodeError {
+    DecodeError::bad("truncated or malformed MessagePack")
+}
+
+impl<'a> Reader<'a> {
+    fn new(all: &'a [u8]) -> Reader<'a> {
+        Reader { all, rest: all }
+    }
+
+    fn pos(&self) -> usize {
+        self.all.len() - self.rest.len()
+    }
+
+    fn finish(&self) -> Result<(), DecodeError> {
+        if self.rest.is_empty() {
+            Ok(())
+        } else {
+            Err(DecodeError::bad("trailing bytes after the message"))
+        }
+    }
+
+    fn map_len(&mut self) -> Result<u32, DecodeError> {
+        rmp::decode::read_map_len(&mut self.rest)
+            .map_err(|_| DecodeError::bad("a message must be a MessagePack map"))
+    }
+
+    fn str(&mut self) -> Result<&'a str, DecodeError> {
+        match rmp::decode::read_str_from_slice(self.rest) {
+            Ok((s, rest)) => {
+                self.rest = rest;
+                Ok(s)
+            }
+            Err(_) => Err(DecodeError::bad("expected a UTF-8 string")),
+        }
+    }
+
+    fn uint(&mut self, field: &str) -> Result<u64, DecodeError> {
+        rmp::decode::read_int(&mut self.rest)
+            .map_err(|_| DecodeError::bad(format!("'{field}' must be an unsigned integer")))
+    }
+
+    fn bool(&mut self) -> Result<bool, DecodeError> {
+        rmp::decode::read_bool(&mut self.rest).map_err(|_| DecodeError::bad("expected a boolean"))
+    }
+
+    /// The next value's bytes, as a slice of `frame` (which `self` reads).
+    fn raw(&mut self, frame: &Bytes) -> Result<Bytes, DecodeError> {
+        let start = self.pos();
+        self.skip()?;
+        Ok(frame.slice(start..self.pos()))
+    }
+
+    fn error(&mut self) -> Result<ErrorBody, DecodeError> {
+        let mut e = ErrorBody::new(ErrorCode::Internal, "");
+        for _ in 0..self.map_len()? {
+            match self.str()? {
+                "code" => e.code = ErrorCode::parse(self.str()?),
+                "msg" => e.msg = self.str()?.to_owned().into(),
+                "rev" => e.rev = Some(self.uint("rev")?),
+                _ => self.skip()?,
+            }
+        }
+        Ok(e)
+    }
+
+    fn keys(&mut self) -> Result<Vec<KeyRev<'a>>, DecodeError> {
+        let n = rmp::decode::read_array_len(&mut self.rest)
+            .map_err(|_| DecodeError::bad("'keys' must be an array"))?;
+        let mut keys = Vec::with_capacity((n as usize).min(self.rest.len()));
+        for _ in 0..n {
+            let mut kr = KeyRev {
+                key: Cow::Borrowed(""),
+                rev: 0,
+            };
+            for _ in 0..self.map_len()? {
+                match self.str()? {
+                    "key" => kr.key = Cow::Borrowed(self.str()?),
+                    "rev" => kr.rev = self.uint("rev")?,
+                    _ => self.skip()?,
+                }
+            }
+            keys.push(kr);
+        }
+        Ok(keys)
+    }
+
+    fn take(&mut self, n: u64) -> Result<&'a [u8], DecodeError> {
+        let n = usize::try_from(n).map_err(|_| truncated())?;
+        if n > self.rest.len() {
+            return Err(truncated());
+        }
+        let (head, rest) = self.rest.split_at(n);
+        self.rest = rest;
+        Ok(head)
+    }
+
+    fn be(&mut self, n: u64) -> Result<u64, DecodeError> {
+        Ok(self
+            .take(n)?
+            .iter()
+            .fold(0u64, |acc, b| (acc << 8) | u64::from(*b)))
+    }
+
+    /// Skips one value of any depth, iteratively: a count of pending items
+    /// replaces recursion, so deep nesting cannot overflow the stack.
+    fn skip(&mut self) -> Result<(), DecodeError> {
+        let mut pending: u64 = 1;
+        while pending > 0 {
+            pending -= 1;
+            let marker = rmp::decode::read_marker(&mut self.rest).map_err(|_| truncated())?;
+            let (data, items) = match marker {
+                Marker::FixPos(_) | Marker::FixNeg(_) | Marker::Null => (0, 0),
+                Marker::True | Marker::False => (0, 0),
+                Marker::U8 | Marker::I8 => (1, 0),
+                Marker::U16 | Marker::I16 => (2, 0),
+                Marker::U32 | Marker::I32 | Marker::F32 => (4, 0),
+                Marker::U64 | Marker::I64 | Marker::F64 => (8, 0),
+                Marker::FixStr(n) => (u64::from(n), 0),
+                Marker::Str8 | Marker::Bin8 => (self.be(1)?, 0),
+                Marker::Str16 | Marker::Bin16 => (self.be(2)?, 0),
+                Marker::Str32 | Marker::Bin32 => (self.be(4)?, 0),
+                Marker::FixArray(n) => (0, u64::from(n)),
+                Marker::Array16 => (0, self.be(2)?),
+                Marker::Array32 => (0, self.be(4)?),
+                Marker::FixMap(n) => (0, 2 * u64::from(n)),
+                Marker::Map16 => (0, 2 * self.be(2)?),
+                Marker::Map32 => (0, 2 * self.be(4)?),
+                Marker::FixExt1 => (2, 0),
+                Marker::FixExt2 => (3, 0),
+                Marker::FixExt4 => (5, 0),
+                Marker::FixExt8 => (9, 0),
+                Marker::FixExt16 => (17, 0),
+                Marker::Ext8 => (self.be(1)? + 1, 0),
+                Marker::Ext16 => (self.be(2)? + 1, 0),
+                Marker::Ext32 => (self.be(4)? + 1, 0),
+                Marker::Reserved => {
+                    return Err(DecodeError::bad("reserved MessagePack marker 0xc1"))
+                }
+            };
+            self.take(data)?;
+            // Every item takes at least one byte, so more pending items than
+            // bytes left means the frame is truncated.
+            pending = pending.saturating_add(items);
+            if pending > self.rest.len() as u64 {
+                return Err(truncated());
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Appends MessagePack to a buffer. Writes to memory cannot fail, so the
+/// `io::Result`s that `rmp` returns are discarded here, and only here.
+struct Writer<'a>(&'a mut BytesMut);
+
+impl Writer<'_> {
+    fn map(&mut self, n: u32) {
+        let _ = rmp::encode::write_map_len(&mut (&mut *self.0).writer(), n);
+    }
+
+    fn array(&mut self, n: u32) {
+        let _ = rmp::encode::write_array_len(&mut (&mut *self.0).writer(), n);
+    }
+
+    fn str(&mut self, s: &str) {
+        let _ = rmp::encode::write_str(&mut (&mut *self.0).writer(), s);
+    }
+
+    fn uint(&mut self, v: u64) {
+        let _ = rmp::encode::write_uint(&mut (&mut *self.0).writer(), v);
+    }
+
+    fn bool(&mut self, v: bool) {
+        let _ = rmp::encode::write_bool(&mut (&mut *self.0).writer(), v);
+    }
+
+    fn raw(&mut self, bytes: &[u8]) {
+        self.0.put_slice(bytes);
+    }
+
+    fn field_str(&mut self, name: &str, v: &str) {
+        self.str(name);
+        self.str(v);
+    }
+
+    fn field_uint(&mut self, name: &str, v: u64) {
+        self.str(name);
+        self.uint(v);
+    }
+
+    fn error(&mut self, e: &ErrorBody) {
+        self.str("error");
+        self.map(2 + u32::from(e.rev.is_some()));
+        self.field_str("code", e.code.as_str());
+        self.field_str("msg", &e.msg);
+        if let Some(rev) = e.rev {
+            self.field_uint("rev", rev);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Pattern, Reply};
+
+    fn mp(v: &rmpv::Value) -> Bytes {
+        let mut out = Vec::new();
+        rmpv::encode::write_value(&mut out, v).expect("encode");
+        out.into()
+    }
+
+    #[test]
+    fn request_round_trip_keeps_value_bytes() {
+        let value = mp(&rmpv::Value::Map(vec![("t".into(), 21.5.into())]));
+        let reqs = [
+            Op::Set {
+                key: "a.b".into(),
+                value: value.clone(),
+                if_rev: Some(3),
+            },
+            Op::Get { key: "a".into() },
+            Op::Del {
+                key: "a".into(),
+                if_rev: None,
+            },
+            Op::Sub {
+                pattern: Pattern::parse("a.>").expect("p"),
+                since: Some(9),
+            },
+            Op::Unsub { sub: 4 },
+            Op::Keys { pattern: None },
+        ];
+        for op in reqs {
+            let req = Request { id: Some(7), op };
+            let mut buf = BytesMut::new();
+            encode_request(&req, &mut buf);
+            let frame = buf.freeze();
+            assert_eq!(decode_request(&frame).expect("decode"), req);
+        }
+    }
+
+    #[test]
+    fn errors_keep_the_id_and_code() {
+        let frame = mp(&rmpv::Value::Map(vec![
+            ("op".into(), "nope".into()),
+            ("id".into(), 5.into()),
+        ]));
+        let e = decode_request(&frame).expect_err("unknown op");
+        assert_eq!((e.id, e.error.code), (Some(5), ErrorCode::UnknownOp));
+        let frame = mp(&rmpv::Value::Map(vec![
+            ("key".into(), 1.into()),
+            ("id".into(), 6.into()),
+        ]));
+        let e = decode_request(&frame).expect_err("bad type");
+        assert_eq!((e.id, e.error.code), (Some(6), ErrorCode::BadRequest));
+        for junk in [
+            &b""[..],
+            b"\xc1",
+            b"\x81",
+            b"\xdf\xff\xff\xff\xff",
+            b"\x91\x01",
+            b"\x80\x80",
+        ] {
+            let e = decode_request(&Bytes::copy_from_slice(junk)).expect_err("junk");
+            assert_eq!(e.error.code, ErrorCode::BadRequest);
+        }
+    }
+
+    #[test]
+    fn deep_nesting_does_not_recurse() {
+        let mut v = vec![0x91u8; 1_000_000];
+        v.push(0xc0);
+        check_value(&v).expect("deep but valid");
+        v.pop();
+        assert!(check_value(&v).is_err());
+    }
+
+    #[test]
+    fn server_round_trip() {
+        let msgs = [
+            ServerMsg::Hello {
+                proto: 1,
+                server: "ipcbus/0.1.0".into(),
+                session: "u".into(),
+            },
+            ServerMsg::Val {
+                sub: 1,
+                key: "k".into(),
+                value: mp(&"v".into()),
+                rev: 3,
+            },
+            ServerMsg::Del {
+                sub: 1,
+                key: "k".into(),
+                rev: 4,
+            },
+            ServerMsg::Synced { sub: 1 },
+            ServerMsg::Error(ErrorBody::new(ErrorCode::BadKey, "bad key: empty")),
+            ServerMsg::Reply {
+                id: 2,
+                result: Err(ErrorBody::rev_mismatch(8)),
+            },
+            ServerMsg::Reply {
+                id: 3,
+                result: Ok(Reply {
+                    keys: Some(vec![KeyRev {
+                        key: "a".into(),
+                        rev: 1,
+                    }]),
+                    ..Reply::default()
+                }),
+            },
+            ServerMsg::Reply {
+                id: 4,
+                result: Ok(Reply {
+                    value: Some(mp(&1.into())),
+                    rev: Some(2),
+                    ..Reply::default()
+                }),
+            },
+        ];
+        for msg in msgs {
+            let mut buf = BytesMut::new();
+            encode_server(&msg, &mut buf);
+            let frame = buf.freeze();
+            assert_eq!(decode_server(&frame).expect("decode"), msg);
+        }
+    }
+}
