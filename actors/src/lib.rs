@@ -1,1 +1,26 @@
-//! placeholder
+//! The actors of ipcbus: one [`KeyActor`] per key, the [`Registry`] that finds
+//! them and holds the pattern index, and the per-session [`Outbox`] that fan-out
+//! writes into, with the slow-subscriber policy. Actix only; no sockets.
+//!
+//! # Layout
+//! - [`update`]: [`Update`], one write of one key, shared by every delivery of it.
+//! - [`outbox`]: [`Outbox`], a session's bounded, conflating output queue.
+//! - [`key_actor`]: [`KeyActor`] and its messages (`Set`, `Get`, `Del`, `Attach`, `Detach`).
+//! - [`registry`]: [`Registry`], the key map, the wildcard pattern index and the rev counter.
+//!
+//! # How a write flows
+//! A session calls [`Registry::send`] with a `Set`. The registry hands it to the
+//! key's actor, which takes the next store-wide rev, keeps the value as an
+//! [`Update`], and pushes one [`Out::Event`] into the [`Outbox`] of each
+//! subscriber. An outbox wakes its session once per batch, not once per event,
+//! so fan-out costs no actor message per delivery.
+
+pub mod key_actor;
+pub mod outbox;
+pub mod registry;
+pub mod update;
+
+pub use key_actor::{Attach, Del, Detach, Get, KeyActor, ReplyTo, Set, Subscriber};
+pub use outbox::{Done, Out, Outbox, OutboxConfig};
+pub use registry::{Registry, Stats};
+pub use update::Update;

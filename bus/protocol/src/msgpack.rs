@@ -440,7 +440,7 @@ mod tests {
         let reqs = [
             Op::Set {
                 key: "a.b".into(),
-                value: value.clone(),
+                value,
                 if_rev: Some(3),
             },
             Op::Get { key: "a".into() },

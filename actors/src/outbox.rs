@@ -1,0 +1,332 @@
+//! A session's output queue: bounded, conflating, shared with key actors.
+//!
+//! Key actors push into it directly, so a delivery costs no actor message.
+//! The session drains it in batches when woken (see [`Outbox::take`]).
+//!
+//! # Bound and policy when full
+//! The queue has a byte budget ([`OutboxConfig::max_bytes`], 1 MiB by
+//! default). While under budget, every event is queued. Once over it, an
+//! event for a (subscription, key) that already has an event pending
+//! *replaces* that event in place: intermediate revs are skipped (and
+//! counted), the newest state is kept, and a `del` is never lost to an older
+//! `val`. An event with nothing pending to replace is still queued, because
+//! the latest state of every key must arrive. So past the budget the queue
+//! holds at most one event per (subscription, key), and its memory is bounded
+//! by the number of matching keys; values themselves are shared with the key
+//! actors, not copied. Replies are never dropped; their number is bounded by
+//! [`OutboxConfig::max_inflight`].
+
+use crate::registry::Stats;
+use crate::update::Update;
+use ipcbus_protocol::{ErrorBody, KeyRev};
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use tokio::sync::Notify;
+
+/// Limits of one outbox.
+#[derive(Debug, Clone, Copy)]
+pub struct OutboxConfig {
+    /// Byte budget before events are conflated.
+    pub max_bytes: usize,
+    /// Requests a session may have in flight before it stops reading its socket.
+    pub max_inflight: usize,
+}
+
+impl Default for OutboxConfig {
+    fn default() -> Self {
+        OutboxConfig {
+            max_bytes: 1 << 20,
+            max_inflight: 1024,
+        }
+    }
+}
+
+/// What a successful request produced.
+#[derive(Debug, Clone)]
+pub enum Done {
+    /// `set` and `del`: the rev of the write.
+    Rev(u64),
+    /// `get`: the current value and its rev.
+    Value(Arc<Update>),
+    /// `sub`: the new subscription's id.
+    Sub(u64),
+    /// `keys`: the matching keys.
+    Keys(Vec<KeyRev<'static>>),
+    /// `unsub`: nothing to add.
+    Empty,
+}
+
+/// One item for the session to write.
+#[derive(Debug)]
+pub enum Out {
+    /// A value or deletion for a subscription.
+    Event {
+        /// Subscription id, local to the session.
+        sub: u64,
+        /// The write.
+        update: Arc<Update>,
+    },
+    /// Replay of a subscription is complete.
+    Synced {
+        /// Subscription id.
+        sub: u64,
+    },
+    /// The outcome of a request handled by a key actor.
+    Reply {
+        /// The request id; `None` means report failures only, as an `error` event.
+        id: Option<u64>,
+        /// The outcome.
+        result: Result<Done, ErrorBody>,
+    },
+}
+
+impl Out {
+    fn cost(&self) -> usize {
+        match self {
+            Out::Event { update, .. } => update.cost(),
+            Out::Synced { .. } => 16,
+            Out::Reply {
+                result: Ok(Done::Value(update)),
+                ..
+            } => update.cost(),
+            Out::Reply {
+                result: Ok(Done::Keys(keys)),
+                ..
+            } => keys.iter().map(|k| 32 + k.key.len()).sum(),
+            Out::Reply { .. } => 64,
+        }
+    }
+}
+
+#[derive(Default)]
+struct Inner {
+    queue: VecDeque<Out>,
+    bytes: usize,
+    /// Absolute position of `queue[0]` in the stream of pushed items.
+    head: u64,
+    /// Over budget only: position of the pending event of each (sub, key).
+    index: Option<HashMap<(u64, Arc<str>), u64>>,
+    /// A wake-up is on its way to the session.
+    scheduled: bool,
+}
+
+/// A session's output queue. See the module docs for its bound.
+pub struct Outbox {
+    id: u64,
+    config: OutboxConfig,
+    inner: Mutex<Inner>,
+    wake: Box<dyn Fn() + Send + Sync>,
+    closed: AtomicBool,
+    inflight: AtomicUsize,
+    room: Notify,
+    stats: Arc<Stats>,
+}
+
+impl std::fmt::Debug for Outbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Outbox").field("id", &self.id).finish()
+    }
+}
+
+impl Outbox {
+    /// A new outbox. `wake` is called when the outbox goes from idle to
+    /// having items; the session must then call [`Outbox::take`].
+    pub fn new(
+        id: u64,
+        config: OutboxConfig,
+        stats: Arc<Stats>,
+        wake: impl Fn() + Send + Sync + 'static,
+    ) -> Outbox {
+        Outbox {
+            id,
+            config,
+            inner: Mutex::default(),
+            wake: Box::new(wake),
+            closed: AtomicBool::new(false),
+            inflight: AtomicUsize::new(0),
+            room: Notify::new(),
+            stats,
+        }
+    }
+
+    /// Identifies the owning session among subscribers.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding this lock cannot leave `Inner` inconsistent
+        // in a way that matters more than losing the session, so poisoning is ignored.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Queues an item, conflating events when over budget.
+    pub fn push(&self, out: Out) {
+        if self.is_closed() {
+            return;
+        }
+        let cost = out.cost();
+        let mut g = self.lock();
+        let inner = &mut *g;
+        if inner.bytes + cost > self.config.max_bytes {
+            if let Out::Event { sub, update } = &out {
+                let index = inner
+                    .index
+                    .get_or_insert_with(|| build_index(&inner.queue, inner.head));
+                let slot_key = (*sub, update.key.clone());
+                if let Some(&pos) = index.get(&slot_key) {
+                    let slot = &mut inner.queue[(pos - inner.head) as usize];
+                    inner.bytes = inner.bytes - slot.cost() + cost;
+                    *slot = out;
+                    self.stats.skipped.fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
+                index.insert(slot_key, inner.head + inner.queue.len() as u64);
+            }
+        } else if let (Some(index), Out::Event { sub, update }) = (&mut inner.index, &out) {
+            index.insert(
+                (*sub, update.key.clone()),
+                inner.head + inner.queue.len() as u64,
+            );
+        }
+        inner.queue.push_back(out);
+        inner.bytes += cost;
+        let wake = !inner.scheduled;
+        inner.scheduled = true;
+        drop(g);
+        if wake {
+            (self.wake)();
+        }
+    }
+
+    /// Moves every queued item into `into` (which should be empty; its
+    /// allocation is reused) and re-arms the wake-up.
+    pub fn take(&self, into: &mut VecDeque<Out>) {
+        let mut g = self.lock();
+        std::mem::swap(&mut g.queue, into);
+        g.head += into.len() as u64;
+        g.bytes = 0;
+        g.index = None;
+        g.scheduled = false;
+    }
+
+    /// Counts a request handed to a key actor.
+    pub fn begin(&self) {
+        self.inflight.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Marks a request finished (its reply, if any, is already pushed).
+    pub fn complete(&self) {
+        if self.inflight.fetch_sub(1, Ordering::AcqRel) <= self.config.max_inflight {
+            self.room.notify_one();
+        }
+    }
+
+    /// Whether the session must stop reading requests for now.
+    pub fn is_saturated(&self) -> bool {
+        self.inflight.load(Ordering::Acquire) >= self.config.max_inflight
+    }
+
+    /// Resolves once fewer than `max_inflight` requests are in flight.
+    pub async fn room(&self) {
+        loop {
+            let notified = self.room.notified();
+            if !self.is_saturated() || self.is_closed() {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// Stops accepting items; key actors drop subscribers whose outbox is closed.
+    pub fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        self.room.notify_one();
+        let mut g = self.lock();
+        g.queue.clear();
+        g.index = None;
+    }
+
+    /// Whether the session has gone.
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+}
+
+fn build_index(queue: &VecDeque<Out>, head: u64) -> HashMap<(u64, Arc<str>), u64> {
+    let mut index = HashMap::with_capacity(queue.len());
+    for (i, out) in queue.iter().enumerate() {
+        if let Out::Event { sub, update } = out {
+            index.insert((*sub, update.key.clone()), head + i as u64);
+        }
+    }
+    index
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use std::sync::atomic::AtomicUsize;
+
+    fn event(sub: u64, key: &str, rev: u64, value: Option<&'static [u8]>) -> Out {
+        let update = Update::new(key.into(), rev, value.map(Bytes::from_static));
+        Out::Event {
+            sub,
+            update: Arc::new(update),
+        }
+    }
+
+    fn revs(queue: &VecDeque<Out>) -> Vec<(String, u64, bool)> {
+        queue
+            .iter()
+            .filter_map(|o| match o {
+                Out::Event { update, .. } => {
+                    Some((update.key.to_string(), update.rev, update.value.is_some()))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn wakes_once_per_batch_and_conflates_when_full() {
+        let wakes = Arc::new(AtomicUsize::new(0));
+        let w = wakes.clone();
+        let config = OutboxConfig {
+            max_bytes: 3 * 70,
+            max_inflight: 8,
+        };
+        let outbox = Outbox::new(1, config, Arc::default(), move || {
+            w.fetch_add(1, Ordering::Relaxed);
+        });
+        for rev in 1..=3 {
+            outbox.push(event(1, "a", rev, Some(b"1")));
+        }
+        assert_eq!(wakes.load(Ordering::Relaxed), 1);
+        // Over budget now: "a" is replaced in place, "b" is still queued.
+        outbox.push(event(1, "b", 4, Some(b"1")));
+        outbox.push(event(1, "a", 5, None));
+        outbox.push(event(1, "b", 6, Some(b"2")));
+        outbox.push(event(2, "a", 7, Some(b"1")));
+        let mut got = VecDeque::new();
+        outbox.take(&mut got);
+        let expect = [
+            ("a", 1, true),
+            ("a", 2, true),
+            ("a", 5, false),
+            ("b", 6, true),
+            ("a", 7, true),
+        ];
+        let expect: Vec<_> = expect
+            .iter()
+            .map(|(k, r, v)| (k.to_string(), *r, *v))
+            .collect();
+        assert_eq!(revs(&got), expect);
+        assert_eq!(outbox.stats.skipped.load(Ordering::Relaxed), 2);
+        // Drained: the next push wakes again and nothing is conflated.
+        outbox.push(event(1, "a", 8, Some(b"1")));
+        assert_eq!(wakes.load(Ordering::Relaxed), 2);
+    }
+}

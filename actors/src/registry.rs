@@ -1,0 +1,262 @@
+//! `Registry`: finds and creates key actors, keeps the wildcard pattern
+//! index, and owns the store-wide rev counter.
+//!
+//! Messages to key actors are sent while holding the registry lock (read for
+//! existing keys, write for new ones). That is what makes creation,
+//! subscription and retirement race-free: a key actor leaves the map only
+//! under the write lock and only when no message for it is queued, so no
+//! message is ever sent to a stopped actor, and a new key is created with
+//! every matching wildcard subscription already attached.
+
+use crate::key_actor::{Attach, Detach, KeyActor, Subscriber, SyncCountdown};
+use crate::outbox::Out;
+use actix::prelude::*;
+use ipcbus_protocol::{KeyRev, Pattern};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+/// Counters for health and metrics.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Events dropped for slow subscribers (newer events of the same key replaced them).
+    pub skipped: AtomicU64,
+    /// Open sessions.
+    pub sessions: AtomicUsize,
+    /// Keys that currently have a value.
+    pub live_keys: AtomicUsize,
+}
+
+/// What the registry and a key actor share.
+#[derive(Debug, Default)]
+pub(crate) struct KeyState {
+    /// Messages sent to the actor and not yet handled.
+    pub(crate) queued: AtomicUsize,
+    /// Rev of the live value; 0 when the key has none.
+    pub(crate) live_rev: AtomicU64,
+}
+
+#[derive(Clone)]
+struct KeyHandle {
+    addr: Addr<KeyActor>,
+    state: Arc<KeyState>,
+}
+
+impl KeyHandle {
+    fn send<M>(&self, msg: M)
+    where
+        M: Message<Result = ()> + Send + 'static,
+        KeyActor: Handler<M>,
+    {
+        self.state.queued.fetch_add(1, Ordering::AcqRel);
+        // Unbounded by actix, but bounded by the sessions' in-flight limit:
+        // each queued message is a request some session is waiting on.
+        self.addr.do_send(msg);
+    }
+}
+
+#[derive(Default)]
+struct State {
+    keys: HashMap<Arc<str>, KeyHandle>,
+    /// Subscriptions with a wildcard; exact ones live only in their key actor.
+    patterns: Vec<(Pattern, Subscriber)>,
+}
+
+struct Inner {
+    state: RwLock<State>,
+    rev: AtomicU64,
+    stats: Arc<Stats>,
+}
+
+/// The key map. Cheap to clone; every session holds one.
+#[derive(Clone)]
+pub struct Registry(Arc<Inner>);
+
+impl Default for Registry {
+    fn default() -> Self {
+        Registry::new()
+    }
+}
+
+impl Registry {
+    /// An empty store; the first write gets rev 1.
+    pub fn new() -> Registry {
+        Registry(Arc::new(Inner {
+            state: RwLock::default(),
+            rev: AtomicU64::new(0),
+            stats: Arc::default(),
+        }))
+    }
+
+    /// The shared counters.
+    pub fn stats(&self) -> &Arc<Stats> {
+        &self.0.stats
+    }
+
+    /// The rev of the last write.
+    pub fn last_rev(&self) -> u64 {
+        self.0.rev.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn next_rev(&self) -> u64 {
+        self.0.rev.fetch_add(1, Ordering::AcqRel) + 1
+    }
+
+    pub(crate) fn count_live(&self, was: bool, is: bool) {
+        let live = &self.0.stats.live_keys;
+        match (was, is) {
+            (false, true) => live.fetch_add(1, Ordering::Relaxed),
+            (true, false) => live.fetch_sub(1, Ordering::Relaxed),
+            _ => 0,
+        };
+    }
+
+    fn read(&self) -> RwLockReadGuard<'_, State> {
+        // Nothing panics while holding the lock; recover from poison anyway.
+        self.0.state.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, State> {
+        self.0.state.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Sends `msg` to the actor of `key`. If the key has no actor, one is
+    /// started on the current arbiter when `create` is set; otherwise `msg`
+    /// is handed back.
+    pub fn send<M>(&self, key: &str, create: bool, msg: M) -> Result<(), M>
+    where
+        M: Message<Result = ()> + Send + 'static,
+        KeyActor: Handler<M>,
+    {
+        if let Some(handle) = self.read().keys.get(key) {
+            handle.send(msg);
+            return Ok(());
+        }
+        if !create {
+            return Err(msg);
+        }
+        let mut state = self.write();
+        if let Some(handle) = state.keys.get(key) {
+            handle.send(msg);
+            return Ok(());
+        }
+        let handle = self.start(key, &state.patterns);
+        handle.send(msg);
+        state.keys.insert(key.into(), handle);
+        Ok(())
+    }
+
+    fn start(&self, key: &str, patterns: &[(Pattern, Subscriber)]) -> KeyHandle {
+        let state = Arc::new(KeyState::default());
+        let key: Arc<str> = key.into();
+        let subscribers = patterns
+            .iter()
+            .filter(|(p, s)| p.matches(&key) && !s.outbox.is_closed())
+            .map(|(_, s)| s.clone())
+            .collect();
+        let actor = KeyActor {
+            key,
+            state: state.clone(),
+            registry: self.clone(),
+            current: None,
+            subscribers,
+        };
+        KeyHandle {
+            addr: actor.start(),
+            state,
+        }
+    }
+
+    /// Subscribes to a key or pattern. Every matching key replays to the
+    /// subscriber, then `synced` is queued; later writes follow. The caller
+    /// must have queued the `sub` reply first.
+    pub fn subscribe(&self, pattern: &Pattern, subscriber: &Subscriber, since: Option<u64>) {
+        let attach = |sync| Attach {
+            subscriber: subscriber.clone(),
+            since,
+            sync: Some(sync),
+        };
+        let countdown = |n| {
+            Arc::new(SyncCountdown {
+                remaining: AtomicUsize::new(n),
+                subscriber: subscriber.clone(),
+            })
+        };
+        if let Some(key) = pattern.exact_key() {
+            let msg = attach(countdown(1));
+            let _created = self.send(key, true, msg);
+            return;
+        }
+        let mut state = self.write();
+        state.patterns.push((pattern.clone(), subscriber.clone()));
+        let matching: Vec<&KeyHandle> = state
+            .keys
+            .iter()
+            .filter(|(k, _)| pattern.matches(k))
+            .map(|(_, h)| h)
+            .collect();
+        if matching.is_empty() {
+            subscriber.outbox.push(Out::Synced {
+                sub: subscriber.sub,
+            });
+            return;
+        }
+        let sync = countdown(matching.len());
+        for handle in matching {
+            handle.send(attach(sync.clone()));
+        }
+    }
+
+    /// Ends a subscription made with [`Registry::subscribe`].
+    pub fn unsubscribe(&self, pattern: &Pattern, outbox_id: u64, sub: u64) {
+        let detach = || Detach { outbox_id, sub };
+        if let Some(key) = pattern.exact_key() {
+            let _absent = self.send(key, false, detach());
+            return;
+        }
+        let mut state = self.write();
+        state
+            .patterns
+            .retain(|(_, s)| !(s.sub == sub && s.outbox.id() == outbox_id));
+        for (key, handle) in &state.keys {
+            if pattern.matches(key) {
+                handle.send(detach());
+            }
+        }
+    }
+
+    /// Keys that have a value, with their revs, sorted; all or those matching.
+    pub fn keys(&self, pattern: Option<&Pattern>) -> Vec<KeyRev<'static>> {
+        let state = self.read();
+        let mut keys: Vec<KeyRev<'static>> = state
+            .keys
+            .iter()
+            .filter(|(k, _)| pattern.is_none_or(|p| p.matches(k)))
+            .filter_map(|(k, h)| {
+                let rev = h.state.live_rev.load(Ordering::Acquire);
+                (rev != 0).then(|| KeyRev {
+                    key: k.to_string().into(),
+                    rev,
+                })
+            })
+            .collect();
+        keys.sort_unstable_by(|a, b| a.key.cmp(&b.key));
+        keys
+    }
+
+    /// Removes an idle key actor, unless a message for it is still queued.
+    /// Called by the actor itself, which stops when this returns true.
+    pub(crate) fn retire(&self, key: &str, state: &Arc<KeyState>) -> bool {
+        let mut map = self.write();
+        if state.queued.load(Ordering::Acquire) != 0 {
+            return false;
+        }
+        match map.keys.get(key) {
+            Some(h) if Arc::ptr_eq(&h.state, state) => {
+                map.keys.remove(key);
+                true
+            }
+            _ => false,
+        }
+    }
+}

@@ -1,0 +1,53 @@
+//! One write (a value or a deletion) of one key.
+
+use bytes::Bytes;
+use ipcbus_protocol::transcode::msgpack_to_json;
+use ipcbus_protocol::ErrorBody;
+use serde_json::value::RawValue;
+use std::sync::{Arc, OnceLock};
+
+/// A key's state after one write. Shared (behind an `Arc`) by the key actor
+/// and by every pending delivery, so fan-out copies no value bytes.
+#[derive(Debug)]
+pub struct Update {
+    /// The key.
+    pub key: Arc<str>,
+    /// The store-wide rev of this write.
+    pub rev: u64,
+    /// The value as MessagePack, exactly as the publisher sent it; `None` for a deletion.
+    pub value: Option<Bytes>,
+    /// The value rendered as JSON, made once, on first need by a JSON session.
+    json: OnceLock<Result<Box<RawValue>, ErrorBody>>,
+}
+
+impl Update {
+    /// A new write.
+    pub fn new(key: Arc<str>, rev: u64, value: Option<Bytes>) -> Update {
+        Update {
+            key,
+            rev,
+            value,
+            json: OnceLock::new(),
+        }
+    }
+
+    /// The value as JSON text (`None` for a deletion), rendered at most once.
+    pub fn json(&self) -> Result<Option<&RawValue>, &ErrorBody> {
+        let Some(value) = &self.value else {
+            return Ok(None);
+        };
+        match self
+            .json
+            .get_or_init(|| msgpack_to_json(value).map_err(|e| e.error))
+        {
+            Ok(raw) => Ok(Some(raw)),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Bytes this update stands for in an outbox's budget.
+    pub fn cost(&self) -> usize {
+        const OVERHEAD: usize = 64;
+        OVERHEAD + self.key.len() + self.value.as_ref().map_or(0, Bytes::len)
+    }
+}
