@@ -19,7 +19,8 @@ pub struct ReplyTo {
 }
 
 impl ReplyTo {
-    fn send(self, result: Result<Done, ErrorBody>) {
+    /// Delivers the outcome and marks the request finished.
+    pub fn send(self, result: Result<Done, ErrorBody>) {
         if self.id.is_some() || result.is_err() {
             self.outbox.push(Out::Reply {
                 id: self.id,

@@ -1,1 +1,26 @@
-//! placeholder
+//! The ipcbus server: an actix-web app whose WebSocket sessions talk to the
+//! key actors of `ipcbus-actors`, plus the `ipcbus` command line.
+//!
+//! # Layout
+//! - [`config`]: [`Config`], its TOML file and the precedence of settings.
+//! - `app`: the HTTP app (`/ws`, `/health`) and [`serve`], which runs it on a bound listener.
+//! - `ws`: the WebSocket transport (the only module that knows `actix-web-actors`).
+//! - `session`: one session's subscriptions and request dispatch.
+//! - `selftest`: the startup self-test, over a real socket.
+//! - [`cli`]: the `ipcbus` command line (`serve`, `get`, `set`, `del`, `keys`, `watch`).
+//!
+//! `main.rs` only parses arguments and calls [`cli::run`].
+
+mod app;
+pub mod cli;
+pub mod config;
+mod selftest;
+mod session;
+mod ws;
+
+pub use app::serve;
+pub use config::Config;
+pub use ws::{CLIENT_TIMEOUT, HEARTBEAT_INTERVAL};
+
+/// `ipcbus/<version>`, as sent in `hello` and `/health`.
+pub const SERVER_NAME: &str = concat!("ipcbus/", env!("CARGO_PKG_VERSION"));

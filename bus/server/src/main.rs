@@ -1,1 +1,21 @@
-fn main() {}
+//! The `ipcbus` binary: parses arguments and hands them to the library.
+
+use clap::Parser;
+use std::process::ExitCode;
+use tracing_subscriber::EnvFilter;
+
+fn main() -> ExitCode {
+    let filter = EnvFilter::try_from_env("IPCBUS_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = ipcbus::cli::Cli::parse();
+    match ipcbus::cli::run(cli).map_err(anyhow::Error::from) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ipcbus: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,1 +1,24 @@
-//! placeholder
+//! Async Rust client for ipcbus, on tokio-tungstenite.
+//!
+//! # Layout
+//! - [`Client`] (`client.rs`): connect, `set`/`get`/`del`/`keys` (typed with
+//!   serde, or raw MessagePack bytes), `set_if`, `subscribe`, `watch`.
+//! - [`Subscription`] and [`Event`] (`subscription.rs`): a subscription as a `Stream`.
+//! - [`Watch`] (`watch.rs`): a local mirror of a pattern, kept current by push.
+//! - `conn.rs`: the reader and writer tasks behind a connection.
+//! - [`Error`] (`error.rs`).
+//!
+//! Requests are pipelined: any number may be in flight on one connection,
+//! matched to replies by id. The wire protocol is `docs/protocol.md`.
+
+mod client;
+mod conn;
+mod error;
+mod subscription;
+mod watch;
+
+pub use client::{Client, ClientOptions};
+pub use error::{Error, Result};
+pub use ipcbus_protocol::ErrorCode;
+pub use subscription::{Event, Subscription};
+pub use watch::{Entry, Watch};

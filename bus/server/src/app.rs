@@ -1,0 +1,112 @@
+//! The HTTP app and [`serve`].
+
+use crate::config::Config;
+use crate::selftest;
+use actix_web::{web, App, HttpResponse, HttpServer};
+use ipcbus_actors::Registry;
+use std::future::Future;
+use std::net::TcpListener;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError};
+use tokio::sync::watch;
+
+/// How long a graceful shutdown waits for connections to close.
+const SHUTDOWN_TIMEOUT_SECS: u64 = 5;
+
+/// Shared by every worker and session.
+pub(crate) struct AppState {
+    pub(crate) registry: Registry,
+    pub(crate) config: Config,
+    /// Flips to true when the server shuts down; sessions then send a close frame.
+    pub(crate) shutdown: watch::Receiver<bool>,
+    session_ids: AtomicU64,
+    selftest: Mutex<String>,
+}
+
+impl AppState {
+    pub(crate) fn next_session_id(&self) -> u64 {
+        self.session_ids.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    pub(crate) fn set_selftest(&self, outcome: String) {
+        *self.selftest.lock().unwrap_or_else(PoisonError::into_inner) = outcome;
+    }
+}
+
+async fn health(state: web::Data<AppState>) -> HttpResponse {
+    let stats = state.registry.stats();
+    let selftest = state
+        .selftest
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone();
+    HttpResponse::Ok().json(serde_json::json!({
+        "status": "ok",
+        "server": crate::SERVER_NAME,
+        "sessions": stats.sessions.load(Ordering::Relaxed),
+        "keys": stats.live_keys.load(Ordering::Relaxed),
+        "rev": state.registry.last_rev(),
+        "skipped": stats.skipped.load(Ordering::Relaxed),
+        "selftest": selftest,
+    }))
+}
+
+/// Runs the bus on an already-bound listener until `shutdown` resolves, then
+/// closes every session with a close frame (1001) and stops. Must be called
+/// inside an actix system (`actix_web::rt::System`).
+pub async fn serve(
+    listener: TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let addr = listener.local_addr()?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let state = web::Data::new(AppState {
+        registry: Registry::new(),
+        config: config.clone(),
+        shutdown: stop_rx,
+        session_ids: AtomicU64::new(0),
+        selftest: Mutex::new(
+            if config.selftest {
+                "pending"
+            } else {
+                "disabled"
+            }
+            .to_owned(),
+        ),
+    });
+    let workers = match config.workers {
+        0 => std::thread::available_parallelism().map_or(1, usize::from),
+        n => n,
+    };
+    let app_state = state.clone();
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(app_state.clone())
+            .route("/ws", web::get().to(crate::ws::upgrade))
+            .route("/health", web::get().to(health))
+    })
+    .on_connect(|conn, _| {
+        if let Some(tcp) = conn.downcast_ref::<actix_web::rt::net::TcpStream>() {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::warn!("cannot set TCP_NODELAY: {e}");
+            }
+        }
+    })
+    .workers(workers)
+    .disable_signals()
+    .shutdown_timeout(SHUTDOWN_TIMEOUT_SECS)
+    .listen(listener)?
+    .run();
+    let handle = server.handle();
+    let running = actix_web::rt::spawn(server);
+    tracing::info!(%addr, workers, "ipcbus listening; WebSocket at ws://{addr}/ws");
+    if config.selftest {
+        actix_web::rt::spawn(selftest::run(addr, state.clone()));
+    }
+    shutdown.await;
+    tracing::info!("shutting down");
+    let _ = stop_tx.send(true);
+    handle.stop(true).await;
+    running.await.map_err(std::io::Error::other)?
+}

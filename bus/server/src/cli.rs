@@ -1,0 +1,260 @@
+//! The `ipcbus` command line: `serve` runs the bus; `get`, `set`, `del`,
+//! `keys` and `watch` are a small client that reads and writes JSON.
+
+use crate::config::{Config, ConfigError};
+use clap::{Args, Parser, Subcommand};
+use futures_util::StreamExt;
+use ipcbus_client::{Client, Event};
+use ipcbus_protocol::transcode::{json_to_msgpack, msgpack_to_json};
+use std::io::{Read, Write};
+use std::net::{IpAddr, TcpListener};
+use std::path::PathBuf;
+
+/// Command-line arguments.
+#[derive(Debug, Parser)]
+#[command(
+    name = "ipcbus",
+    version,
+    about = "A publish/subscribe bus for live data over WebSocket"
+)]
+pub struct Cli {
+    /// Server to talk to (client commands).
+    #[arg(
+        long,
+        global = true,
+        env = "IPCBUS_URL",
+        default_value = "ws://127.0.0.1:9099/ws"
+    )]
+    url: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the bus.
+    Serve(ServeArgs),
+    /// Print a key's value as JSON.
+    Get {
+        /// The key.
+        key: String,
+    },
+    /// Set a key to a JSON value, from the argument or from stdin.
+    Set {
+        /// The key.
+        key: String,
+        /// The value as JSON (strings need quotes: '"text"'); read from stdin if absent.
+        value: Option<String>,
+        /// Only if the key's current rev is this (0: only if absent).
+        #[arg(long)]
+        if_rev: Option<u64>,
+    },
+    /// Delete a key.
+    Del {
+        /// The key.
+        key: String,
+        /// Only if the key's current rev is this.
+        #[arg(long)]
+        if_rev: Option<u64>,
+    },
+    /// List keys and revs as JSON lines.
+    Keys {
+        /// Only keys matching this pattern (`*` one token, `>` the rest).
+        pattern: Option<String>,
+    },
+    /// Print one JSON line per event until interrupted.
+    Watch {
+        /// Key or pattern.
+        pattern: String,
+        /// Replay only keys whose rev is above this.
+        #[arg(long)]
+        since: Option<u64>,
+    },
+}
+
+/// `ipcbus serve` settings; each overrides `IPCBUS_*`, which overrides the file.
+#[derive(Debug, Args)]
+struct ServeArgs {
+    /// TOML config file.
+    #[arg(long, env = "IPCBUS_CONFIG")]
+    config: Option<PathBuf>,
+    /// Address to bind [default: 127.0.0.1].
+    #[arg(long, env = "IPCBUS_HOST")]
+    host: Option<IpAddr>,
+    /// Port to bind [default: 9099].
+    #[arg(long, env = "IPCBUS_PORT")]
+    port: Option<u16>,
+    /// Worker threads [default: one per CPU].
+    #[arg(long, env = "IPCBUS_WORKERS")]
+    workers: Option<usize>,
+    /// Largest value, in bytes [default: 1048576].
+    #[arg(long, env = "IPCBUS_MAX_VALUE_BYTES")]
+    max_value_bytes: Option<usize>,
+    /// Largest WebSocket message, in bytes [default: 1114112].
+    #[arg(long, env = "IPCBUS_MAX_FRAME_BYTES")]
+    max_frame_bytes: Option<usize>,
+    /// Per-session outbox budget before conflation, in bytes [default: 1048576].
+    #[arg(long, env = "IPCBUS_OUTBOX_BYTES")]
+    outbox_bytes: Option<usize>,
+    /// Requests in flight per session before reading pauses [default: 1024].
+    #[arg(long, env = "IPCBUS_MAX_INFLIGHT")]
+    max_inflight: Option<usize>,
+    /// Subscriptions per session [default: 4096].
+    #[arg(long, env = "IPCBUS_MAX_SUBS")]
+    max_subs: Option<usize>,
+    /// Skip the startup self-test.
+    #[arg(long, env = "IPCBUS_NO_SELFTEST")]
+    no_selftest: bool,
+}
+
+impl ServeArgs {
+    fn into_config(self) -> Result<Config, ConfigError> {
+        let mut c = match &self.config {
+            Some(path) => Config::from_file(path)?,
+            None => Config::default(),
+        };
+        macro_rules! take {
+            ($($field:ident),*) => { $(if let Some(v) = self.$field { c.$field = v; })* };
+        }
+        take!(
+            host,
+            port,
+            workers,
+            max_value_bytes,
+            max_frame_bytes,
+            outbox_bytes,
+            max_inflight,
+            max_subs
+        );
+        if self.no_selftest {
+            c.selftest = false;
+        }
+        c.validate()?;
+        Ok(c)
+    }
+}
+
+/// Why a command failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// Bad settings.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The server could not start or stopped with an error.
+    #[error("server: {0}")]
+    Io(#[from] std::io::Error),
+    /// A client request failed.
+    #[error(transparent)]
+    Client(#[from] ipcbus_client::Error),
+    /// The user's input is unusable.
+    #[error("{0}")]
+    Input(String),
+}
+
+/// Parses the command line and runs the command.
+pub fn run(cli: Cli) -> Result<(), CliError> {
+    match cli.command {
+        Command::Serve(args) => serve(args.into_config()?),
+        command => {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(client_command(&cli.url, command))
+        }
+    }
+}
+
+fn serve(config: Config) -> Result<(), CliError> {
+    let listener = TcpListener::bind((config.host, config.port)).map_err(|e| {
+        CliError::Input(format!("cannot bind {}:{}: {e}", config.host, config.port))
+    })?;
+    actix_web::rt::System::new().block_on(crate::serve(listener, config, shutdown_signal()))?;
+    Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            },
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+async fn client_command(url: &str, command: Command) -> Result<(), CliError> {
+    let client = Client::connect(url).await?;
+    let mut out = std::io::stdout().lock();
+    match command {
+        Command::Serve(_) => unreachable!("handled by run"),
+        Command::Get { key } => {
+            let (value, _) = client.get_raw(&key).await?;
+            writeln!(out, "{}", json(&value)?)?;
+        }
+        Command::Set { key, value, if_rev } => {
+            let text = match value {
+                Some(v) => v,
+                None => {
+                    let mut s = String::new();
+                    std::io::stdin().read_to_string(&mut s)?;
+                    s
+                }
+            };
+            let value = json_to_msgpack(text.trim()).map_err(|e| {
+                CliError::Input(format!(
+                    "{} (strings need JSON quotes, e.g. '\"text\"')",
+                    e.error.msg
+                ))
+            })?;
+            let rev = client.set_raw(&key, value, if_rev).await?;
+            writeln!(out, "{}", serde_json::json!({ "rev": rev }))?;
+        }
+        Command::Del { key, if_rev } => {
+            let rev = match if_rev {
+                Some(r) => client.del_if(&key, r).await?,
+                None => client.del(&key).await?,
+            };
+            writeln!(out, "{}", serde_json::json!({ "rev": rev }))?;
+        }
+        Command::Keys { pattern } => {
+            for (key, rev) in client.keys(pattern.as_deref()).await? {
+                writeln!(out, "{}", serde_json::json!({ "key": key, "rev": rev }))?;
+            }
+        }
+        Command::Watch { pattern, since } => {
+            let mut sub = client.subscribe_since(&pattern, since).await?;
+            while let Some(event) = sub.next().await {
+                let line = match &event {
+                    Event::Value { key, rev, value } => {
+                        let value: serde_json::Value = serde_json::from_str(json(value)?.get())
+                            .map_err(|e| CliError::Input(e.to_string()))?;
+                        serde_json::json!({ "ev": "val", "key": key, "rev": rev, "value": value })
+                    }
+                    Event::Deleted { key, rev } => {
+                        serde_json::json!({ "ev": "del", "key": key, "rev": rev })
+                    }
+                    Event::Synced => serde_json::json!({ "ev": "synced" }),
+                };
+                writeln!(out, "{line}")?;
+                out.flush()?;
+            }
+            return Err(ipcbus_client::Error::Closed.into());
+        }
+    }
+    Ok(())
+}
+
+fn json(value: &[u8]) -> Result<Box<serde_json::value::RawValue>, CliError> {
+    msgpack_to_json(value).map_err(|e| CliError::Input(e.error.msg.into_owned()))
+}

@@ -1,0 +1,126 @@
+//! Server settings. Precedence, highest first: command-line flags, `IPCBUS_*`
+//! environment variables, the TOML file named by `--config`, built-in defaults.
+
+use serde::Deserialize;
+use std::net::IpAddr;
+use std::path::Path;
+
+/// Default port: the one the old `service.ipcdatastore` used.
+pub const DEFAULT_PORT: u16 = 9099;
+
+/// Everything `ipcbus serve` can be told. Field names are the TOML keys.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address to bind.
+    pub host: IpAddr,
+    /// Port to bind; 0 picks a free one.
+    pub port: u16,
+    /// HTTP worker threads; 0 means one per CPU.
+    pub workers: usize,
+    /// Largest value a `set` may carry, in bytes of MessagePack.
+    pub max_value_bytes: usize,
+    /// Largest WebSocket message; larger ones close the connection with 1009.
+    pub max_frame_bytes: usize,
+    /// Byte budget of each session's outbox before events are conflated.
+    pub outbox_bytes: usize,
+    /// Requests a session may have in flight before the server stops reading it.
+    pub max_inflight: usize,
+    /// Subscriptions one session may hold.
+    pub max_subs: usize,
+    /// Run the startup self-test.
+    pub selftest: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            host: IpAddr::from([127, 0, 0, 1]),
+            port: DEFAULT_PORT,
+            workers: 0,
+            max_value_bytes: 1 << 20,
+            max_frame_bytes: (1 << 20) + (64 << 10),
+            outbox_bytes: 1 << 20,
+            max_inflight: 1024,
+            max_subs: 4096,
+            selftest: true,
+        }
+    }
+}
+
+/// A config file that could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for [`Config`].
+    #[error("invalid config file {path}: {source}")]
+    Parse {
+        /// The file.
+        path: String,
+        /// Why.
+        source: toml::de::Error,
+    },
+    /// A value is out of range.
+    #[error("invalid setting: {0}")]
+    Invalid(&'static str),
+}
+
+impl Config {
+    /// Reads a TOML file; missing keys keep their defaults.
+    pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
+        let shown = || path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: shown(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|source| ConfigError::Parse {
+            path: shown(),
+            source,
+        })
+    }
+
+    /// Checks values that would make the server useless.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.max_value_bytes == 0 || self.max_frame_bytes == 0 {
+            return Err(ConfigError::Invalid(
+                "max_value_bytes and max_frame_bytes must be > 0",
+            ));
+        }
+        if self.max_frame_bytes < self.max_value_bytes {
+            return Err(ConfigError::Invalid(
+                "max_frame_bytes must be >= max_value_bytes",
+            ));
+        }
+        if self.outbox_bytes == 0 || self.max_inflight == 0 || self.max_subs == 0 {
+            return Err(ConfigError::Invalid(
+                "outbox_bytes, max_inflight and max_subs must be > 0",
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_overrides_defaults_and_rejects_typos() {
+        let c: Config = toml::from_str("port = 7000\nmax_subs = 3").expect("toml");
+        assert_eq!((c.port, c.max_subs, c.max_inflight), (7000, 3, 1024));
+        assert!(toml::from_str::<Config>("prot = 1").is_err());
+        assert!(Config {
+            max_frame_bytes: 10,
+            ..Config::default()
+        }
+        .validate()
+        .is_err());
+    }
+}

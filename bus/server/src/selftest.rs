@@ -1,0 +1,71 @@
+//! The startup self-test: set, get and subscribe on a reserved key, through
+//! a real client over the real socket, as the old datastore did at startup.
+
+use crate::app::AppState;
+use actix_web::web;
+use futures_util::StreamExt;
+use ipcbus_client::{Client, Event};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+/// The reserved key the self-test writes (then deletes).
+pub(crate) const SELFTEST_KEY: &str = "ipcbus.selftest";
+/// How long the whole self-test may take.
+const SELFTEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub(crate) async fn run(addr: SocketAddr, state: web::Data<AppState>) {
+    let started = Instant::now();
+    let outcome = match tokio::time::timeout(SELFTEST_TIMEOUT, check(addr)).await {
+        Ok(Ok(())) => {
+            let ms = started.elapsed().as_secs_f64() * 1e3;
+            tracing::info!(
+                "self-test passed in {ms:.1} ms (set, get, subscribe on {SELFTEST_KEY})"
+            );
+            "passed".to_owned()
+        }
+        Ok(Err(e)) => {
+            tracing::error!("self-test FAILED: {e}");
+            format!("failed: {e}")
+        }
+        Err(_) => {
+            tracing::error!("self-test FAILED: no answer within {SELFTEST_TIMEOUT:?}");
+            "failed: timeout".to_owned()
+        }
+    };
+    state.set_selftest(outcome);
+}
+
+async fn check(addr: SocketAddr) -> Result<(), String> {
+    let url = format!("ws://{addr}/ws");
+    let client = Client::connect(&url)
+        .await
+        .map_err(|e| format!("connect {url}: {e}"))?;
+    let nonce = format!("{:?}", Instant::now());
+    let mut events = client
+        .subscribe(SELFTEST_KEY)
+        .await
+        .map_err(|e| format!("subscribe: {e}"))?;
+    let rev = client
+        .set(SELFTEST_KEY, &nonce)
+        .await
+        .map_err(|e| format!("set: {e}"))?;
+    let got: String = client
+        .get(SELFTEST_KEY)
+        .await
+        .map_err(|e| format!("get: {e}"))?;
+    if got != nonce {
+        return Err(format!("get returned {got:?}, expected {nonce:?}"));
+    }
+    loop {
+        match events.next().await {
+            Some(Event::Value { rev: r, .. }) if r == rev => break,
+            Some(_) => continue,
+            None => return Err("subscription ended before the write arrived".to_owned()),
+        }
+    }
+    client
+        .del(SELFTEST_KEY)
+        .await
+        .map_err(|e| format!("del: {e}"))?;
+    Ok(())
+}

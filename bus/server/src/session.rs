@@ -1,0 +1,164 @@
+//! The state of one client session and the dispatch of its requests,
+//! independent of the socket transport (see `ws.rs` for that).
+
+use crate::config::Config;
+use ipcbus_actors::{Del, Done, Get, Out, Outbox, Registry, ReplyTo, Set, Subscriber};
+use ipcbus_protocol::{ErrorBody, ErrorCode, Op, Pattern, Request};
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+/// Limits a session enforces on its requests.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limits {
+    pub(crate) max_value_bytes: usize,
+    pub(crate) max_subs: usize,
+}
+
+impl From<&Config> for Limits {
+    fn from(c: &Config) -> Limits {
+        Limits {
+            max_value_bytes: c.max_value_bytes,
+            max_subs: c.max_subs,
+        }
+    }
+}
+
+/// One client's subscriptions and outbox.
+pub(crate) struct Session {
+    pub(crate) registry: Registry,
+    pub(crate) outbox: Arc<Outbox>,
+    limits: Limits,
+    subs: HashMap<u64, Pattern>,
+    next_sub: u64,
+}
+
+impl Session {
+    pub(crate) fn new(registry: Registry, outbox: Arc<Outbox>, limits: Limits) -> Session {
+        registry.stats().sessions.fetch_add(1, Ordering::Relaxed);
+        Session {
+            registry,
+            outbox,
+            limits,
+            subs: HashMap::new(),
+            next_sub: 1,
+        }
+    }
+
+    /// Whether events for `sub` should still be written.
+    pub(crate) fn is_subscribed(&self, sub: u64) -> bool {
+        self.subs.contains_key(&sub)
+    }
+
+    /// Queues the reply to a request handled here rather than by a key actor.
+    pub(crate) fn reply(&self, id: Option<u64>, result: Result<Done, ErrorBody>) {
+        if id.is_some() || result.is_err() {
+            self.outbox.push(Out::Reply { id, result });
+        }
+    }
+
+    fn reply_to(&self, id: Option<u64>) -> ReplyTo {
+        self.outbox.begin();
+        ReplyTo {
+            outbox: self.outbox.clone(),
+            id,
+        }
+    }
+
+    /// Carries out one request. Every reply and event goes through the outbox.
+    pub(crate) fn handle(&mut self, req: Request<'_>) {
+        let id = req.id;
+        match req.op {
+            Op::Set { key, value, if_rev } => {
+                if value.len() > self.limits.max_value_bytes {
+                    let msg = format!(
+                        "value of {} bytes exceeds max_value_bytes ({})",
+                        value.len(),
+                        self.limits.max_value_bytes
+                    );
+                    return self.reply(id, Err(ErrorBody::new(ErrorCode::TooLarge, msg)));
+                }
+                let reply = self.reply_to(id);
+                let _created = self.registry.send(
+                    &key,
+                    true,
+                    Set {
+                        value,
+                        if_rev,
+                        reply,
+                    },
+                );
+            }
+            Op::Get { key } => {
+                let reply = self.reply_to(id);
+                if let Err(Get { reply }) = self.registry.send(&key, false, Get { reply }) {
+                    reply.send(Err(ErrorBody::not_found()));
+                }
+            }
+            Op::Del { key, if_rev } => {
+                let reply = self.reply_to(id);
+                if let Err(Del { reply, .. }) =
+                    self.registry.send(&key, false, Del { if_rev, reply })
+                {
+                    reply.send(Err(ErrorBody::not_found()));
+                }
+            }
+            Op::Sub { pattern, since } => self.subscribe(id, pattern, since),
+            Op::Unsub { sub } => {
+                let result = match self.subs.remove(&sub) {
+                    Some(pattern) => {
+                        self.registry.unsubscribe(&pattern, self.outbox.id(), sub);
+                        Ok(Done::Empty)
+                    }
+                    None => Err(ErrorBody::new(
+                        ErrorCode::NotFound,
+                        format!("no subscription {sub}"),
+                    )),
+                };
+                self.reply(id, result);
+            }
+            Op::Keys { pattern } => {
+                let keys = self.registry.keys(pattern.as_ref());
+                self.reply(id, Ok(Done::Keys(keys)));
+            }
+        }
+    }
+
+    fn subscribe(&mut self, id: Option<u64>, pattern: Pattern, since: Option<u64>) {
+        if self.subs.len() >= self.limits.max_subs {
+            let msg = format!(
+                "this session already has max_subs ({}) subscriptions",
+                self.limits.max_subs
+            );
+            return self.reply(id, Err(ErrorBody::new(ErrorCode::Limit, msg)));
+        }
+        let sub = self.next_sub;
+        self.next_sub += 1;
+        // The reply is queued before any event of the subscription can be.
+        self.reply(id, Ok(Done::Sub(sub)));
+        let subscriber = Subscriber {
+            outbox: self.outbox.clone(),
+            sub,
+        };
+        self.registry.subscribe(&pattern, &subscriber, since);
+        self.subs.insert(sub, pattern);
+    }
+
+    /// Reports an error for a frame that did not decode.
+    pub(crate) fn reject(&self, id: Option<u64>, error: ErrorBody) {
+        self.reply(id, Err(error));
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.outbox.close();
+        for (sub, pattern) in self.subs.drain() {
+            self.registry.unsubscribe(&pattern, self.outbox.id(), sub);
+        }
+        self.registry
+            .stats()
+            .sessions
+            .fetch_sub(1, Ordering::Relaxed);
+    }
+}

@@ -1,0 +1,408 @@
+//! The WebSocket transport: the one module that knows `actix-web-actors`.
+//! A `WsSession` actor reads frames, decodes them with the session's codec,
+//! hands requests to [`Session`], and writes what the outbox holds.
+
+use crate::app::AppState;
+use crate::session::{Limits, Session};
+use actix::prelude::*;
+use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web_actors::ws::{self, CloseCode, CloseReason, ProtocolError, WebsocketContext};
+use bytes::{Bytes, BytesMut};
+use ipcbus_actors::{Done, Out, Outbox, OutboxConfig};
+use ipcbus_protocol::{
+    json, msgpack, Codec, ErrorBody, ErrorCode, Reply, ServerMsg, PROTO_VERSION,
+};
+use std::borrow::Cow;
+use std::collections::VecDeque;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+
+/// How often the server pings an idle client.
+pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(10);
+/// A client silent for this long (no frame, no pong) is disconnected.
+pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Tells the session its outbox has items.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Wake;
+
+/// `GET /ws`: upgrades to a session. The codec is the first subprotocol the
+/// client offers that we know; no subprotocol means MessagePack.
+pub(crate) async fn upgrade(
+    req: HttpRequest,
+    stream: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, actix_web::Error> {
+    let offered = req
+        .headers()
+        .get_all(actix_web::http::header::SEC_WEBSOCKET_PROTOCOL)
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .find_map(Codec::from_subprotocol);
+    let codec = offered.unwrap_or_default();
+    let session = WsSession::new(&state, codec);
+    let protocols = [codec.subprotocol()];
+    let mut builder =
+        ws::WsResponseBuilder::new(session, &req, stream).frame_size(state.config.max_frame_bytes);
+    if offered.is_some() {
+        builder = builder.protocols(&protocols);
+    }
+    builder.start()
+}
+
+/// One WebSocket connection.
+pub(crate) struct WsSession {
+    session: Session,
+    codec: Codec,
+    me: Arc<OnceLock<Addr<WsSession>>>,
+    shutdown: watch::Receiver<bool>,
+    max_frame_bytes: usize,
+    last_seen: Instant,
+    /// Reassembly of a fragmented message: its first opcode was text?
+    partial: Option<(bool, BytesMut)>,
+    /// Reused between drains.
+    batch: VecDeque<Out>,
+    buf: BytesMut,
+}
+
+impl WsSession {
+    fn new(state: &AppState, codec: Codec) -> WsSession {
+        let me: Arc<OnceLock<Addr<WsSession>>> = Arc::default();
+        let waker = me.clone();
+        let config = OutboxConfig {
+            max_bytes: state.config.outbox_bytes,
+            max_inflight: state.config.max_inflight,
+        };
+        let id = state.next_session_id();
+        let stats = state.registry.stats().clone();
+        let outbox = Outbox::new(id, config, stats, move || {
+            if let Some(addr) = waker.get() {
+                // At most one Wake is ever queued: the outbox only wakes
+                // again after `take`, so this cannot grow the mailbox.
+                addr.do_send(Wake);
+            }
+        });
+        WsSession {
+            session: Session::new(
+                state.registry.clone(),
+                Arc::new(outbox),
+                Limits::from(&state.config),
+            ),
+            codec,
+            me,
+            shutdown: state.shutdown.clone(),
+            max_frame_bytes: state.config.max_frame_bytes,
+            last_seen: Instant::now(),
+            partial: None,
+            batch: VecDeque::new(),
+            buf: BytesMut::with_capacity(4096),
+        }
+    }
+
+    fn write(
+        &mut self,
+        msg: &ServerMsg<'_>,
+        value_json: Option<&serde_json::value::RawValue>,
+        ctx: &mut WebsocketContext<Self>,
+    ) {
+        match self.codec {
+            Codec::MsgPack => {
+                msgpack::encode_server(msg, &mut self.buf);
+                ctx.binary(self.buf.split().freeze());
+            }
+            Codec::Json => {
+                if let Err(e) = json::encode_server(msg, value_json, &mut self.buf) {
+                    self.buf.clear();
+                    return self.write(&ServerMsg::Error(e.error), None, ctx);
+                }
+                let frame = self.buf.split().freeze();
+                // The JSON encoder only writes UTF-8.
+                match bytestring::ByteString::try_from(frame) {
+                    Ok(text) => ctx.text(text),
+                    Err(_) => tracing::error!("JSON encoder produced invalid UTF-8"),
+                }
+            }
+        }
+    }
+
+    /// Writes everything the outbox holds.
+    fn drain(&mut self, ctx: &mut WebsocketContext<Self>) {
+        self.session.outbox.take(&mut self.batch);
+        let mut batch = std::mem::take(&mut self.batch);
+        for out in batch.drain(..) {
+            self.write_out(out, ctx);
+        }
+        self.batch = batch;
+    }
+
+    fn write_out(&mut self, out: Out, ctx: &mut WebsocketContext<Self>) {
+        match out {
+            Out::Event { sub, update } => {
+                if !self.session.is_subscribed(sub) {
+                    return;
+                }
+                let key = Cow::Borrowed(&*update.key);
+                let (msg, json) = match &update.value {
+                    Some(value) => {
+                        let json = match (self.codec, update.json()) {
+                            (Codec::Json, Err(e)) => {
+                                let e = ErrorBody::new(
+                                    e.code,
+                                    format!("key {} rev {}: {}", update.key, update.rev, e.msg),
+                                );
+                                return self.write(&ServerMsg::Error(e), None, ctx);
+                            }
+                            (Codec::Json, Ok(json)) => json,
+                            (Codec::MsgPack, _) => None,
+                        };
+                        let msg = ServerMsg::Val {
+                            sub,
+                            key,
+                            value: value.clone(),
+                            rev: update.rev,
+                        };
+                        (msg, json)
+                    }
+                    None => (
+                        ServerMsg::Del {
+                            sub,
+                            key,
+                            rev: update.rev,
+                        },
+                        None,
+                    ),
+                };
+                self.write(&msg, json, ctx);
+            }
+            Out::Synced { sub } => {
+                if self.session.is_subscribed(sub) {
+                    self.write(&ServerMsg::Synced { sub }, None, ctx);
+                }
+            }
+            Out::Reply {
+                id: None,
+                result: Err(e),
+            } => self.write(&ServerMsg::Error(e), None, ctx),
+            Out::Reply {
+                id: None,
+                result: Ok(_),
+            } => {}
+            Out::Reply {
+                id: Some(id),
+                result,
+            } => self.write_reply(id, result, ctx),
+        }
+    }
+
+    fn write_reply(
+        &mut self,
+        id: u64,
+        result: Result<Done, ErrorBody>,
+        ctx: &mut WebsocketContext<Self>,
+    ) {
+        let mut json = None;
+        let result = result.map(|done| match done {
+            Done::Rev(rev) => Reply {
+                rev: Some(rev),
+                ..Reply::default()
+            },
+            Done::Sub(sub) => Reply {
+                sub: Some(sub),
+                ..Reply::default()
+            },
+            Done::Keys(keys) => Reply {
+                keys: Some(keys),
+                ..Reply::default()
+            },
+            Done::Empty => Reply::default(),
+            Done::Value(update) => {
+                json = Some(update);
+                Reply::default()
+            }
+        });
+        let (result, value_json) = match (result, &json) {
+            (Ok(mut reply), Some(update)) => {
+                reply.rev = Some(update.rev);
+                reply.value = update.value.clone();
+                let rendered = match self.codec {
+                    Codec::Json => match update.json() {
+                        Ok(v) => v,
+                        Err(e) => {
+                            return self.write(
+                                &ServerMsg::Reply {
+                                    id,
+                                    result: Err(e.clone()),
+                                },
+                                None,
+                                ctx,
+                            )
+                        }
+                    },
+                    Codec::MsgPack => None,
+                };
+                (Ok(reply), rendered)
+            }
+            (result, _) => (result, None),
+        };
+        self.write(&ServerMsg::Reply { id, result }, value_json, ctx);
+    }
+
+    fn on_request_frame(&mut self, frame: &Frame, ctx: &mut WebsocketContext<Self>) {
+        let decoded = match (frame, self.codec) {
+            (Frame::Binary(bytes), Codec::MsgPack) => msgpack::decode_request(bytes),
+            (Frame::Text(text), Codec::Json) => json::decode_request(text),
+            _ => {
+                let msg = match self.codec {
+                    Codec::MsgPack => "this session speaks MessagePack: send binary frames",
+                    Codec::Json => "this session speaks JSON: send text frames",
+                };
+                self.session
+                    .reject(None, ErrorBody::new(ErrorCode::BadRequest, msg));
+                return;
+            }
+        };
+        match decoded {
+            Ok(req) => self.session.handle(req),
+            Err(e) => self.session.reject(e.id, e.error),
+        }
+        if self.session.outbox.is_saturated() {
+            // Stop reading this socket until key actors catch up; the
+            // client feels it as TCP backpressure.
+            let outbox = self.session.outbox.clone();
+            ctx.wait(
+                async move { outbox.room().await }
+                    .into_actor(self)
+                    .map(|(), act, ctx| act.drain(ctx)),
+            );
+        }
+    }
+
+    fn on_fragment(&mut self, item: actix_http::ws::Item, ctx: &mut WebsocketContext<Self>) {
+        let (text, data, last) = match item {
+            actix_http::ws::Item::FirstText(b) => (Some(true), b, false),
+            actix_http::ws::Item::FirstBinary(b) => (Some(false), b, false),
+            actix_http::ws::Item::Continue(b) => (None, b, false),
+            actix_http::ws::Item::Last(b) => (None, b, true),
+        };
+        if let Some(text) = text {
+            self.partial = Some((text, BytesMut::new()));
+        }
+        let Some((is_text, buf)) = &mut self.partial else {
+            return self.close(
+                ctx,
+                CloseCode::Protocol,
+                "continuation without a first fragment",
+            );
+        };
+        if buf.len() + data.len() > self.max_frame_bytes {
+            return self.close(ctx, CloseCode::Size, "message exceeds max_frame_bytes");
+        }
+        buf.extend_from_slice(&data);
+        if last {
+            let is_text = *is_text;
+            let whole = buf.split().freeze();
+            self.partial = None;
+            match Frame::new(is_text, whole) {
+                Some(frame) => self.on_request_frame(&frame, ctx),
+                None => self.close(ctx, CloseCode::Invalid, "text message is not UTF-8"),
+            }
+        }
+    }
+
+    fn close(&mut self, ctx: &mut WebsocketContext<Self>, code: CloseCode, why: &str) {
+        tracing::debug!(
+            session = self.session.outbox.id(),
+            ?code,
+            why,
+            "closing session"
+        );
+        ctx.close(Some(CloseReason {
+            code,
+            description: Some(why.to_owned()),
+        }));
+        ctx.stop();
+    }
+}
+
+/// A whole request message.
+enum Frame {
+    Binary(Bytes),
+    Text(bytestring::ByteString),
+}
+
+impl Frame {
+    fn new(text: bool, bytes: Bytes) -> Option<Frame> {
+        if text {
+            bytestring::ByteString::try_from(bytes)
+                .ok()
+                .map(Frame::Text)
+        } else {
+            Some(Frame::Binary(bytes))
+        }
+    }
+}
+
+impl Actor for WsSession {
+    type Context = WebsocketContext<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        let _ = self.me.set(ctx.address());
+        let session = uuid::Uuid::new_v4().to_string();
+        let hello = ServerMsg::Hello {
+            proto: PROTO_VERSION,
+            server: Cow::Borrowed(crate::SERVER_NAME),
+            session: Cow::Owned(session),
+        };
+        self.write(&hello, None, ctx);
+        ctx.run_interval(HEARTBEAT_INTERVAL, |act, ctx| {
+            if act.last_seen.elapsed() > CLIENT_TIMEOUT {
+                act.close(ctx, CloseCode::Away, "heartbeat timeout");
+            } else {
+                ctx.ping(b"");
+            }
+        });
+        let mut shutdown = self.shutdown.clone();
+        ctx.spawn(
+            async move {
+                let _ = shutdown.wait_for(|stop| *stop).await;
+            }
+            .into_actor(self)
+            .map(|(), act, ctx| act.close(ctx, CloseCode::Away, "server shutting down")),
+        );
+    }
+}
+
+impl Handler<Wake> for WsSession {
+    type Result = ();
+
+    fn handle(&mut self, _: Wake, ctx: &mut Self::Context) {
+        self.drain(ctx);
+    }
+}
+
+impl StreamHandler<Result<ws::Message, ProtocolError>> for WsSession {
+    fn handle(&mut self, msg: Result<ws::Message, ProtocolError>, ctx: &mut Self::Context) {
+        self.last_seen = Instant::now();
+        match msg {
+            Ok(ws::Message::Binary(bytes)) => self.on_request_frame(&Frame::Binary(bytes), ctx),
+            Ok(ws::Message::Text(text)) => self.on_request_frame(&Frame::Text(text), ctx),
+            Ok(ws::Message::Continuation(item)) => self.on_fragment(item, ctx),
+            Ok(ws::Message::Ping(bytes)) => ctx.pong(&bytes),
+            Ok(ws::Message::Pong(_) | ws::Message::Nop) => {}
+            Ok(ws::Message::Close(reason)) => {
+                ctx.close(reason);
+                ctx.stop();
+            }
+            Err(ProtocolError::Overflow) => {
+                self.close(ctx, CloseCode::Size, "message exceeds max_frame_bytes");
+            }
+            Err(e) => self.close(ctx, CloseCode::Protocol, &e.to_string()),
+        }
+    }
+
+    fn finished(&mut self, ctx: &mut Self::Context) {
+        ctx.stop();
+    }
+}
