@@ -2,7 +2,7 @@
 
 use bytes::Bytes;
 use ipcbus_protocol::transcode::msgpack_to_json;
-use ipcbus_protocol::ErrorBody;
+use ipcbus_protocol::{ErrorBody, ErrorCode};
 use serde_json::value::RawValue;
 use std::sync::{Arc, OnceLock};
 
@@ -32,14 +32,18 @@ impl Update {
     }
 
     /// The value as JSON text (`None` for a deletion), rendered at most once.
+    /// A value JSON cannot show (nested deeper than the transcoder allows)
+    /// is an `internal` error: the server cannot serve a valid request.
     pub fn json(&self) -> Result<Option<&RawValue>, &ErrorBody> {
         let Some(value) = &self.value else {
             return Ok(None);
         };
-        match self
-            .json
-            .get_or_init(|| msgpack_to_json(value).map_err(|e| e.error))
-        {
+        match self.json.get_or_init(|| {
+            msgpack_to_json(value).map_err(|e| {
+                let msg = format!("the value cannot be shown as JSON: {}", e.error.msg);
+                ErrorBody::new(ErrorCode::Internal, msg)
+            })
+        }) {
             Ok(raw) => Ok(Some(raw)),
             Err(e) => Err(e),
         }

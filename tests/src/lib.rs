@@ -1,1 +1,231 @@
-//! placeholder
+//! Test harness: runs the real ipcbus server on `127.0.0.1:0` in a thread of
+//! its own and stops it on `Drop`; plus a raw WebSocket peer for wire-level
+//! tests. The end-to-end tests are in `tests/tests/`.
+
+use futures_util::{SinkExt, StreamExt};
+use ipcbus::Config;
+use ipcbus_protocol::transcode::msgpack_to_json_value;
+use ipcbus_protocol::Codec;
+use serde_json::Value;
+use std::net::{SocketAddr, TcpListener};
+use std::thread::JoinHandle;
+use std::time::Duration;
+use tokio::net::TcpStream;
+use tokio::sync::oneshot;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+/// How long a test waits for an expected message before failing.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// A running server. Dropping it shuts the server down gracefully.
+pub struct TestServer {
+    addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl TestServer {
+    /// Starts a server with test defaults: no self-test, two workers.
+    pub fn start() -> TestServer {
+        TestServer::with_config(test_config())
+    }
+
+    /// Starts a server with the given settings (host and port are ignored).
+    pub fn with_config(config: Config) -> TestServer {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        let addr = listener.local_addr().expect("local addr");
+        let (stop, stopped) = oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let shutdown = async {
+                let _ = stopped.await;
+            };
+            actix_web::rt::System::new()
+                .block_on(ipcbus::serve(listener, config, shutdown))
+                .expect("server failed");
+        });
+        TestServer {
+            addr,
+            stop: Some(stop),
+            thread: Some(thread),
+        }
+    }
+
+    /// The server's address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `ws://127.0.0.1:PORT/ws`.
+    pub fn url(&self) -> String {
+        format!("ws://{}/ws", self.addr)
+    }
+
+    /// A connected Rust client.
+    pub async fn client(&self) -> ipcbus_client::Client {
+        ipcbus_client::Client::connect(&self.url())
+            .await
+            .expect("client connect")
+    }
+
+    /// A raw WebSocket peer speaking `codec`, past the `hello`.
+    pub async fn raw(&self, codec: Codec) -> Raw {
+        let mut raw = self.raw_with_hello(codec).await;
+        let hello = raw.recv().await;
+        assert_eq!(hello["ev"], "hello", "first message: {hello}");
+        raw
+    }
+
+    /// A raw WebSocket peer that has not read the `hello` yet.
+    pub async fn raw_with_hello(&self, codec: Codec) -> Raw {
+        let mut req = self.url().into_client_request().expect("request");
+        req.headers_mut().insert(
+            "Sec-WebSocket-Protocol",
+            HeaderValue::from_static(codec.subprotocol()),
+        );
+        let (ws, resp) = tokio_tungstenite::connect_async(req)
+            .await
+            .expect("ws connect");
+        let chosen = resp
+            .headers()
+            .get("Sec-WebSocket-Protocol")
+            .and_then(|v| v.to_str().ok());
+        assert_eq!(chosen, Some(codec.subprotocol()));
+        Raw { ws, codec }
+    }
+
+    /// `GET path` over a plain socket; returns (status, body).
+    pub async fn http_get(&self, path: &str) -> (u16, String) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut s = TcpStream::connect(self.addr).await.expect("connect");
+        let req = format!(
+            "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+            self.addr
+        );
+        s.write_all(req.as_bytes()).await.expect("write");
+        let mut resp = String::new();
+        s.read_to_string(&mut resp).await.expect("read");
+        let status = resp
+            .split(' ')
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        let body = resp.split("\r\n\r\n").nth(1).unwrap_or("").to_owned();
+        (status, body)
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// The settings tests start from.
+pub fn test_config() -> Config {
+    Config {
+        workers: 2,
+        selftest: false,
+        ..Config::default()
+    }
+}
+
+/// A raw WebSocket peer: sends and receives protocol messages as JSON values
+/// whatever the codec, so tests can compare both codecs with one assertion.
+pub struct Raw {
+    /// The socket.
+    pub ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    /// The session's codec.
+    pub codec: Codec,
+}
+
+impl Raw {
+    /// Sends a request given as JSON, encoded in the session's codec.
+    pub async fn send(&mut self, req: Value) {
+        let msg = match self.codec {
+            Codec::Json => Message::text(req.to_string()),
+            Codec::MsgPack => {
+                Message::binary(ipcbus_protocol::transcode::json_value_to_msgpack(&req))
+            }
+        };
+        self.ws.send(msg).await.expect("send");
+    }
+
+    /// Sends a frame as is.
+    pub async fn send_frame(&mut self, msg: Message) {
+        self.ws.send(msg).await.expect("send frame");
+    }
+
+    /// The next protocol message, as JSON. Panics on timeout or close.
+    pub async fn recv(&mut self) -> Value {
+        match self.next().await {
+            Next::Msg(v) => v,
+            other => panic!("expected a message, got {other:?}"),
+        }
+    }
+
+    /// The next thing the server sends.
+    pub async fn next(&mut self) -> Next {
+        loop {
+            let msg = tokio::time::timeout(WAIT, self.ws.next()).await;
+            return match msg {
+                Err(_) => Next::Timeout,
+                Ok(None) => Next::Gone,
+                Ok(Some(Err(e))) => Next::Error(e.to_string()),
+                Ok(Some(Ok(Message::Binary(b)))) => {
+                    assert_eq!(self.codec, Codec::MsgPack, "binary frame on a JSON session");
+                    Next::Msg(msgpack_to_json_value(&b).expect("server sent bad MessagePack"))
+                }
+                Ok(Some(Ok(Message::Text(t)))) => {
+                    assert_eq!(
+                        self.codec,
+                        Codec::Json,
+                        "text frame on a MessagePack session"
+                    );
+                    Next::Msg(serde_json::from_str(&t).expect("server sent bad JSON"))
+                }
+                Ok(Some(Ok(Message::Close(frame)))) => Next::Closed(frame.map(|f| f.code)),
+                Ok(Some(Ok(_))) => continue,
+            };
+        }
+    }
+
+    /// Sends a request with an id and returns the reply with that id;
+    /// anything else received first is returned too, in order.
+    pub async fn call(&mut self, req: Value) -> (Value, Vec<Value>) {
+        let id = req["id"].clone();
+        assert!(id.is_u64(), "call needs an id");
+        self.send(req).await;
+        let mut before = Vec::new();
+        loop {
+            let msg = self.recv().await;
+            if msg["id"] == id {
+                return (msg, before);
+            }
+            before.push(msg);
+        }
+    }
+}
+
+/// What [`Raw::next`] saw.
+#[derive(Debug)]
+pub enum Next {
+    /// A protocol message.
+    Msg(Value),
+    /// A close frame, with its code.
+    Closed(Option<CloseCode>),
+    /// The stream ended without a close frame.
+    Gone,
+    /// A WebSocket error.
+    Error(String),
+    /// Nothing within [`WAIT`].
+    Timeout,
+}
