@@ -86,7 +86,7 @@ impl TestServer {
             "Sec-WebSocket-Protocol",
             HeaderValue::from_static(codec.subprotocol()),
         );
-        let (ws, resp) = tokio_tungstenite::connect_async(req)
+        let (ws, resp) = tokio_tungstenite::connect_async_with_config(req, None, true)
             .await
             .expect("ws connect");
         let chosen = resp
