@@ -117,7 +117,9 @@ async fn read_loop(mut stream: SplitStream<Ws>, shared: Shared) {
     while let Some(msg) = stream.next().await {
         let frame = match msg {
             Ok(Message::Binary(frame)) => frame,
-            Ok(Message::Close(_)) | Err(_) => break,
+            Err(_) => break,
+            // Keep reading after a close frame: that is what sends the reply.
+            Ok(Message::Close(_)) => continue,
             Ok(_) => continue,
         };
         match msgpack::decode_server(&frame) {

@@ -99,11 +99,15 @@ impl Watch {
         let _ = rx.wait_for(|s| *s).await;
     }
 
-    /// Resolves after the next change is applied to the mirror.
-    pub async fn changed(&self) {
+    /// A future that resolves once a change made after this call has been
+    /// applied to the mirror. Take it before the action whose effect you
+    /// wait for, so the change cannot slip past.
+    pub fn changed(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
         let mut rx = self.version.clone();
         rx.mark_unchanged();
-        let _ = rx.changed().await;
+        async move {
+            let _ = rx.changed().await;
+        }
     }
 }
 

@@ -1,0 +1,172 @@
+//! The Rust client against the real server.
+
+use futures_util::StreamExt;
+use ipcbus_client::{Client, Error, ErrorCode, Event};
+use ipcbus_tests::{TestServer, WAIT};
+use serde::{Deserialize, Serialize};
+use std::collections::HashSet;
+use tokio::time::timeout;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Weather {
+    city: String,
+    temp: f64,
+    hours: Vec<u8>,
+}
+
+fn today() -> Weather {
+    Weather {
+        city: "Oslo".into(),
+        temp: -3.5,
+        hours: vec![6, 12, 18],
+    }
+}
+
+#[tokio::test]
+async fn typed_and_raw_values() {
+    let server = TestServer::start();
+    let client = server.client().await;
+    assert!(!client.session().is_empty());
+    let rev = client.set("w.oslo", &today()).await.expect("set");
+    assert_eq!(client.get::<Weather>("w.oslo").await.expect("get"), today());
+    let (raw, raw_rev) = client.get_raw("w.oslo").await.expect("get_raw");
+    assert_eq!(raw_rev, rev);
+    // Structs travel as maps, so other languages read them by field name.
+    let json = ipcbus_protocol::transcode::msgpack_to_json_value(&raw).expect("json");
+    assert_eq!(json["city"], "Oslo");
+    let bytes = bytes::Bytes::from_static(&[0x92, 0x01, 0xa1, b'x']);
+    client
+        .set_raw("raw", bytes.clone(), None)
+        .await
+        .expect("set_raw");
+    assert_eq!(
+        client.get_raw("raw").await.expect("get").0,
+        bytes,
+        "bytes come back exactly"
+    );
+    let err = client.get::<u32>("w.oslo").await.expect_err("wrong type");
+    assert!(matches!(err, Error::Decode(_)), "{err}");
+}
+
+#[tokio::test]
+async fn errors_are_typed() {
+    let server = TestServer::start();
+    let client = server.client().await;
+    let err = client.get::<u8>("absent").await.expect_err("absent");
+    assert_eq!(err.code(), Some(ErrorCode::NotFound));
+    let rev = client.set_if("cas", &1, 0).await.expect("create");
+    let err = client.set_if("cas", &2, 0).await.expect_err("exists");
+    assert_eq!(
+        (err.code(), err.current_rev()),
+        (Some(ErrorCode::RevMismatch), Some(rev))
+    );
+    let err = client.del_if("cas", rev + 100).await.expect_err("mismatch");
+    assert_eq!(err.code(), Some(ErrorCode::RevMismatch));
+    assert!(client.del_if("cas", rev).await.expect("del") > rev);
+    let err = client.set("bad key", &1).await.expect_err("bad key");
+    assert_eq!(err.code(), Some(ErrorCode::BadKey));
+    let err = client.subscribe("a.>.b").await.expect_err("bad pattern");
+    assert_eq!(err.code(), Some(ErrorCode::BadPattern));
+    assert_eq!(
+        err.to_string(),
+        "server refused: bad_pattern: bad pattern: '>' may only be the last token"
+    );
+}
+
+#[tokio::test]
+async fn keys_and_deletes() {
+    let server = TestServer::start();
+    let client = server.client().await;
+    for key in ["k.a", "k.b", "other"] {
+        client.set(key, &key).await.expect("set");
+    }
+    let keys = client.keys(Some("k.*")).await.expect("keys");
+    assert_eq!(keys, vec![("k.a".to_owned(), 1), ("k.b".to_owned(), 2)]);
+    assert_eq!(client.del("k.a").await.expect("del"), 4);
+    assert_eq!(client.keys(None).await.expect("keys").len(), 2);
+}
+
+#[tokio::test]
+async fn subscription_stream_replays_then_follows() {
+    let server = TestServer::start();
+    let client = server.client().await;
+    client.set("s.one", &1).await.expect("set");
+    let mut sub = client.subscribe("s.*").await.expect("sub");
+    let ev = next(&mut sub).await;
+    assert_eq!(
+        (ev.key(), ev.decode::<i32>().map(Result::unwrap)),
+        (Some("s.one"), Some(1))
+    );
+    assert_eq!(next(&mut sub).await, Event::Synced);
+    let other = server.client().await;
+    let rev = other.set("s.two", &2).await.expect("set");
+    assert!(
+        matches!(next(&mut sub).await, Event::Value { key, rev: r, .. } if key == "s.two" && r == rev)
+    );
+    let rev = other.del("s.one").await.expect("del");
+    assert_eq!(
+        next(&mut sub).await,
+        Event::Deleted {
+            key: "s.one".into(),
+            rev
+        }
+    );
+}
+
+async fn next(sub: &mut ipcbus_client::Subscription) -> Event {
+    timeout(WAIT, sub.next())
+        .await
+        .expect("event in time")
+        .expect("open")
+}
+
+#[tokio::test]
+async fn watch_is_a_local_mirror() {
+    let server = TestServer::start();
+    let publisher = server.client().await;
+    publisher.set("m.today", &today()).await.expect("set");
+    let client = server.client().await;
+    let watch = client.watch("m.>").await.expect("watch");
+    timeout(WAIT, watch.synced()).await.expect("synced");
+    assert_eq!(
+        watch.get::<Weather>("m.today").map(Result::unwrap),
+        Some(today())
+    );
+    assert_eq!(watch.keys(), vec!["m.today".to_owned()]);
+    let changed = watch.changed();
+    publisher.set("m.tomorrow", &7).await.expect("set");
+    timeout(WAIT, changed).await.expect("changed");
+    assert_eq!(watch.get::<i32>("m.tomorrow").map(Result::unwrap), Some(7));
+    let changed = watch.changed();
+    publisher.del("m.today").await.expect("del");
+    timeout(WAIT, changed).await.expect("changed");
+    assert!(watch.get_raw("m.today").is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_are_pipelined() {
+    let server = TestServer::start();
+    let client = server.client().await;
+    let keys: Vec<(String, usize)> = (0..2000).map(|i| (format!("p.{}", i % 50), i)).collect();
+    let sets = keys.iter().map(|(k, i)| client.set(k, i));
+    let revs: Vec<u64> = futures_util::future::join_all(sets)
+        .await
+        .into_iter()
+        .collect::<Result<_, _>>()
+        .expect("all sets");
+    let distinct: HashSet<u64> = revs.iter().copied().collect();
+    assert_eq!(distinct.len(), revs.len(), "every write has its own rev");
+    assert_eq!(*distinct.iter().max().expect("max"), 2000);
+}
+
+#[tokio::test]
+async fn requests_fail_with_closed_when_the_server_goes() {
+    let server = TestServer::start();
+    let client: Client = server.client().await;
+    client.set("x", &1).await.expect("set");
+    tokio::task::spawn_blocking(move || drop(server))
+        .await
+        .expect("stopped");
+    let err = client.get::<i32>("x").await.expect_err("closed");
+    assert!(matches!(err, Error::Closed | Error::WebSocket(_)), "{err}");
+}
