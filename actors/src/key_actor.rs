@@ -103,8 +103,8 @@ pub struct Attach {
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Detach {
-    /// The session's outbox id.
-    pub outbox_id: u64,
+    /// The session's outbox.
+    pub outbox: Arc<Outbox>,
     /// The subscription id.
     pub sub: u64,
 }
@@ -237,6 +237,7 @@ impl Handler<Attach> for KeyActor {
                 });
             }
         }
+        s.outbox.complete();
         self.subscribers.push(s);
         if let Some(sync) = msg.sync {
             sync.done();
@@ -249,9 +250,10 @@ impl Handler<Detach> for KeyActor {
 
     fn handle(&mut self, msg: Detach, ctx: &mut Context<Self>) {
         self.received();
-        self.subscribers.retain(|s| {
-            !(s.outbox.is_closed() || s.sub == msg.sub && s.outbox.id() == msg.outbox_id)
-        });
+        let id = msg.outbox.id();
+        self.subscribers
+            .retain(|s| !(s.outbox.is_closed() || s.sub == msg.sub && s.outbox.id() == id));
+        msg.outbox.complete();
         self.retire_if_idle(ctx);
     }
 }

@@ -120,6 +120,7 @@ pub struct Outbox {
     closed: AtomicBool,
     inflight: AtomicUsize,
     room: Notify,
+    idle: Notify,
     stats: Arc<Stats>,
 }
 
@@ -146,6 +147,7 @@ impl Outbox {
             closed: AtomicBool::new(false),
             inflight: AtomicUsize::new(0),
             room: Notify::new(),
+            idle: Notify::new(),
             stats,
         }
     }
@@ -218,9 +220,29 @@ impl Outbox {
 
     /// Marks a request finished (its reply, if any, is already pushed).
     pub fn complete(&self) {
-        if self.inflight.fetch_sub(1, Ordering::AcqRel) <= self.config.max_inflight {
+        let before = self.inflight.fetch_sub(1, Ordering::AcqRel);
+        if before <= self.config.max_inflight {
             self.room.notify_one();
         }
+        if before == 1 {
+            self.idle.notify_one();
+        }
+    }
+
+    /// Resolves once every request handed to key actors has finished.
+    pub async fn idle(&self) {
+        loop {
+            let notified = self.idle.notified();
+            if self.inflight.load(Ordering::Acquire) == 0 || self.is_closed() {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// Whether requests handed to key actors are still unfinished.
+    pub fn is_busy(&self) -> bool {
+        self.inflight.load(Ordering::Acquire) != 0
     }
 
     /// Whether the session must stop reading requests for now.
@@ -243,6 +265,7 @@ impl Outbox {
     pub fn close(&self) {
         self.closed.store(true, Ordering::Release);
         self.room.notify_one();
+        self.idle.notify_one();
         let mut g = self.lock();
         g.queue.clear();
         g.index = None;

@@ -9,7 +9,7 @@
 //! every matching wildcard subscription already attached.
 
 use crate::key_actor::{Attach, Detach, KeyActor, Subscriber, SyncCountdown};
-use crate::outbox::Out;
+use crate::outbox::{Out, Outbox};
 use actix::prelude::*;
 use ipcbus_protocol::{KeyRev, Pattern};
 use std::collections::HashMap;
@@ -169,12 +169,16 @@ impl Registry {
 
     /// Subscribes to a key or pattern. Every matching key replays to the
     /// subscriber, then `synced` is queued; later writes follow. The caller
-    /// must have queued the `sub` reply first.
+    /// must have queued the `sub` reply first. Each message to a key actor
+    /// counts as a request in flight of the subscriber's session.
     pub fn subscribe(&self, pattern: &Pattern, subscriber: &Subscriber, since: Option<u64>) {
-        let attach = |sync| Attach {
-            subscriber: subscriber.clone(),
-            since,
-            sync: Some(sync),
+        let attach = |sync| {
+            subscriber.outbox.begin();
+            Attach {
+                subscriber: subscriber.clone(),
+                since,
+                sync: Some(sync),
+            }
         };
         let countdown = |n| {
             Arc::new(SyncCountdown {
@@ -208,16 +212,25 @@ impl Registry {
     }
 
     /// Ends a subscription made with [`Registry::subscribe`].
-    pub fn unsubscribe(&self, pattern: &Pattern, outbox_id: u64, sub: u64) {
-        let detach = || Detach { outbox_id, sub };
+    pub fn unsubscribe(&self, pattern: &Pattern, outbox: &Arc<Outbox>, sub: u64) {
+        let detach = || {
+            outbox.begin();
+            Detach {
+                outbox: outbox.clone(),
+                sub,
+            }
+        };
         if let Some(key) = pattern.exact_key() {
-            let _absent = self.send(key, false, detach());
+            if let Err(unsent) = self.send(key, false, detach()) {
+                unsent.outbox.complete();
+            }
             return;
         }
+        let id = outbox.id();
         let mut state = self.write();
         state
             .patterns
-            .retain(|(_, s)| !(s.sub == sub && s.outbox.id() == outbox_id));
+            .retain(|(_, s)| !(s.sub == sub && s.outbox.id() == id));
         for (key, handle) in &state.keys {
             if pattern.matches(key) {
                 handle.send(detach());

@@ -153,6 +153,24 @@ async fn fragmented_messages_are_reassembled() {
 }
 
 #[tokio::test]
+async fn unknown_subprotocol_is_refused_with_400() {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let server = TestServer::start();
+    let mut req = server.url().into_client_request().expect("request");
+    req.headers_mut()
+        .insert("Sec-WebSocket-Protocol", "mqtt".parse().expect("header"));
+    let err = tokio_tungstenite::connect_async(req)
+        .await
+        .expect_err("refused");
+    let tokio_tungstenite::tungstenite::Error::Http(resp) = err else {
+        panic!("expected an HTTP error, got {err}");
+    };
+    assert_eq!(resp.status(), 400);
+    let body = String::from_utf8_lossy(resp.body().as_deref().unwrap_or_default()).into_owned();
+    assert!(body.contains("ipcbus.v1.msgpack"), "{body}");
+}
+
+#[tokio::test]
 async fn shutdown_sends_close_1001() {
     let server = TestServer::start();
     let mut raw = server.raw(Codec::MsgPack).await;

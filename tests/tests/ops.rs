@@ -227,7 +227,7 @@ async fn request_errors_carry_their_codes() {
 async fn value_json_cannot_show_is_internal_for_json_sessions_only() {
     let server = TestServer::start();
     let mut mp = server.raw(Codec::MsgPack).await;
-    let mut deep = vec![0x91u8; 200];
+    let mut deep = vec![0x91u8; 1000];
     deep.push(0xc0);
     let mut frame = vec![0x84];
     for (k, v) in [

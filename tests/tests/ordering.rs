@@ -115,6 +115,14 @@ async fn read_your_writes_on_one_connection() {
             raw.send(json!({"op": "set", "key": key, "value": i})).await;
             let (reply, _) = raw.call(json!({"id": i, "op": "get", "key": key})).await;
             assert_eq!(reply["value"], i, "{reply}");
+            // `keys` too reflects the session's own writes, new keys included.
+            let fresh = format!("ryw.{codec:?}.fresh.{i}");
+            raw.send(json!({"op": "set", "key": fresh, "value": i}))
+                .await;
+            let (reply, _) = raw
+                .call(json!({"id": 1000 + i, "op": "keys", "pattern": fresh}))
+                .await;
+            assert_eq!(reply["keys"][0]["key"], json!(fresh), "{reply}");
         }
     }
 }

@@ -16,15 +16,17 @@ pub enum ErrorCode {
     BadKey,
     /// The pattern breaks the pattern rules.
     BadPattern,
-    /// The value or frame is larger than the server allows.
+    /// The value is larger than `max_value_bytes`. (A message over
+    /// `max_frame_bytes` closes the connection with 1009 instead.)
     TooLarge,
     /// The key does not exist.
     NotFound,
     /// `if_rev` did not match; the error carries the current `rev`.
     RevMismatch,
-    /// A server limit was reached (subscriptions, requests in flight, ...).
+    /// A server limit was reached (for example subscriptions per session).
     Limit,
-    /// The server failed; the request may be retried.
+    /// The server could not carry out a valid request (for example, a value
+    /// that a JSON session cannot be shown).
     Internal,
 }
 

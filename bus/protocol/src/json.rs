@@ -32,11 +32,15 @@ fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::
 
 /// Decodes one request frame; the value is transcoded to MessagePack.
 pub fn decode_request(frame: &str) -> Result<Request<'_>, DecodeError> {
+    if !frame.trim_start().starts_with('{') {
+        return Err(DecodeError::bad("a message must be a JSON object"));
+    }
     let j: JsonRequest<'_> = serde_json::from_str(frame).map_err(|e| DecodeError {
         // On a wrong field type, still address the error to the request's id.
         id: serde_json::from_str::<serde_json::Value>(frame)
             .ok()
-            .and_then(|v| v.get("id")?.as_u64()),
+            .and_then(|v| v.get("id")?.as_u64())
+            .filter(|id| *id <= crate::MAX_ID),
         ..DecodeError::bad(format!("malformed JSON request: {e}"))
     })?;
     let value = match j.value {
@@ -278,6 +282,8 @@ mod tests {
         assert_eq!(e.error.code, ErrorCode::BadRequest);
         let e = decode_request(r#"{"id":2,"op":"get","key":5}"#).expect_err("wrong type");
         assert_eq!((e.id, e.error.code), (Some(2), ErrorCode::BadRequest));
+        let e = decode_request(r#"[1,"get","k",null,null,null,null,null]"#).expect_err("array");
+        assert_eq!((e.id, e.error.code), (None, ErrorCode::BadRequest));
         let e = decode_request(r#"{"id":3,"op":"frob"}"#).expect_err("unknown");
         assert_eq!((e.id, e.error.code), (Some(3), ErrorCode::UnknownOp));
         let e = decode_request(r#"{"id":4,"op":"get","key":"a..b"}"#).expect_err("bad key");

@@ -27,7 +27,7 @@ pub fn decode_request(frame: &Bytes) -> Result<Request<'_>, DecodeError> {
             deferred.get_or_insert(e);
         }
     }
-    rd.finish()?;
+    rd.finish().map_err(|e| DecodeError { id: f.id, ..e })?;
     match deferred {
         Some(e) => Err(DecodeError { id: f.id, ..e }),
         None => f.build(),

@@ -14,8 +14,10 @@ use rmpv::Value as Mp;
 use serde_json::value::RawValue;
 use serde_json::{Map, Number, Value as Js};
 
-/// Deepest nesting accepted when a value must be decoded (JSON sessions).
-pub const MAX_DEPTH: usize = 128;
+/// Depth budget when a value must be decoded (JSON sessions). `rmpv` spends
+/// two units per array or map level, so this allows about 127 levels, as
+/// many as `serde_json` accepts from a JSON publisher.
+pub const MAX_DEPTH: usize = 256;
 
 /// Renders a MessagePack value as JSON text.
 pub fn msgpack_to_json(bytes: &[u8]) -> Result<Box<RawValue>, DecodeError> {

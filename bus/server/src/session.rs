@@ -2,6 +2,7 @@
 //! independent of the socket transport (see `ws.rs` for that).
 
 use crate::config::Config;
+use bytes::Bytes;
 use ipcbus_actors::{Del, Done, Get, Out, Outbox, Registry, ReplyTo, Set, Subscriber};
 use ipcbus_protocol::{ErrorBody, ErrorCode, Op, Pattern, Request};
 use std::collections::HashMap;
@@ -22,6 +23,12 @@ impl From<&Config> for Limits {
             max_subs: c.max_subs,
         }
     }
+}
+
+/// A `keys` request waiting for the session's writes in flight.
+pub(crate) struct KeysLater {
+    id: Option<u64>,
+    pattern: Option<Pattern>,
 }
 
 /// One client's subscriptions and outbox.
@@ -65,8 +72,11 @@ impl Session {
         }
     }
 
-    /// Carries out one request. Every reply and event goes through the outbox.
-    pub(crate) fn handle(&mut self, req: Request<'_>) {
+    /// Carries out one request. Every reply and event goes through the
+    /// outbox. A `keys` that must wait for this session's writes in flight
+    /// is handed back; answer it with [`Session::keys`] once the outbox is idle.
+    #[must_use]
+    pub(crate) fn handle(&mut self, req: Request<'_>) -> Option<KeysLater> {
         let id = req.id;
         match req.op {
             Op::Set { key, value, if_rev } => {
@@ -76,8 +86,12 @@ impl Session {
                         value.len(),
                         self.limits.max_value_bytes
                     );
-                    return self.reply(id, Err(ErrorBody::new(ErrorCode::TooLarge, msg)));
+                    self.reply(id, Err(ErrorBody::new(ErrorCode::TooLarge, msg)));
+                    return None;
                 }
+                // The value is a slice of the socket's read buffer; a copy
+                // keeps a stored value from pinning that whole buffer.
+                let value = Bytes::copy_from_slice(&value);
                 let reply = self.reply_to(id);
                 let _created = self.registry.send(
                     &key,
@@ -107,7 +121,7 @@ impl Session {
             Op::Unsub { sub } => {
                 let result = match self.subs.remove(&sub) {
                     Some(pattern) => {
-                        self.registry.unsubscribe(&pattern, self.outbox.id(), sub);
+                        self.registry.unsubscribe(&pattern, &self.outbox, sub);
                         Ok(Done::Empty)
                     }
                     None => Err(ErrorBody::new(
@@ -118,10 +132,21 @@ impl Session {
                 self.reply(id, result);
             }
             Op::Keys { pattern } => {
-                let keys = self.registry.keys(pattern.as_ref());
-                self.reply(id, Ok(Done::Keys(keys)));
+                let later = KeysLater { id, pattern };
+                if self.outbox.is_busy() {
+                    return Some(later);
+                }
+                self.keys(&later);
             }
         }
+        None
+    }
+
+    /// Answers `keys`. Run only when no write of this session is in
+    /// flight, so the listing reflects the session's own writes.
+    pub(crate) fn keys(&self, req: &KeysLater) {
+        let keys = self.registry.keys(req.pattern.as_ref());
+        self.reply(req.id, Ok(Done::Keys(keys)));
     }
 
     fn subscribe(&mut self, id: Option<u64>, pattern: Pattern, since: Option<u64>) {
@@ -154,7 +179,7 @@ impl Drop for Session {
     fn drop(&mut self) {
         self.outbox.close();
         for (sub, pattern) in self.subs.drain() {
-            self.registry.unsubscribe(&pattern, self.outbox.id(), sub);
+            self.registry.unsubscribe(&pattern, &self.outbox, sub);
         }
         self.registry
             .stats()

@@ -35,12 +35,23 @@ pub(crate) async fn upgrade(
     stream: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, actix_web::Error> {
-    let offered = req
+    let mut names = req
         .headers()
         .get_all(actix_web::http::header::SEC_WEBSOCKET_PROTOCOL)
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .find_map(Codec::from_subprotocol);
+        .peekable();
+    let asked = names.peek().is_some();
+    let offered = names.find_map(Codec::from_subprotocol);
+    if asked && offered.is_none() {
+        // A client that names only unknown subprotocols would fail the
+        // handshake on its side anyway; say why instead.
+        return Ok(HttpResponse::BadRequest().body(format!(
+            "unsupported WebSocket subprotocol: use {} or {}\n",
+            Codec::MsgPack.subprotocol(),
+            Codec::Json.subprotocol()
+        )));
+    }
     let codec = offered.unwrap_or_default();
     let session = WsSession::new(&state, codec);
     let protocols = [codec.subprotocol()];
@@ -263,9 +274,22 @@ impl WsSession {
                 return;
             }
         };
-        match decoded {
+        let later = match decoded {
             Ok(req) => self.session.handle(req),
-            Err(e) => self.session.reject(e.id, e.error),
+            Err(e) => {
+                self.session.reject(e.id, e.error);
+                None
+            }
+        };
+        if let Some(later) = later {
+            // Read-your-writes for `keys`: answer once this session's
+            // writes have been applied, and read nothing else meanwhile.
+            let outbox = self.session.outbox.clone();
+            ctx.wait(
+                async move { outbox.idle().await }
+                    .into_actor(self)
+                    .map(move |(), act, _| act.session.keys(&later)),
+            );
         }
         if self.session.outbox.is_saturated() {
             // Stop reading this socket until key actors catch up; the
