@@ -1,6 +1,7 @@
 //! The `ipcbus` binary: parses arguments and hands them to the library.
 
 use clap::Parser;
+use std::io::IsTerminal;
 use std::process::ExitCode;
 use tracing_subscriber::EnvFilter;
 
@@ -9,6 +10,7 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     let cli = ipcbus::cli::Cli::parse();
     match ipcbus::cli::run(cli).map_err(anyhow::Error::from) {
