@@ -1,1 +1,72 @@
-fn main() {}
+//! A background service that gathers slow data and publishes it.
+//!
+//! Run it (with `cargo run --release -p ipcbus -- serve` running):
+//!
+//!     cargo run -p ipcbus-examples --bin publisher
+//!
+//! It publishes `svc.weather.today` after each (simulated, slow) scrape,
+//! marks itself online at `svc.weather.online`, and scrapes again at once
+//! when someone sets `svc.weather.refresh` (see the `hotkey` example). It
+//! never polls: refresh requests are pushed to it. `IPCBUS_URL` picks the
+//! server (default `ws://127.0.0.1:9099/ws`); `SCRAPES=N` stops after N scrapes.
+
+use futures_util::StreamExt;
+use ipcbus_client::{Client, Event};
+use serde::Serialize;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// How long the pretend scrape takes.
+const SCRAPE_TIME: Duration = Duration::from_millis(300);
+/// How often the service scrapes on its own.
+const PERIOD: Duration = Duration::from_secs(30);
+
+#[derive(Serialize)]
+struct Weather {
+    city: &'static str,
+    temp_c: f64,
+    scraped_at: u64,
+    scrape: u64,
+}
+
+async fn scrape(n: u64) -> Weather {
+    tokio::time::sleep(SCRAPE_TIME).await;
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    Weather {
+        city: "Oslo",
+        temp_c: -3.0 + (n % 7) as f64 * 0.5,
+        scraped_at: now.as_secs(),
+        scrape: n,
+    }
+}
+
+#[tokio::main]
+async fn main() -> Result<(), ipcbus_client::Error> {
+    let url = std::env::var("IPCBUS_URL").unwrap_or_else(|_| "ws://127.0.0.1:9099/ws".into());
+    let limit: Option<u64> = std::env::var("SCRAPES").ok().and_then(|n| n.parse().ok());
+    let bus = Client::connect(&url).await?;
+    let mut refresh = bus.subscribe("svc.weather.refresh").await?;
+    bus.set("svc.weather.online", &true).await?;
+    let mut timer = tokio::time::interval(PERIOD);
+    for n in 1.. {
+        let rev = bus.set("svc.weather.today", &scrape(n).await).await?;
+        println!("published scrape {n} as rev {rev}");
+        if limit.is_some_and(|l| n >= l) {
+            break;
+        }
+        // Wait for the timer or a refresh request, whichever comes first.
+        loop {
+            tokio::select! {
+                _ = timer.tick() => break,
+                ev = refresh.next() => match ev {
+                    Some(Event::Value { .. }) => break,
+                    Some(_) => continue,
+                    None => return Err(ipcbus_client::Error::Closed),
+                },
+            }
+        }
+    }
+    bus.set("svc.weather.online", &false).await?;
+    Ok(())
+}

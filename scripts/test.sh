@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Runs every test suite of the project, as CI does: formatting, lints, and
+# all tests (unit, end-to-end against the real server, the real binary and
+# the examples). Usage: bash scripts/test.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+
+echo "== cargo clippy (warnings are errors)"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+echo "== cargo test"
+cargo test --workspace --locked
