@@ -48,7 +48,8 @@ async fn main() -> Result<(), ipcbus_client::Error> {
     let bus = Client::connect(&url).await?;
     let mut refresh = bus.subscribe("svc.weather.refresh").await?;
     bus.set("svc.weather.online", &true).await?;
-    let mut timer = tokio::time::interval(PERIOD);
+    // The first tick is a period away: the first scrape happens right here.
+    let mut timer = tokio::time::interval_at(tokio::time::Instant::now() + PERIOD, PERIOD);
     for n in 1.. {
         let rev = bus.set("svc.weather.today", &scrape(n).await).await?;
         println!("published scrape {n} as rev {rev}");

@@ -93,7 +93,7 @@ impl Out {
             Out::Reply {
                 result: Ok(Done::Keys(keys)),
                 ..
-            } => keys.iter().map(|k| 32 + k.key.len()).sum(),
+            } => 64 + keys.iter().map(|k| 32 + k.key.len()).sum::<usize>(),
             Out::Reply { .. } => 64,
         }
     }

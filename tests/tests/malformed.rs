@@ -54,9 +54,18 @@ async fn garbage_msgpack_frames_get_errors_and_the_session_survives() {
     deep.extend(std::iter::repeat_n(0x91, 100_000));
     frames.push(deep);
     frames.extend((0..200).map(|seed| junk(seed, 1 + (seed as usize * 37) % 300)));
+    // An id above 2^53 - 1 is refused and not echoed.
+    let mut big_id = vec![0x82, 0xa2, b'i', b'd', 0xcf];
+    big_id.extend_from_slice(&u64::MAX.to_be_bytes());
+    big_id.extend_from_slice(&[0xa2, b'o', b'p', 0xa4, b'k', b'e', b'y', b's']);
+    frames.push(big_id);
     for (i, frame) in frames.into_iter().enumerate() {
         raw.send_frame(Message::binary(frame)).await;
         let ev = raw.recv().await;
+        assert_eq!(
+            ev["ev"], "error",
+            "frame {i}: errors without a usable id are events: {ev}"
+        );
         let code = ev["error"]["code"].as_str().unwrap_or_default();
         assert!(
             ["bad_request", "unknown_op", "bad_key"].contains(&code),

@@ -40,7 +40,7 @@ async fn check(addr: SocketAddr) -> Result<(), String> {
     let client = Client::connect(&url)
         .await
         .map_err(|e| format!("connect {url}: {e}"))?;
-    let nonce = format!("{:?}", Instant::now());
+    let nonce = uuid::Uuid::new_v4().to_string();
     let mut events = client
         .subscribe(SELFTEST_KEY)
         .await

@@ -277,7 +277,9 @@ impl WsSession {
         let later = match decoded {
             Ok(req) => self.session.handle(req),
             Err(e) => {
-                self.session.reject(e.id, e.error);
+                // An id the client may not use is not echoed either.
+                let id = e.id.filter(|id| *id <= ipcbus_protocol::MAX_ID);
+                self.session.reject(id, e.error);
                 None
             }
         };
@@ -311,6 +313,13 @@ impl WsSession {
             actix_http::ws::Item::Last(b) => (None, b, true),
         };
         if let Some(text) = text {
+            if self.partial.is_some() {
+                return self.close(
+                    ctx,
+                    CloseCode::Protocol,
+                    "new message inside a fragmented one",
+                );
+            }
             self.partial = Some((text, BytesMut::new()));
         }
         let Some((is_text, buf)) = &mut self.partial else {
