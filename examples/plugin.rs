@@ -25,7 +25,7 @@ async fn main() -> Result<(), ipcbus_client::Error> {
     let bus = Client::connect(&url).await?;
     // A local mirror of the service's keys: reads never leave the process.
     let weather = bus.watch("svc.weather.>").await?;
-    weather.synced().await;
+    weather.synced().await?;
     let mut shown_rev = None;
     let mut updates_seen = 0;
     loop {

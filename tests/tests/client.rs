@@ -5,6 +5,7 @@ use ipcbus_client::{Client, Error, ErrorCode, Event};
 use ipcbus_tests::{TestServer, WAIT};
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
+use std::future::Future;
 use tokio::time::timeout;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -127,7 +128,10 @@ async fn watch_is_a_local_mirror() {
     publisher.set("m.today", &today()).await.expect("set");
     let client = server.client().await;
     let watch = client.watch("m.>").await.expect("watch");
-    timeout(WAIT, watch.synced()).await.expect("synced");
+    timeout(WAIT, watch.synced())
+        .await
+        .expect("in time")
+        .expect("synced");
     assert_eq!(
         watch.get::<Weather>("m.today").map(Result::unwrap),
         Some(today())
@@ -169,4 +173,81 @@ async fn requests_fail_with_closed_when_the_server_goes() {
         .expect("stopped");
     let err = client.get::<i32>("x").await.expect_err("closed");
     assert!(matches!(err, Error::Closed | Error::WebSocket(_)), "{err}");
+}
+
+#[tokio::test]
+async fn a_cancelled_subscribe_does_not_leak_on_the_server() {
+    let config = ipcbus::Config {
+        max_subs: 2,
+        ..ipcbus_tests::test_config()
+    };
+    let server = TestServer::with_config(config);
+    let client = server.client().await;
+    for _ in 0..5 {
+        // Polled once (the request goes out), then dropped.
+        let mut fut = std::pin::pin!(client.subscribe("c.*"));
+        let polled = std::future::poll_fn(|cx| std::task::Poll::Ready(fut.as_mut().poll(cx))).await;
+        assert!(polled.is_pending());
+    }
+    // One round trip: the cancelled subscriptions' replies are in, and
+    // their `unsub`s are queued ahead of what follows.
+    client.keys(None).await.expect("keys");
+    let a = client
+        .subscribe("c.a")
+        .await
+        .expect("room for two subscriptions");
+    let b = client
+        .subscribe("c.b")
+        .await
+        .expect("room for two subscriptions");
+    let err = client.subscribe("c.c").await.expect_err("third");
+    assert_eq!(err.code(), Some(ErrorCode::Limit));
+    drop((a, b));
+}
+
+#[tokio::test]
+async fn a_slow_subscription_never_blocks_replies() {
+    let server = TestServer::start();
+    let publisher = server.client().await;
+    for i in 0..20 {
+        publisher.set(&format!("hol.{i}"), &i).await.expect("set");
+    }
+    let options = ipcbus_client::ClientOptions {
+        subscription_capacity: 4,
+        ..Default::default()
+    };
+    let client = Client::connect_with(&server.url(), options)
+        .await
+        .expect("connect");
+    let mut sub = client.subscribe("hol.*").await.expect("sub");
+    let mut seen = HashSet::new();
+    loop {
+        match next(&mut sub).await {
+            Event::Synced => break,
+            Event::Value { key, .. } => {
+                // A request inside the loop, while the replay overflows the queue.
+                let v: i32 = timeout(WAIT, client.get(&key))
+                    .await
+                    .expect("reply in time")
+                    .expect("get");
+                assert_eq!(format!("hol.{v}"), key);
+                seen.insert(key);
+            }
+            Event::Deleted { .. } => panic!("no deletions"),
+        }
+    }
+    assert_eq!(seen.len(), 20, "every key arrives, each at its latest rev");
+    // Past capacity, repeated writes of one key are conflated for it.
+    for i in 0..100 {
+        publisher.set("hol.0", &i).await.expect("set");
+    }
+    publisher.set("hol.done", &0).await.expect("set");
+    let mut last = None;
+    loop {
+        match next(&mut sub).await {
+            Event::Value { key, .. } if key == "hol.done" => break,
+            ev => last = ev.decode::<i32>().map(Result::unwrap).or(last),
+        }
+    }
+    assert_eq!(last, Some(99), "the newest value of hol.0 arrived");
 }

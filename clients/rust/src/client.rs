@@ -2,6 +2,7 @@
 
 use crate::conn::{self, Command};
 use crate::error::{Error, Result};
+use crate::queue::EventQueue;
 use crate::subscription::Subscription;
 use crate::watch::Watch;
 use bytes::{Bytes, BytesMut};
@@ -27,7 +28,8 @@ pub struct ClientOptions {
     pub read_buffer_bytes: usize,
     /// Requests queued for the writer before callers wait.
     pub request_capacity: usize,
-    /// Events buffered per subscription before the connection stops reading.
+    /// Events buffered per subscription before each key keeps only its
+    /// newest waiting event (see [`Subscription`]).
     pub subscription_capacity: usize,
     /// Largest message accepted from the server.
     pub max_message_bytes: usize,
@@ -62,6 +64,7 @@ pub struct Client {
 #[derive(Debug)]
 struct Inner {
     tx: mpsc::Sender<Command>,
+    routes: conn::Shared,
     next_id: AtomicU64,
     session: String,
     options: ClientOptions,
@@ -96,10 +99,11 @@ impl Client {
             Some(Err(e)) => return Err(e.into()),
             _ => return Err(Error::Protocol("expected hello".into())),
         };
-        let tx = conn::spawn(ws, options.request_capacity);
+        let (tx, routes) = conn::spawn(ws, options.request_capacity);
         Ok(Client {
             inner: Arc::new(Inner {
                 tx,
+                routes,
                 next_id: AtomicU64::new(1),
                 session,
                 options,
@@ -112,11 +116,7 @@ impl Client {
         &self.inner.session
     }
 
-    async fn request(
-        &self,
-        op: Op<'_>,
-        events: Option<mpsc::Sender<crate::Event>>,
-    ) -> Result<Reply<'static>> {
+    async fn request(&self, op: Op<'_>, events: Option<Arc<EventQueue>>) -> Result<Reply<'static>> {
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
         let mut buf = BytesMut::new();
         msgpack::encode_request(&Request { id: Some(id), op }, &mut buf);
@@ -226,14 +226,16 @@ impl Client {
     /// Like [`Client::subscribe`], replaying only keys whose rev is above `since`.
     pub async fn subscribe_since(&self, pattern: &str, since: Option<u64>) -> Result<Subscription> {
         let pattern = parse_pattern(pattern)?;
-        let (tx, rx) = mpsc::channel(self.inner.options.subscription_capacity);
-        let reply = self.request(Op::Sub { pattern, since }, Some(tx)).await?;
+        let queue = Arc::new(EventQueue::new(self.inner.options.subscription_capacity));
+        let reply = self
+            .request(Op::Sub { pattern, since }, Some(queue.clone()))
+            .await?;
         let id = reply
             .sub
             .ok_or_else(|| Error::Protocol("sub reply without sub".into()))?;
         Ok(Subscription {
             id,
-            rx,
+            queue,
             client: self.clone(),
         })
     }
@@ -244,22 +246,11 @@ impl Client {
         Ok(Watch::start(self.subscribe(pattern).await?))
     }
 
-    /// Sends `unsub` without waiting (used by `Subscription::drop`).
+    /// Stops routing `sub` and sends `unsub` without waiting (used by
+    /// `Subscription::drop`, which cannot await).
     pub(crate) fn unsubscribe_later(&self, sub: u64) {
-        let mut buf = BytesMut::new();
-        msgpack::encode_request(
-            &Request {
-                id: None,
-                op: Op::Unsub { sub },
-            },
-            &mut buf,
-        );
-        let cmd = Command {
-            frame: buf.freeze(),
-            id: None,
-            reply: None,
-            events: None,
-        };
+        self.inner.routes.forget(sub);
+        let cmd = Command::unsub(sub);
         if let Err(mpsc::error::TrySendError::Full(cmd)) = self.inner.tx.try_send(cmd) {
             let tx = self.inner.tx.clone();
             if let Ok(rt) = tokio::runtime::Handle::try_current() {

@@ -1,14 +1,16 @@
 //! The connection's two background tasks: a writer that sends encoded
 //! requests in batches, and a reader that routes replies to their callers
-//! and events to their subscriptions. Reading never waits for writing, so
-//! neither side of the socket can deadlock the other.
+//! and events to their subscriptions. The reader never waits, neither for
+//! the writer nor for a slow subscription (see `EventQueue`), so neither side
+//! of the socket can deadlock the other.
 
 use crate::error::{Error, Result};
+use crate::queue::EventQueue;
 use crate::subscription::Event;
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
-use ipcbus_protocol::{msgpack, Reply, ServerMsg};
+use ipcbus_protocol::{msgpack, Op, Reply, Request, ServerMsg};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use tokio::net::TcpStream;
@@ -25,35 +27,73 @@ pub(crate) struct Command {
     pub(crate) reply: Option<oneshot::Sender<Result<Reply<'static>>>>,
     /// For `sub`: where the subscription's events go, registered before the
     /// reply is delivered so that no event can arrive unrouted.
-    pub(crate) events: Option<mpsc::Sender<Event>>,
+    pub(crate) events: Option<Arc<EventQueue>>,
+}
+
+impl Command {
+    /// `unsub` without id: the reply to it would go nowhere.
+    pub(crate) fn unsub(sub: u64) -> Command {
+        let mut buf = BytesMut::new();
+        msgpack::encode_request(
+            &Request {
+                id: None,
+                op: Op::Unsub { sub },
+            },
+            &mut buf,
+        );
+        Command {
+            frame: buf.freeze(),
+            id: None,
+            reply: None,
+            events: None,
+        }
+    }
 }
 
 struct Waiting {
     reply: oneshot::Sender<Result<Reply<'static>>>,
-    events: Option<mpsc::Sender<Event>>,
+    events: Option<Arc<EventQueue>>,
 }
 
 #[derive(Default)]
 struct Routes {
     waiting: HashMap<u64, Waiting>,
-    subs: HashMap<u64, mpsc::Sender<Event>>,
+    subs: HashMap<u64, Arc<EventQueue>>,
     closed: bool,
 }
 
-type Shared = Arc<Mutex<Routes>>;
+/// The routing table both tasks and the client share.
+#[derive(Clone, Default)]
+pub(crate) struct Shared(Arc<Mutex<Routes>>);
 
-fn lock(shared: &Shared) -> std::sync::MutexGuard<'_, Routes> {
-    shared.lock().unwrap_or_else(PoisonError::into_inner)
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Shared")
+    }
+}
+
+impl Shared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Routes> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Stops routing a subscription's events (its `unsub` is sent separately).
+    pub(crate) fn forget(&self, sub: u64) {
+        if let Some(queue) = self.lock().subs.remove(&sub) {
+            queue.close();
+        }
+    }
 }
 
 /// Starts both tasks; requests go into the returned sender.
-pub(crate) fn spawn(ws: Ws, capacity: usize) -> mpsc::Sender<Command> {
+pub(crate) fn spawn(ws: Ws, capacity: usize) -> (mpsc::Sender<Command>, Shared) {
     let (tx, rx) = mpsc::channel(capacity);
     let shared = Shared::default();
     let (sink, stream) = ws.split();
     tokio::spawn(write_loop(sink, rx, shared.clone()));
-    tokio::spawn(read_loop(stream, shared));
-    tx
+    // Weak, so that dropping every `Client` still ends the writer.
+    tokio::spawn(read_loop(stream, shared.clone(), tx.downgrade()));
+    (tx, shared)
 }
 
 async fn write_loop(
@@ -89,9 +129,9 @@ fn register(
     shared: &Shared,
     id: Option<u64>,
     reply: Option<oneshot::Sender<Result<Reply<'static>>>>,
-    events: Option<mpsc::Sender<Event>>,
+    events: Option<Arc<EventQueue>>,
 ) -> bool {
-    let mut routes = lock(shared);
+    let mut routes = shared.lock();
     if routes.closed {
         if let Some(reply) = reply {
             let _ = reply.send(Err(Error::Closed));
@@ -105,15 +145,17 @@ fn register(
 }
 
 fn fail_all(shared: &Shared) {
-    let mut routes = lock(shared);
+    let mut routes = shared.lock();
     routes.closed = true;
     for (_, w) in routes.waiting.drain() {
         let _ = w.reply.send(Err(Error::Closed));
     }
-    routes.subs.clear();
+    for (_, queue) in routes.subs.drain() {
+        queue.close();
+    }
 }
 
-async fn read_loop(mut stream: SplitStream<Ws>, shared: Shared) {
+async fn read_loop(mut stream: SplitStream<Ws>, shared: Shared, tx: mpsc::WeakSender<Command>) {
     while let Some(msg) = stream.next().await {
         let frame = match msg {
             Ok(Message::Binary(frame)) => frame,
@@ -123,26 +165,41 @@ async fn read_loop(mut stream: SplitStream<Ws>, shared: Shared) {
             Ok(_) => continue,
         };
         match msgpack::decode_server(&frame) {
-            Ok(msg) => route(&shared, msg).await,
+            Ok(msg) => route(&shared, &tx, msg),
             Err(e) => tracing::warn!("ipcbus: undecodable message from server: {e}"),
         }
     }
     fail_all(&shared);
 }
 
-async fn route(shared: &Shared, msg: ServerMsg<'_>) {
+fn route(shared: &Shared, tx: &mpsc::WeakSender<Command>, msg: ServerMsg<'_>) {
     let (sub, event) = match msg {
         ServerMsg::Reply { id, result } => {
-            let mut routes = lock(shared);
+            let mut routes = shared.lock();
             let Some(w) = routes.waiting.remove(&id) else {
                 return;
             };
-            if let (Ok(reply), Some(events)) = (&result, w.events) {
-                if let Some(sub) = reply.sub {
-                    routes.subs.insert(sub, events);
+            let sub = match (&result, w.events) {
+                (Ok(Reply { sub: Some(sub), .. }), Some(events)) => {
+                    routes.subs.insert(*sub, events);
+                    Some(*sub)
+                }
+                _ => None,
+            };
+            drop(routes);
+            if w.reply
+                .send(result.map(owned).map_err(Error::Server))
+                .is_err()
+            {
+                // The caller gave up (a cancelled `subscribe`): nobody will
+                // ever unsubscribe, so do it now.
+                if let Some(sub) = sub {
+                    shared.forget(sub);
+                    if let Some(tx) = tx.upgrade() {
+                        let _ = tx.try_send(Command::unsub(sub));
+                    }
                 }
             }
-            let _ = w.reply.send(result.map(owned).map_err(Error::Server));
             return;
         }
         ServerMsg::Error(e) => {
@@ -172,13 +229,8 @@ async fn route(shared: &Shared, msg: ServerMsg<'_>) {
         ),
         ServerMsg::Synced { sub } => (sub, Event::Synced),
     };
-    let Some(tx) = lock(shared).subs.get(&sub).cloned() else {
-        return;
-    };
-    // A full subscription channel pauses reading: the server then holds
-    // (and conflates) further events. See `Subscription`.
-    if tx.send(event).await.is_err() {
-        lock(shared).subs.remove(&sub);
+    if let Some(queue) = shared.lock().subs.get(&sub) {
+        queue.push(event);
     }
 }
 

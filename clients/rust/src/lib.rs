@@ -6,6 +6,7 @@
 //! - [`Subscription`] and [`Event`] (`subscription.rs`): a subscription as a `Stream`.
 //! - [`Watch`] (`watch.rs`): a local mirror of a pattern, kept current by push.
 //! - `conn.rs`: the reader and writer tasks behind a connection.
+//! - `queue.rs`: the bounded, conflating queue of each subscription.
 //! - [`Error`] (`error.rs`).
 //!
 //! Requests are pipelined: any number may be in flight on one connection,
@@ -14,6 +15,7 @@
 mod client;
 mod conn;
 mod error;
+mod queue;
 mod subscription;
 mod watch;
 

@@ -2,12 +2,13 @@
 
 use crate::client::Client;
 use crate::error::Result;
+use crate::queue::EventQueue;
 use bytes::Bytes;
 use futures_util::Stream;
 use serde::de::DeserializeOwned;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
-use tokio::sync::mpsc;
 
 /// One event of a subscription.
 #[derive(Debug, Clone, PartialEq)]
@@ -53,15 +54,23 @@ impl Event {
 
 /// The events of one subscription, as a `Stream`. Dropping it unsubscribes.
 ///
-/// Events wait in a channel of [`crate::ClientOptions::subscription_capacity`]
-/// events. When it is full the connection stops reading (the server then
-/// keeps only the newest pending event per key), so a subscription that is
-/// never polled eventually stalls the whole connection: poll it, or drop it.
-#[derive(Debug)]
+/// Events wait in a queue of [`crate::ClientOptions::subscription_capacity`]
+/// events. A consumer that falls further behind than that skips
+/// intermediate revs: each key keeps only its newest waiting event, so it
+/// still ends with the latest state, and the connection never stalls for it.
+/// [`Subscription::skipped`] counts what was skipped.
 pub struct Subscription {
     pub(crate) id: u64,
-    pub(crate) rx: mpsc::Receiver<Event>,
+    pub(crate) queue: Arc<EventQueue>,
     pub(crate) client: Client,
+}
+
+impl std::fmt::Debug for Subscription {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Subscription")
+            .field("id", &self.id)
+            .finish()
+    }
 }
 
 impl Subscription {
@@ -69,13 +78,19 @@ impl Subscription {
     pub fn id(&self) -> u64 {
         self.id
     }
+
+    /// Events replaced by newer ones of the same key because this consumer
+    /// fell more than `subscription_capacity` events behind.
+    pub fn skipped(&self) -> u64 {
+        self.queue.skipped()
+    }
 }
 
 impl Stream for Subscription {
     type Item = Event;
 
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Event>> {
-        self.rx.poll_recv(cx)
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Event>> {
+        self.queue.poll_next(cx)
     }
 }
 

@@ -1,7 +1,7 @@
 //! `Watch`: a local mirror of every key matching a pattern, kept current by
 //! push. Reads are local: no round trip.
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::subscription::{Event, Subscription};
 use bytes::Bytes;
 use futures_util::StreamExt;
@@ -94,9 +94,13 @@ impl Watch {
     }
 
     /// Resolves once the initial replay is complete (immediately after that).
-    pub async fn synced(&self) {
+    /// Fails with [`Error::Closed`] if the connection ended first.
+    pub async fn synced(&self) -> Result<()> {
         let mut rx = self.synced.clone();
-        let _ = rx.wait_for(|s| *s).await;
+        rx.wait_for(|s| *s)
+            .await
+            .map(|_| ())
+            .map_err(|_| Error::Closed)
     }
 
     /// A future that resolves once a change made after this call has been
