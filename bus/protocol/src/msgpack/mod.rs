@@ -5,11 +5,15 @@
 //! bytes back in. A subscriber therefore receives exactly the bytes the
 //! publisher sent.
 
-use crate::error::{DecodeError, ErrorBody, ErrorCode};
-use crate::msg::{KeyRev, Op, Request, RequestFields, ServerFields, ServerMsg};
-use bytes::{BufMut, Bytes, BytesMut};
-use rmp::Marker;
+use crate::error::DecodeError;
+use crate::msg::{Op, Request, RequestFields, ServerFields, ServerMsg};
+use bytes::{Bytes, BytesMut};
+use reader::Reader;
 use std::borrow::Cow;
+use writer::Writer;
+
+mod reader;
+mod writer;
 
 /// Decodes one request frame. `value` is a zero-copy slice of `frame`.
 pub fn decode_request(frame: &Bytes) -> Result<Request<'_>, DecodeError> {
@@ -216,217 +220,10 @@ pub fn check_value(bytes: &[u8]) -> Result<(), DecodeError> {
     rd.finish()
 }
 
-/// A cursor over a frame. Every read is bounds-checked; nothing recurses.
-struct Reader<'a> {
-    all: &'a [u8],
-    rest: &'a [u8],
-}
-
-fn truncated() -> DecodeError {
-    DecodeError::bad("truncated or malformed MessagePack")
-}
-
-impl<'a> Reader<'a> {
-    fn new(all: &'a [u8]) -> Reader<'a> {
-        Reader { all, rest: all }
-    }
-
-    fn pos(&self) -> usize {
-        self.all.len() - self.rest.len()
-    }
-
-    fn finish(&self) -> Result<(), DecodeError> {
-        if self.rest.is_empty() {
-            Ok(())
-        } else {
-            Err(DecodeError::bad("trailing bytes after the message"))
-        }
-    }
-
-    fn map_len(&mut self) -> Result<u32, DecodeError> {
-        rmp::decode::read_map_len(&mut self.rest)
-            .map_err(|_| DecodeError::bad("a message must be a MessagePack map"))
-    }
-
-    fn str(&mut self) -> Result<&'a str, DecodeError> {
-        match rmp::decode::read_str_from_slice(self.rest) {
-            Ok((s, rest)) => {
-                self.rest = rest;
-                Ok(s)
-            }
-            Err(_) => Err(DecodeError::bad("expected a UTF-8 string")),
-        }
-    }
-
-    fn uint(&mut self, field: &str) -> Result<u64, DecodeError> {
-        rmp::decode::read_int(&mut self.rest)
-            .map_err(|_| DecodeError::bad(format!("'{field}' must be an unsigned integer")))
-    }
-
-    fn bool(&mut self) -> Result<bool, DecodeError> {
-        rmp::decode::read_bool(&mut self.rest).map_err(|_| DecodeError::bad("expected a boolean"))
-    }
-
-    /// The next value's bytes, as a slice of `frame` (which `self` reads).
-    fn raw(&mut self, frame: &Bytes) -> Result<Bytes, DecodeError> {
-        let start = self.pos();
-        self.skip()?;
-        Ok(frame.slice(start..self.pos()))
-    }
-
-    fn error(&mut self) -> Result<ErrorBody, DecodeError> {
-        let mut e = ErrorBody::new(ErrorCode::Internal, "");
-        for _ in 0..self.map_len()? {
-            match self.str()? {
-                "code" => e.code = ErrorCode::parse(self.str()?),
-                "msg" => e.msg = self.str()?.to_owned().into(),
-                "rev" => e.rev = Some(self.uint("rev")?),
-                _ => self.skip()?,
-            }
-        }
-        Ok(e)
-    }
-
-    fn keys(&mut self) -> Result<Vec<KeyRev<'a>>, DecodeError> {
-        let n = rmp::decode::read_array_len(&mut self.rest)
-            .map_err(|_| DecodeError::bad("'keys' must be an array"))?;
-        let mut keys = Vec::with_capacity((n as usize).min(self.rest.len()));
-        for _ in 0..n {
-            let mut kr = KeyRev {
-                key: Cow::Borrowed(""),
-                rev: 0,
-            };
-            for _ in 0..self.map_len()? {
-                match self.str()? {
-                    "key" => kr.key = Cow::Borrowed(self.str()?),
-                    "rev" => kr.rev = self.uint("rev")?,
-                    _ => self.skip()?,
-                }
-            }
-            keys.push(kr);
-        }
-        Ok(keys)
-    }
-
-    fn take(&mut self, n: u64) -> Result<&'a [u8], DecodeError> {
-        let n = usize::try_from(n).map_err(|_| truncated())?;
-        if n > self.rest.len() {
-            return Err(truncated());
-        }
-        let (head, rest) = self.rest.split_at(n);
-        self.rest = rest;
-        Ok(head)
-    }
-
-    fn be(&mut self, n: u64) -> Result<u64, DecodeError> {
-        Ok(self
-            .take(n)?
-            .iter()
-            .fold(0u64, |acc, b| (acc << 8) | u64::from(*b)))
-    }
-
-    /// Skips one value of any depth, iteratively: a count of pending items
-    /// replaces recursion, so deep nesting cannot overflow the stack.
-    fn skip(&mut self) -> Result<(), DecodeError> {
-        let mut pending: u64 = 1;
-        while pending > 0 {
-            pending -= 1;
-            let marker = rmp::decode::read_marker(&mut self.rest).map_err(|_| truncated())?;
-            let (data, items) = match marker {
-                Marker::FixPos(_) | Marker::FixNeg(_) | Marker::Null => (0, 0),
-                Marker::True | Marker::False => (0, 0),
-                Marker::U8 | Marker::I8 => (1, 0),
-                Marker::U16 | Marker::I16 => (2, 0),
-                Marker::U32 | Marker::I32 | Marker::F32 => (4, 0),
-                Marker::U64 | Marker::I64 | Marker::F64 => (8, 0),
-                Marker::FixStr(n) => (u64::from(n), 0),
-                Marker::Str8 | Marker::Bin8 => (self.be(1)?, 0),
-                Marker::Str16 | Marker::Bin16 => (self.be(2)?, 0),
-                Marker::Str32 | Marker::Bin32 => (self.be(4)?, 0),
-                Marker::FixArray(n) => (0, u64::from(n)),
-                Marker::Array16 => (0, self.be(2)?),
-                Marker::Array32 => (0, self.be(4)?),
-                Marker::FixMap(n) => (0, 2 * u64::from(n)),
-                Marker::Map16 => (0, 2 * self.be(2)?),
-                Marker::Map32 => (0, 2 * self.be(4)?),
-                Marker::FixExt1 => (2, 0),
-                Marker::FixExt2 => (3, 0),
-                Marker::FixExt4 => (5, 0),
-                Marker::FixExt8 => (9, 0),
-                Marker::FixExt16 => (17, 0),
-                Marker::Ext8 => (self.be(1)? + 1, 0),
-                Marker::Ext16 => (self.be(2)? + 1, 0),
-                Marker::Ext32 => (self.be(4)? + 1, 0),
-                Marker::Reserved => {
-                    return Err(DecodeError::bad("reserved MessagePack marker 0xc1"))
-                }
-            };
-            self.take(data)?;
-            // Every item takes at least one byte, so more pending items than
-            // bytes left means the frame is truncated.
-            pending = pending.saturating_add(items);
-            if pending > self.rest.len() as u64 {
-                return Err(truncated());
-            }
-        }
-        Ok(())
-    }
-}
-
-/// Appends MessagePack to a buffer. Writes to memory cannot fail, so the
-/// `io::Result`s that `rmp` returns are discarded here, and only here.
-struct Writer<'a>(&'a mut BytesMut);
-
-impl Writer<'_> {
-    fn map(&mut self, n: u32) {
-        let _ = rmp::encode::write_map_len(&mut (&mut *self.0).writer(), n);
-    }
-
-    fn array(&mut self, n: u32) {
-        let _ = rmp::encode::write_array_len(&mut (&mut *self.0).writer(), n);
-    }
-
-    fn str(&mut self, s: &str) {
-        let _ = rmp::encode::write_str(&mut (&mut *self.0).writer(), s);
-    }
-
-    fn uint(&mut self, v: u64) {
-        let _ = rmp::encode::write_uint(&mut (&mut *self.0).writer(), v);
-    }
-
-    fn bool(&mut self, v: bool) {
-        let _ = rmp::encode::write_bool(&mut (&mut *self.0).writer(), v);
-    }
-
-    fn raw(&mut self, bytes: &[u8]) {
-        self.0.put_slice(bytes);
-    }
-
-    fn field_str(&mut self, name: &str, v: &str) {
-        self.str(name);
-        self.str(v);
-    }
-
-    fn field_uint(&mut self, name: &str, v: u64) {
-        self.str(name);
-        self.uint(v);
-    }
-
-    fn error(&mut self, e: &ErrorBody) {
-        self.str("error");
-        self.map(2 + u32::from(e.rev.is_some()));
-        self.field_str("code", e.code.as_str());
-        self.field_str("msg", &e.msg);
-        if let Some(rev) = e.rev {
-            self.field_uint("rev", rev);
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Pattern, Reply};
+    use crate::{ErrorBody, ErrorCode, KeyRev, Pattern, Reply};
 
     fn mp(v: &rmpv::Value) -> Bytes {
         let mut out = Vec::new();

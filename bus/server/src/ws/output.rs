@@ -1,0 +1,157 @@
+//! Writing a session's outbox to its socket, in the session's codec.
+
+use super::WsSession;
+use actix_web_actors::ws::WebsocketContext;
+use ipcbus_actors::{Done, Out};
+use ipcbus_protocol::{json, msgpack, Codec, ErrorBody, Reply, ServerMsg};
+use std::borrow::Cow;
+
+impl WsSession {
+    pub(super) fn write(
+        &mut self,
+        msg: &ServerMsg<'_>,
+        value_json: Option<&serde_json::value::RawValue>,
+        ctx: &mut WebsocketContext<Self>,
+    ) {
+        match self.codec {
+            Codec::MsgPack => {
+                msgpack::encode_server(msg, &mut self.buf);
+                ctx.binary(self.buf.split().freeze());
+            }
+            Codec::Json => {
+                if let Err(e) = json::encode_server(msg, value_json, &mut self.buf) {
+                    self.buf.clear();
+                    return self.write(&ServerMsg::Error(e.error), None, ctx);
+                }
+                let frame = self.buf.split().freeze();
+                // The JSON encoder only writes UTF-8.
+                match bytestring::ByteString::try_from(frame) {
+                    Ok(text) => ctx.text(text),
+                    Err(_) => tracing::error!("JSON encoder produced invalid UTF-8"),
+                }
+            }
+        }
+    }
+
+    /// Writes everything the outbox holds.
+    pub(super) fn drain(&mut self, ctx: &mut WebsocketContext<Self>) {
+        self.session.outbox.take(&mut self.batch);
+        let mut batch = std::mem::take(&mut self.batch);
+        for out in batch.drain(..) {
+            self.write_out(out, ctx);
+        }
+        self.batch = batch;
+    }
+
+    fn write_out(&mut self, out: Out, ctx: &mut WebsocketContext<Self>) {
+        match out {
+            Out::Event { sub, update } => {
+                if !self.session.is_subscribed(sub) {
+                    return;
+                }
+                let key = Cow::Borrowed(&*update.key);
+                let (msg, json) = match &update.value {
+                    Some(value) => {
+                        let json = match (self.codec, update.json()) {
+                            (Codec::Json, Err(e)) => {
+                                let e = ErrorBody::new(
+                                    e.code,
+                                    format!("key {} rev {}: {}", update.key, update.rev, e.msg),
+                                );
+                                return self.write(&ServerMsg::Error(e), None, ctx);
+                            }
+                            (Codec::Json, Ok(json)) => json,
+                            (Codec::MsgPack, _) => None,
+                        };
+                        let msg = ServerMsg::Val {
+                            sub,
+                            key,
+                            value: value.clone(),
+                            rev: update.rev,
+                        };
+                        (msg, json)
+                    }
+                    None => (
+                        ServerMsg::Del {
+                            sub,
+                            key,
+                            rev: update.rev,
+                        },
+                        None,
+                    ),
+                };
+                self.write(&msg, json, ctx);
+            }
+            Out::Synced { sub } => {
+                if self.session.is_subscribed(sub) {
+                    self.write(&ServerMsg::Synced { sub }, None, ctx);
+                }
+            }
+            Out::Reply {
+                id: None,
+                result: Err(e),
+            } => self.write(&ServerMsg::Error(e), None, ctx),
+            Out::Reply {
+                id: None,
+                result: Ok(_),
+            } => {}
+            Out::Reply {
+                id: Some(id),
+                result,
+            } => self.write_reply(id, result, ctx),
+        }
+    }
+
+    fn write_reply(
+        &mut self,
+        id: u64,
+        result: Result<Done, ErrorBody>,
+        ctx: &mut WebsocketContext<Self>,
+    ) {
+        let mut json = None;
+        let result = result.map(|done| match done {
+            Done::Rev(rev) => Reply {
+                rev: Some(rev),
+                ..Reply::default()
+            },
+            Done::Sub(sub) => Reply {
+                sub: Some(sub),
+                ..Reply::default()
+            },
+            Done::Keys(keys) => Reply {
+                keys: Some(keys),
+                ..Reply::default()
+            },
+            Done::Empty => Reply::default(),
+            Done::Value(update) => {
+                json = Some(update);
+                Reply::default()
+            }
+        });
+        let (result, value_json) = match (result, &json) {
+            (Ok(mut reply), Some(update)) => {
+                reply.rev = Some(update.rev);
+                reply.value = update.value.clone();
+                let rendered = match self.codec {
+                    Codec::Json => match update.json() {
+                        Ok(v) => v,
+                        Err(e) => {
+                            return self.write(
+                                &ServerMsg::Reply {
+                                    id,
+                                    result: Err(e.clone()),
+                                },
+                                None,
+                                ctx,
+                            )
+                        }
+                    },
+                    Codec::MsgPack => None,
+                };
+                (Ok(reply), rendered)
+            }
+            (result, _) => (result, None),
+        };
+        self.write(&ServerMsg::Reply { id, result }, value_json, ctx);
+    }
+}
