@@ -21,12 +21,7 @@ pub struct ReplyTo {
 impl ReplyTo {
     /// Delivers the outcome and marks the request finished.
     pub fn send(self, result: Result<Done, ErrorBody>) {
-        if self.id.is_some() || result.is_err() {
-            self.outbox.push(Out::Reply {
-                id: self.id,
-                result,
-            });
-        }
+        self.outbox.reply(self.id, result);
         self.outbox.complete();
     }
 }

@@ -202,6 +202,14 @@ impl Outbox {
         }
     }
 
+    /// Queues the outcome of a request: always with an id, and without one
+    /// only on failure (the protocol reports those as `error` events).
+    pub fn reply(&self, id: Option<u64>, result: Result<Done, ErrorBody>) {
+        if id.is_some() || result.is_err() {
+            self.push(Out::Reply { id, result });
+        }
+    }
+
     /// Moves every queued item into `into` (which should be empty; its
     /// allocation is reused) and re-arms the wake-up.
     pub fn take(&self, into: &mut VecDeque<Out>) {

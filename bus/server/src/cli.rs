@@ -258,3 +258,31 @@ async fn client_command(url: &str, command: Command) -> Result<(), CliError> {
 fn json(value: &[u8]) -> Result<Box<serde_json::value::RawValue>, CliError> {
     msgpack_to_json(value).map_err(|e| CliError::Input(e.error.msg.into_owned()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn serve_args(args: &[&str]) -> ServeArgs {
+        let cli = Cli::try_parse_from([&["ipcbus", "serve"], args].concat()).expect("parse");
+        match cli.command {
+            Command::Serve(args) => args,
+            other => panic!("parsed as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn flags_override_the_file_which_overrides_defaults() {
+        let dir = std::env::temp_dir().join(format!("ipcbus-cli-unit-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let file = dir.join("ipcbus.toml");
+        std::fs::write(&file, "port = 7000\nmax_subs = 3\nselftest = true\n").expect("write");
+        let path = file.to_str().expect("utf8 path");
+        let c = serve_args(&["--config", path, "--port", "7001", "--no-selftest"])
+            .into_config()
+            .expect("config");
+        assert_eq!((c.port, c.max_subs, c.selftest), (7001, 3, false));
+        assert_eq!(c.max_inflight, Config::default().max_inflight);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -1,9 +1,9 @@
 //! The state of one client session and the dispatch of its requests,
-//! independent of the socket transport (see `ws.rs` for that).
+//! independent of the socket transport (the `ws` module).
 
 use crate::config::Config;
 use bytes::Bytes;
-use ipcbus_actors::{Del, Done, Get, Out, Outbox, Registry, ReplyTo, Set, Subscriber};
+use ipcbus_actors::{Del, Done, Get, Outbox, Registry, ReplyTo, Set, Subscriber};
 use ipcbus_protocol::{ErrorBody, ErrorCode, Op, Pattern, Request};
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -59,9 +59,7 @@ impl Session {
 
     /// Queues the reply to a request handled here rather than by a key actor.
     pub(crate) fn reply(&self, id: Option<u64>, result: Result<Done, ErrorBody>) {
-        if id.is_some() || result.is_err() {
-            self.outbox.push(Out::Reply { id, result });
-        }
+        self.outbox.reply(id, result);
     }
 
     fn reply_to(&self, id: Option<u64>) -> ReplyTo {

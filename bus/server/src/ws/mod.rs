@@ -5,8 +5,6 @@
 
 use crate::app::AppState;
 use crate::session::{Limits, Session};
-
-mod output;
 use actix::prelude::*;
 use actix_web::{web, HttpRequest, HttpResponse};
 use actix_web_actors::ws::{self, CloseCode, CloseReason, ProtocolError, WebsocketContext};
@@ -18,6 +16,8 @@ use std::collections::VecDeque;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
+
+mod output;
 
 /// How often the server pings an idle client.
 pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(10);
