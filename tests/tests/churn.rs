@@ -258,10 +258,10 @@ async fn churn_keeps_every_guarantee() {
                     }
                     match (finals.get(&key), sub.last.get(&key)) {
                         (Some(rev), got) => {
-                            assert_eq!(got, Some(&(*rev, true)), "seed {seed} sub {id} {key}")
+                            assert_eq!(got, Some(&(*rev, true)), "seed {seed} sub {id} {key}");
                         }
                         (None, Some((_, is_value))) => {
-                            assert!(!is_value, "seed {seed} sub {id}: {key} was deleted")
+                            assert!(!is_value, "seed {seed} sub {id}: {key} was deleted");
                         }
                         (None, None) => {}
                     }
