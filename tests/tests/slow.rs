@@ -113,3 +113,50 @@ async fn stuck_subscriber_is_conflated_and_bounded() {
         assert!(prev.is_none_or(|p| p < rev), "{key}: {rev} after {prev:?}");
     }
 }
+
+/// A client that stops reading for good is dropped by the kernel after
+/// `stall_timeout_ms` (TCP_USER_TIMEOUT covers a zero receive window), so
+/// it does not hold its connection and subscriptions forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_never_reads_is_dropped_after_the_stall_timeout() {
+    let config = ipcbus::Config {
+        stall_timeout_ms: 500,
+        ..ipcbus_tests::test_config()
+    };
+    let server = TestServer::with_config(config);
+    let mut stuck = server.raw(Codec::MsgPack).await;
+    let (reply, _) = stuck
+        .call(json!({"id": 1, "op": "sub", "pattern": "drop.>"}))
+        .await;
+    assert_eq!(reply["ok"], true);
+    let publisher = server.client().await;
+    let filler = "x".repeat(64 << 10);
+    let keys: Vec<String> = (0..16).map(|k| format!("drop.k{k}")).collect();
+    let dropped = async {
+        for round in 0u64.. {
+            let value = (round, &filler);
+            let sets = keys.iter().map(|key| publisher.set(key, &value));
+            for rev in futures_util::future::join_all(sets).await {
+                rev.expect("set");
+            }
+            let (_, body) = server.http_get("/health").await;
+            let health: serde_json::Value = serde_json::from_str(&body).expect("health");
+            if health["sessions"] == 1 {
+                return round;
+            }
+        }
+        unreachable!()
+    };
+    let rounds = tokio::time::timeout(std::time::Duration::from_secs(60), dropped)
+        .await
+        .expect("the stuck session was dropped");
+    eprintln!("stuck session dropped after {rounds} rounds of 1 MiB");
+    // Its socket is dead: whatever was buffered, the stream ends in an error.
+    loop {
+        match stuck.next().await {
+            ipcbus_tests::Next::Msg(_) => continue,
+            ipcbus_tests::Next::Timeout => panic!("the stuck socket is still open"),
+            _ => break,
+        }
+    }
+}

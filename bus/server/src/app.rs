@@ -8,6 +8,7 @@ use std::future::Future;
 use std::net::TcpListener;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
 use tokio::sync::watch;
 
 /// How long a graceful shutdown waits for connections to close.
@@ -51,6 +52,23 @@ async fn health(state: web::Data<AppState>) -> HttpResponse {
     }))
 }
 
+/// Socket options for every connection: no Nagle delay, and a bound on how
+/// long a peer may stall. A session whose client stopped reading is never
+/// polled again (its actor runs only when its socket can take data), so its
+/// own heartbeat cannot end it; the kernel can, through TCP_USER_TIMEOUT,
+/// which also covers a zero receive window.
+fn tune(tcp: &actix_web::rt::net::TcpStream, stall_timeout: Duration) {
+    if let Err(e) = tcp.set_nodelay(true) {
+        tracing::warn!("cannot set TCP_NODELAY: {e}");
+    }
+    #[cfg(target_os = "linux")]
+    if let Err(e) = socket2::SockRef::from(tcp).set_tcp_user_timeout(Some(stall_timeout)) {
+        tracing::warn!("cannot set TCP_USER_TIMEOUT: {e}");
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = stall_timeout;
+}
+
 /// Runs the bus on an already-bound listener until `shutdown` resolves, then
 /// closes every session with a close frame (1001) and stops. Must be called
 /// inside an actix system (`actix_web::rt::System`).
@@ -79,6 +97,7 @@ pub async fn serve(
         0 => std::thread::available_parallelism().map_or(1, usize::from),
         n => n,
     };
+    let stall_timeout = Duration::from_millis(config.stall_timeout_ms);
     let app_state = state.clone();
     let server = HttpServer::new(move || {
         App::new()
@@ -86,11 +105,9 @@ pub async fn serve(
             .route("/ws", web::get().to(crate::ws::upgrade))
             .route("/health", web::get().to(health))
     })
-    .on_connect(|conn, _| {
+    .on_connect(move |conn, _| {
         if let Some(tcp) = conn.downcast_ref::<actix_web::rt::net::TcpStream>() {
-            if let Err(e) = tcp.set_nodelay(true) {
-                tracing::warn!("cannot set TCP_NODELAY: {e}");
-            }
+            tune(tcp, stall_timeout);
         }
     })
     .workers(workers)

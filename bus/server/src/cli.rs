@@ -102,6 +102,9 @@ struct ServeArgs {
     /// Subscriptions per session [default: 4096].
     #[arg(long, env = "IPCBUS_MAX_SUBS")]
     max_subs: Option<usize>,
+    /// Drop a connection that stops reading for this long, in ms [default: 60000].
+    #[arg(long, env = "IPCBUS_STALL_TIMEOUT_MS")]
+    stall_timeout_ms: Option<u64>,
     /// Skip the startup self-test.
     #[arg(long, env = "IPCBUS_NO_SELFTEST")]
     no_selftest: bool,
@@ -117,6 +120,7 @@ impl ServeArgs {
             ($($field:ident),*) => { $(if let Some(v) = self.$field { c.$field = v; })* };
         }
         take!(
+            stall_timeout_ms,
             host,
             port,
             workers,

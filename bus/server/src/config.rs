@@ -28,6 +28,10 @@ pub struct Config {
     pub max_inflight: usize,
     /// Subscriptions one session may hold.
     pub max_subs: usize,
+    /// How long a connection may leave sent data unacknowledged, or keep a
+    /// zero receive window (a client that stopped reading), before the
+    /// kernel drops it (TCP_USER_TIMEOUT, Linux only), in milliseconds.
+    pub stall_timeout_ms: u64,
     /// Run the startup self-test.
     pub selftest: bool,
 }
@@ -43,6 +47,7 @@ impl Default for Config {
             outbox_bytes: 1 << 20,
             max_inflight: 1024,
             max_subs: 4096,
+            stall_timeout_ms: 60_000,
             selftest: true,
         }
     }
@@ -96,6 +101,11 @@ impl Config {
         if self.max_frame_bytes < self.max_value_bytes {
             return Err(ConfigError::Invalid(
                 "max_frame_bytes must be >= max_value_bytes",
+            ));
+        }
+        if self.stall_timeout_ms == 0 || self.stall_timeout_ms > u64::from(u32::MAX) {
+            return Err(ConfigError::Invalid(
+                "stall_timeout_ms must be 1 to 4294967295",
             ));
         }
         if self.outbox_bytes == 0 || self.max_inflight == 0 || self.max_subs == 0 {
