@@ -52,16 +52,18 @@ impl WsSession {
                 let key = Cow::Borrowed(&*update.key);
                 let (msg, json) = match &update.value {
                     Some(value) => {
-                        let json = match (self.codec, update.json()) {
-                            (Codec::Json, Err(e)) => {
-                                let e = ErrorBody::new(
-                                    e.code,
-                                    format!("key {} rev {}: {}", update.key, update.rev, e.msg),
-                                );
-                                return self.write(&ServerMsg::Error(e), None, ctx);
-                            }
-                            (Codec::Json, Ok(json)) => json,
-                            (Codec::MsgPack, _) => None,
+                        // Rendered (once per write) only for JSON sessions.
+                        let json = match self.codec {
+                            Codec::MsgPack => None,
+                            Codec::Json => match update.json() {
+                                Ok(json) => json,
+                                Err(e) => {
+                                    let msg =
+                                        format!("key {} rev {}: {}", update.key, update.rev, e.msg);
+                                    let e = ErrorBody::new(e.code, msg);
+                                    return self.write(&ServerMsg::Error(e), None, ctx);
+                                }
+                            },
                         };
                         let msg = ServerMsg::Val {
                             sub,
@@ -108,50 +110,34 @@ impl WsSession {
         result: Result<Done, ErrorBody>,
         ctx: &mut WebsocketContext<Self>,
     ) {
-        let mut json = None;
-        let result = result.map(|done| match done {
-            Done::Rev(rev) => Reply {
-                rev: Some(rev),
-                ..Reply::default()
-            },
-            Done::Sub(sub) => Reply {
-                sub: Some(sub),
-                ..Reply::default()
-            },
-            Done::Keys(keys) => Reply {
-                keys: Some(keys),
-                ..Reply::default()
-            },
-            Done::Empty => Reply::default(),
-            Done::Value(update) => {
-                json = Some(update);
-                Reply::default()
-            }
-        });
-        let (result, value_json) = match (result, &json) {
-            (Ok(mut reply), Some(update)) => {
-                reply.rev = Some(update.rev);
-                reply.value = update.value.clone();
-                let rendered = match self.codec {
-                    Codec::Json => match update.json() {
-                        Ok(v) => v,
-                        Err(e) => {
-                            return self.write(
-                                &ServerMsg::Reply {
-                                    id,
-                                    result: Err(e.clone()),
-                                },
-                                None,
-                                ctx,
-                            )
-                        }
-                    },
-                    Codec::MsgPack => None,
-                };
-                (Ok(reply), rendered)
-            }
-            (result, _) => (result, None),
+        let done = match result {
+            Ok(done) => done,
+            Err(e) => return self.write(&ServerMsg::Reply { id, result: Err(e) }, None, ctx),
         };
+        let mut reply = Reply::default();
+        let mut got = None;
+        match done {
+            Done::Rev(rev) => reply.rev = Some(rev),
+            Done::Sub(sub) => reply.sub = Some(sub),
+            Done::Keys(keys) => reply.keys = Some(keys),
+            Done::Empty => {}
+            Done::Value(update) => {
+                (reply.rev, reply.value) = (Some(update.rev), update.value.clone());
+                got = Some(update);
+            }
+        }
+        // A `get` value is rendered as JSON (once per write) for JSON sessions.
+        let value_json = match (self.codec, &got) {
+            (Codec::Json, Some(update)) => match update.json() {
+                Ok(json) => json,
+                Err(e) => {
+                    let result = Err(e.clone());
+                    return self.write(&ServerMsg::Reply { id, result }, None, ctx);
+                }
+            },
+            _ => None,
+        };
+        let result = Ok(reply);
         self.write(&ServerMsg::Reply { id, result }, value_json, ctx);
     }
 }
