@@ -13,3 +13,7 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 
 echo "== cargo test"
 cargo test --workspace --locked
+
+echo "== pytest (Python client, against the real server)"
+cargo build -p ipcbus --locked
+python3 -m pytest -q clients/python/tests

@@ -251,3 +251,32 @@ async fn value_json_cannot_show_is_internal_for_json_sessions_only() {
     let (r, _) = js.call(json!({"id": 1, "op": "get", "key": "d"})).await;
     assert_eq!(error_code(&r), "internal");
 }
+
+#[tokio::test]
+async fn hello_names_protocol_server_session_and_store() {
+    let server = TestServer::start();
+    let mut hellos = Vec::new();
+    for codec in CODECS {
+        let mut raw = server.raw_with_hello(codec).await;
+        hellos.push(raw.recv().await);
+    }
+    for h in &hellos {
+        assert_eq!(
+            (&h["ev"], &h["proto"], &h["server"]),
+            (&json!("hello"), &json!(1), &json!(ipcbus::SERVER_NAME))
+        );
+        assert_eq!(h["session"].as_str().map(str::len), Some(36), "a UUID: {h}");
+    }
+    assert_ne!(hellos[0]["session"], hellos[1]["session"]);
+    assert_eq!(
+        hellos[0]["store"], hellos[1]["store"],
+        "one store per server"
+    );
+    let other = TestServer::start();
+    let mut raw = other.raw_with_hello(Codec::MsgPack).await;
+    assert_ne!(
+        raw.recv().await["store"],
+        hellos[0]["store"],
+        "a restarted server is another store"
+    );
+}

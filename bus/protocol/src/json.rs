@@ -77,6 +77,8 @@ struct JsonOut<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     session: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    store: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     sub: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     key: Option<&'a str>,
@@ -155,10 +157,11 @@ pub fn encode_server(
             proto,
             server,
             session,
+            store,
         } => {
             out.ev = Some("hello");
-            (out.proto, out.server, out.session) =
-                (Some(*proto), Some(&**server), Some(&**session));
+            (out.proto, out.server) = (Some(*proto), Some(&**server));
+            (out.session, out.store) = (Some(&**session), Some(&**store));
         }
         ServerMsg::Reply { id, result: Ok(r) } => {
             (out.id, out.ok, out.rev, out.sub) = (Some(*id), Some(true), r.rev, r.sub);
@@ -203,6 +206,8 @@ struct JsonServer<'a> {
     server: Option<Cow<'a, str>>,
     #[serde(borrow)]
     session: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    store: Option<Cow<'a, str>>,
     sub: Option<u64>,
     #[serde(borrow)]
     key: Option<Cow<'a, str>>,
@@ -225,6 +230,7 @@ pub fn decode_server(frame: &str) -> Result<ServerMsg<'_>, DecodeError> {
         proto: j.proto,
         server: j.server,
         session: j.session,
+        store: j.store,
         sub: j.sub,
         key: j.key,
         value: j.value.map(|v| json_to_msgpack(v.get())).transpose()?,

@@ -110,6 +110,10 @@ pub enum ServerMsg<'a> {
         server: Cow<'a, str>,
         /// The session's UUID.
         session: Cow<'a, str>,
+        /// Identifies the store whose revs this server hands out. A client
+        /// that reconnects and finds another `store` must not resume with
+        /// `since`: the revs it saw belong to a store that is gone.
+        store: Cow<'a, str>,
     },
     /// The reply to a request that had an id.
     Reply {
@@ -249,6 +253,7 @@ pub(crate) struct ServerFields<'a> {
     pub(crate) proto: Option<u64>,
     pub(crate) server: Option<Cow<'a, str>>,
     pub(crate) session: Option<Cow<'a, str>>,
+    pub(crate) store: Option<Cow<'a, str>>,
     pub(crate) sub: Option<u64>,
     pub(crate) key: Option<Cow<'a, str>>,
     pub(crate) value: Option<Bytes>,
@@ -280,6 +285,7 @@ impl<'a> ServerFields<'a> {
                 proto: self.proto.unwrap_or(0).try_into().unwrap_or(u32::MAX),
                 server: self.server.unwrap_or_default(),
                 session: self.session.unwrap_or_default(),
+                store: self.store.unwrap_or_default(),
             },
             "error" => ServerMsg::Error(self.error.ok_or_else(|| missing("error"))?),
             "synced" => ServerMsg::Synced { sub: sub()? },

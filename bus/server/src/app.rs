@@ -22,6 +22,9 @@ pub(crate) struct AppState {
     pub(crate) shutdown: watch::Receiver<bool>,
     session_ids: AtomicU64,
     selftest: Mutex<String>,
+    /// Sent in every `hello`. New at each start while the store lives only
+    /// in memory, so clients know their `since` revs are void.
+    pub(crate) store_id: String,
 }
 
 impl AppState {
@@ -48,6 +51,7 @@ async fn health(state: web::Data<AppState>) -> HttpResponse {
         "keys": stats.live_keys.load(Ordering::Relaxed),
         "rev": state.registry.last_rev(),
         "skipped": stats.skipped.load(Ordering::Relaxed),
+        "store": state.store_id,
         "selftest": selftest,
     }))
 }
@@ -84,6 +88,7 @@ pub async fn serve(
         config: config.clone(),
         shutdown: stop_rx,
         session_ids: AtomicU64::new(0),
+        store_id: uuid::Uuid::new_v4().to_string(),
         selftest: Mutex::new(
             if config.selftest {
                 "pending"

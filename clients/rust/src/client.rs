@@ -67,6 +67,7 @@ struct Inner {
     routes: conn::Shared,
     next_id: AtomicU64,
     session: String,
+    store: String,
     options: ClientOptions,
 }
 
@@ -89,10 +90,12 @@ impl Client {
             .max_frame_size(Some(options.max_message_bytes));
         let (mut ws, _) =
             tokio_tungstenite::connect_async_with_config(request, Some(config), true).await?;
-        let session = match ws.next().await {
+        let (session, store) = match ws.next().await {
             Some(Ok(tokio_tungstenite::tungstenite::Message::Binary(frame))) => {
                 match msgpack::decode_server(&frame) {
-                    Ok(ServerMsg::Hello { session, .. }) => session.into_owned(),
+                    Ok(ServerMsg::Hello { session, store, .. }) => {
+                        (session.into_owned(), store.into_owned())
+                    }
                     _ => return Err(Error::Protocol("expected hello".into())),
                 }
             }
@@ -106,6 +109,7 @@ impl Client {
                 routes,
                 next_id: AtomicU64::new(1),
                 session,
+                store,
                 options,
             }),
         })
@@ -114,6 +118,12 @@ impl Client {
     /// The server's id for this session.
     pub fn session(&self) -> &str {
         &self.inner.session
+    }
+
+    /// The server's store id (from `hello`). Revs are only comparable, and
+    /// `since` only meaningful, within one store.
+    pub fn store(&self) -> &str {
+        &self.inner.store
     }
 
     async fn request(&self, op: Op<'_>, events: Option<Arc<EventQueue>>) -> Result<Reply<'static>> {

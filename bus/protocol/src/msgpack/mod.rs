@@ -109,12 +109,14 @@ pub fn encode_server(msg: &ServerMsg<'_>, buf: &mut BytesMut) {
             proto,
             server,
             session,
+            store,
         } => {
-            w.map(4);
+            w.map(5);
             w.field_str("ev", "hello");
             w.field_uint("proto", u64::from(*proto));
             w.field_str("server", server);
             w.field_str("session", session);
+            w.field_str("store", store);
         }
         ServerMsg::Reply { id, result: Ok(r) } => {
             let n = [
@@ -201,6 +203,7 @@ pub fn decode_server(frame: &Bytes) -> Result<ServerMsg<'_>, DecodeError> {
             "proto" => f.proto = Some(rd.uint("proto")?),
             "server" => f.server = Some(Cow::Borrowed(rd.str()?)),
             "session" => f.session = Some(Cow::Borrowed(rd.str()?)),
+            "store" => f.store = Some(Cow::Borrowed(rd.str()?)),
             "sub" => f.sub = Some(rd.uint("sub")?),
             "key" => f.key = Some(Cow::Borrowed(rd.str()?)),
             "value" => f.value = Some(rd.raw(frame)?),
@@ -304,6 +307,7 @@ mod tests {
                 proto: 1,
                 server: "ipcbus/0.1.0".into(),
                 session: "u".into(),
+                store: "s".into(),
             },
             ServerMsg::Val {
                 sub: 1,

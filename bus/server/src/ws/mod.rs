@@ -70,6 +70,7 @@ pub(crate) struct WsSession {
     codec: Codec,
     me: Arc<OnceLock<Addr<WsSession>>>,
     shutdown: watch::Receiver<bool>,
+    store_id: String,
     max_frame_bytes: usize,
     last_seen: Instant,
     /// Reassembly of a fragmented message: its first opcode was text?
@@ -105,6 +106,7 @@ impl WsSession {
             codec,
             me,
             shutdown: state.shutdown.clone(),
+            store_id: state.store_id.clone(),
             max_frame_bytes: state.config.max_frame_bytes,
             last_seen: Instant::now(),
             partial: None,
@@ -240,6 +242,7 @@ impl Actor for WsSession {
             proto: PROTO_VERSION,
             server: Cow::Borrowed(crate::SERVER_NAME),
             session: Cow::Owned(session),
+            store: Cow::Owned(self.store_id.clone()),
         };
         self.write(&hello, None, ctx);
         ctx.run_interval(HEARTBEAT_INTERVAL, |act, ctx| {
