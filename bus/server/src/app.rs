@@ -109,6 +109,14 @@ pub async fn serve(
             .app_data(app_state.clone())
             .route("/ws", web::get().to(crate::ws::upgrade))
             .route("/health", web::get().to(health))
+            .route("/v1/keys", web::get().to(crate::http::keys))
+            .service(
+                // A resource, so that other methods get 405 with an Allow header.
+                web::resource("/v1/keys/{key:.*}")
+                    .route(web::get().to(crate::http::get))
+                    .route(web::put().to(crate::http::put))
+                    .route(web::delete().to(crate::http::delete)),
+            )
     })
     .on_connect(move |conn, _| {
         if let Some(tcp) = conn.downcast_ref::<actix_web::rt::net::TcpStream>() {

@@ -4,6 +4,7 @@
 //! # Layout
 //! - [`config`]: [`Config`], its TOML file and the precedence of settings.
 //! - `app`: the HTTP app (`/ws`, `/health`) and [`serve`], which runs it on a bound listener.
+//! - `http`: the HTTP API (`/v1/keys`), for curl and shell scripts.
 //! - `ws`: the WebSocket transport (the only module that knows `actix-web-actors`).
 //! - `session`: one session's subscriptions and request dispatch.
 //! - `selftest`: the startup self-test, over a real socket.
@@ -14,6 +15,7 @@
 mod app;
 pub mod cli;
 pub mod config;
+mod http;
 mod selftest;
 mod session;
 mod ws;

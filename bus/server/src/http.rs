@@ -1,0 +1,291 @@
+//! The HTTP API, for curl, shell scripts and any language:
+//! `GET|PUT|DELETE /v1/keys/{key}` and `GET /v1/keys?pattern=`.
+//! Same limits and error codes as the WebSocket API; docs/http.md is its spec.
+
+use crate::app::AppState;
+use actix_web::http::header::{self, HeaderMap};
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use bytes::{Bytes, BytesMut};
+use futures_util::StreamExt;
+use ipcbus_actors::{Del, Done, Get, Out, Outbox, OutboxConfig, ReplyTo, Set};
+use ipcbus_protocol::transcode::json_to_msgpack;
+use ipcbus_protocol::{msgpack, validate_key, ErrorBody, ErrorCode, Pattern};
+use serde::Deserialize;
+use std::collections::VecDeque;
+use std::sync::Arc;
+use tokio::sync::Notify;
+
+/// MessagePack media type; `application/x-msgpack` is accepted too.
+const MSGPACK: &str = "application/msgpack";
+
+/// The HTTP status of each protocol error code.
+fn status(code: ErrorCode) -> StatusCode {
+    match code {
+        ErrorCode::BadRequest
+        | ErrorCode::UnknownOp
+        | ErrorCode::BadKey
+        | ErrorCode::BadPattern => StatusCode::BAD_REQUEST,
+        ErrorCode::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        ErrorCode::NotFound => StatusCode::NOT_FOUND,
+        ErrorCode::RevMismatch => StatusCode::PRECONDITION_FAILED,
+        ErrorCode::Limit => StatusCode::TOO_MANY_REQUESTS,
+        ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+fn error(e: &ErrorBody) -> HttpResponse {
+    HttpResponse::build(status(e.code)).json(serde_json::json!({ "error": e }))
+}
+
+fn bad(msg: impl Into<String>) -> ErrorBody {
+    ErrorBody::new(ErrorCode::BadRequest, msg.into())
+}
+
+fn respond(result: Result<HttpResponse, ErrorBody>) -> HttpResponse {
+    result.unwrap_or_else(|e| error(&e))
+}
+
+/// Hands one request to a key actor and waits for its outcome, through a
+/// one-off outbox (the same path a WebSocket session's requests take).
+async fn call(
+    state: &AppState,
+    key: &str,
+    create: bool,
+    make: impl FnOnce(ReplyTo) -> Op,
+) -> Result<Done, ErrorBody> {
+    let woken = Arc::new(Notify::new());
+    let wake = woken.clone();
+    let config = OutboxConfig {
+        max_bytes: usize::MAX,
+        max_inflight: 1,
+    };
+    let stats = state.registry.stats().clone();
+    let outbox = Arc::new(Outbox::new(0, config, stats, move || wake.notify_one()));
+    outbox.begin();
+    let reply = ReplyTo {
+        outbox: outbox.clone(),
+        id: Some(0),
+    };
+    let sent = match make(reply) {
+        Op::Set(m) => state.registry.send(key, create, m).map_err(|_| ()),
+        Op::Get(m) => state.registry.send(key, create, m).map_err(|_| ()),
+        Op::Del(m) => state.registry.send(key, create, m).map_err(|_| ()),
+    };
+    if sent.is_err() {
+        return Err(ErrorBody::not_found());
+    }
+    let mut got = VecDeque::new();
+    loop {
+        woken.notified().await;
+        outbox.take(&mut got);
+        if let Some(Out::Reply { result, .. }) = got.pop_front() {
+            return result;
+        }
+    }
+}
+
+enum Op {
+    Set(Set),
+    Get(Get),
+    Del(Del),
+}
+
+fn checked_key(key: &str) -> Result<&str, ErrorBody> {
+    validate_key(key).map_err(|e| e.for_key())?;
+    Ok(key)
+}
+
+/// `If-Match: "N"` (or `N`) asks for rev N; `If-None-Match: *` for absence.
+fn if_rev(headers: &HeaderMap) -> Result<Option<u64>, ErrorBody> {
+    if let Some(v) = headers.get(header::IF_NONE_MATCH) {
+        return match v.to_str().map(str::trim) {
+            Ok("*") => Ok(Some(0)),
+            _ => Err(bad("only If-None-Match: * is supported")),
+        };
+    }
+    let Some(v) = headers.get(header::IF_MATCH) else {
+        return Ok(None);
+    };
+    let text = v.to_str().unwrap_or_default().trim().trim_matches('"');
+    text.parse()
+        .map(Some)
+        .map_err(|_| bad("If-Match must be a rev, such as \"12\""))
+}
+
+fn etag(rev: u64) -> (header::HeaderName, String) {
+    (header::ETAG, format!("\"{rev}\""))
+}
+
+fn rev_body(done: &Done) -> Result<HttpResponse, ErrorBody> {
+    let &Done::Rev(rev) = done else {
+        return Err(ErrorBody::new(ErrorCode::Internal, "unexpected reply"));
+    };
+    Ok(HttpResponse::Ok()
+        .insert_header(etag(rev))
+        .json(serde_json::json!({ "rev": rev })))
+}
+
+/// `GET /v1/keys/{key}`: the value as JSON (or MessagePack if the client
+/// accepts `application/msgpack`), with its rev as the ETag.
+pub(crate) async fn get(
+    req: HttpRequest,
+    key: web::Path<String>,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    respond(try_get(&req, &key, &state).await)
+}
+
+async fn try_get(
+    req: &HttpRequest,
+    key: &str,
+    state: &AppState,
+) -> Result<HttpResponse, ErrorBody> {
+    let key = checked_key(key)?;
+    let Done::Value(update) = call(state, key, false, |reply| Op::Get(Get { reply })).await? else {
+        return Err(ErrorBody::new(ErrorCode::Internal, "unexpected reply"));
+    };
+    let value = update.value.as_ref().ok_or_else(ErrorBody::not_found)?;
+    let mut resp = HttpResponse::Ok();
+    resp.insert_header(etag(update.rev));
+    if accepts_msgpack(req.headers()) {
+        return Ok(resp.content_type(MSGPACK).body(value.clone()));
+    }
+    let json = update
+        .json()
+        .map_err(Clone::clone)?
+        .ok_or_else(ErrorBody::not_found)?;
+    Ok(resp
+        .content_type("application/json")
+        .body(json.get().to_owned()))
+}
+
+fn accepts_msgpack(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains(MSGPACK) || v.contains("application/x-msgpack"))
+}
+
+/// `PUT /v1/keys/{key}`: the body is the value, JSON or MessagePack by
+/// Content-Type (JSON when absent, and for curl's default form type).
+pub(crate) async fn put(
+    req: HttpRequest,
+    key: web::Path<String>,
+    body: web::Payload,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    respond(try_put(&req, &key, body, &state).await)
+}
+
+async fn try_put(
+    req: &HttpRequest,
+    key: &str,
+    body: web::Payload,
+    state: &AppState,
+) -> Result<HttpResponse, ErrorBody> {
+    let key = checked_key(key)?;
+    let if_rev = if_rev(req.headers())?;
+    let body = read_body(body, state.config.max_frame_bytes).await?;
+    let value = decode_value(req.headers(), &body)?;
+    let max = state.config.max_value_bytes;
+    if value.len() > max {
+        let msg = format!(
+            "value of {} bytes exceeds max_value_bytes ({max})",
+            value.len()
+        );
+        return Err(ErrorBody::new(ErrorCode::TooLarge, msg));
+    }
+    let done = call(state, key, true, |reply| {
+        Op::Set(Set {
+            value,
+            if_rev,
+            reply,
+        })
+    })
+    .await?;
+    rev_body(&done)
+}
+
+fn decode_value(headers: &HeaderMap, body: &[u8]) -> Result<Bytes, ErrorBody> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/json");
+    let media = content_type.split(';').next().unwrap_or_default().trim();
+    match media {
+        MSGPACK | "application/x-msgpack" => msgpack::check_value(body)
+            .map(|()| Bytes::copy_from_slice(body))
+            .map_err(|e| e.error),
+        // `curl -d` labels its body form-encoded unless told otherwise; a
+        // form body is not a value, so it is read as the JSON it most likely is.
+        "application/json" | "text/json" | "application/x-www-form-urlencoded" | "" => {
+            std::str::from_utf8(body)
+                .map_err(|_| bad("the JSON body is not UTF-8"))
+                .and_then(|text| json_to_msgpack(text).map_err(|e| e.error))
+        }
+        other => Err(bad(format!(
+            "unsupported Content-Type {other:?}: use application/json or {MSGPACK}"
+        ))),
+    }
+}
+
+async fn read_body(mut body: web::Payload, limit: usize) -> Result<BytesMut, ErrorBody> {
+    let mut buf = BytesMut::new();
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(|e| bad(format!("cannot read the body: {e}")))?;
+        if buf.len() + chunk.len() > limit {
+            let msg = format!("body exceeds max_frame_bytes ({limit})");
+            return Err(ErrorBody::new(ErrorCode::TooLarge, msg));
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(buf)
+}
+
+/// `DELETE /v1/keys/{key}`.
+pub(crate) async fn delete(
+    req: HttpRequest,
+    key: web::Path<String>,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    respond(try_delete(&req, &key, &state).await)
+}
+
+async fn try_delete(
+    req: &HttpRequest,
+    key: &str,
+    state: &AppState,
+) -> Result<HttpResponse, ErrorBody> {
+    let key = checked_key(key)?;
+    let if_rev = if_rev(req.headers())?;
+    rev_body(&call(state, key, false, |reply| Op::Del(Del { if_rev, reply })).await?)
+}
+
+#[derive(Deserialize)]
+struct KeysQuery {
+    pattern: Option<String>,
+}
+
+/// `GET /v1/keys?pattern=P`: keys with a value, and their revs, sorted.
+pub(crate) async fn keys(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    respond(try_keys(&req, &state))
+}
+
+fn try_keys(req: &HttpRequest, state: &AppState) -> Result<HttpResponse, ErrorBody> {
+    let query = web::Query::<KeysQuery>::from_query(req.query_string())
+        .map_err(|e| bad(format!("bad query string: {e}")))?;
+    let pattern = query
+        .pattern
+        .as_deref()
+        .map(Pattern::parse)
+        .transpose()
+        .map_err(|e| e.for_pattern())?;
+    let keys: Vec<_> = state
+        .registry
+        .keys(pattern.as_ref())
+        .into_iter()
+        .map(|k| serde_json::json!({ "key": k.key, "rev": k.rev }))
+        .collect();
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "keys": keys })))
+}
