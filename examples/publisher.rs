@@ -47,6 +47,12 @@ async fn main() -> Result<(), ipcbus_client::Error> {
     let limit: Option<u64> = std::env::var("SCRAPES").ok().and_then(|n| n.parse().ok());
     let bus = Client::connect(&url).await?;
     let mut refresh = bus.subscribe("svc.weather.refresh").await?;
+    // A refresh request left from before this service started is not one for it.
+    while let Some(event) = refresh.next().await {
+        if event == Event::Synced {
+            break;
+        }
+    }
     bus.set("svc.weather.online", &true).await?;
     // The first tick is a period away: the first scrape happens right here.
     let mut timer = tokio::time::interval_at(tokio::time::Instant::now() + PERIOD, PERIOD);

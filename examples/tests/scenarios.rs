@@ -60,3 +60,22 @@ fn publisher_plugin_hotkey() {
     assert!(plugin.wait().expect("plugin").success());
     assert!(publisher.wait().expect("publisher").success());
 }
+
+/// Four processes want the same slow result: one gathers it, all get it.
+#[test]
+fn shared_result_is_gathered_once() {
+    let server = TestServer::start();
+    let runs: Vec<_> = (0..4)
+        .map(|_| spawn(env!("CARGO_BIN_EXE_shared_result"), &server.url(), &[]))
+        .collect();
+    let mut roles = Vec::new();
+    for (mut child, out) in runs {
+        let said = line(&out);
+        assert!(child.wait().expect("shared_result").success());
+        let (role, days) = said.split_once(' ').expect("role and result");
+        assert_eq!(days, r#"["sun", "rain", "sun"]"#);
+        roles.push(role.to_owned());
+    }
+    roles.sort();
+    assert_eq!(roles, ["gathered", "shared", "shared", "shared"]);
+}
