@@ -17,3 +17,6 @@ cargo test --workspace --locked
 echo "== pytest (Python client, against the real server)"
 cargo build -p ipcbus --locked
 python3 -m pytest -q clients/python/tests
+
+echo "== node --test (JavaScript client, against the real server)"
+(cd clients/js && npm test)

@@ -1,0 +1,216 @@
+// Bus: a connection to ipcbus over the platform WebSocket (browsers, and
+// Node 20 with --experimental-websocket or Node 22+). Requests are promises,
+// pipelined and matched to replies by id.
+import { JSON_CODEC, MSGPACK, codecFor } from "./codec.js";
+import { Timeout, Unavailable, fromWire } from "./errors.js";
+import { Watch } from "./watch.js";
+
+export const DEFAULT_URL = "ws://127.0.0.1:9099/ws";
+
+/**
+ * @typedef {{kind: "val"|"del"|"synced", key?: string, value?: unknown, rev?: number}} Event
+ */
+
+/** A live subscription: a callback target and an async iterator of events. */
+export class Subscription {
+  constructor(bus, pattern, callback) {
+    this.pattern = pattern;
+    this._bus = bus;
+    this._callback = callback;
+    this._queue = [];
+    this._pull = null;
+    this.id = null;
+    this.closed = false;
+  }
+
+  _deliver(event) {
+    if (this._callback) {
+      try {
+        this._callback(event);
+      } catch (e) {
+        console.error("ipcbus: subscription callback failed", e);
+      }
+      return;
+    }
+    if (this._pull) {
+      const pull = this._pull;
+      this._pull = null;
+      pull({ value: event, done: false });
+    } else {
+      this._queue.push(event);
+    }
+  }
+
+  /** Unsubscribes; the async iterator ends. */
+  close() {
+    if (this.closed) return;
+    this.closed = true;
+    this._bus._unsubscribe(this);
+    if (this._pull) this._pull({ value: undefined, done: true });
+  }
+
+  [Symbol.asyncIterator]() {
+    return {
+      next: () => {
+        if (this._queue.length) return Promise.resolve({ value: this._queue.shift(), done: false });
+        if (this.closed) return Promise.resolve({ value: undefined, done: true });
+        return new Promise((resolve) => (this._pull = resolve));
+      },
+      return: () => {
+        this.close();
+        return Promise.resolve({ value: undefined, done: true });
+      },
+    };
+  }
+}
+
+export class Bus {
+  /**
+   * Connects and waits for the server's hello.
+   * @param {string} [url]
+   * @param {{codec?: string, timeout?: number}} [options] codec: MSGPACK (default) or JSON_CODEC; timeout in ms
+   * @returns {Promise<Bus>}
+   */
+  static async connect(url = DEFAULT_URL, options = {}) {
+    const bus = new Bus(url, options);
+    await bus._opened;
+    return bus;
+  }
+
+  constructor(url, { codec = MSGPACK, timeout = 5000 } = {}) {
+    if (typeof WebSocket === "undefined") {
+      throw new Unavailable("no WebSocket in this runtime: use a browser, Node 22+, or Node 20 with --experimental-websocket");
+    }
+    this.url = url;
+    this.timeout = timeout;
+    this._codec = codecFor(codec);
+    this._nextId = 1;
+    this._pending = new Map();
+    this._routes = new Map();
+    this._ws = new WebSocket(url, [this._codec.name]);
+    this._ws.binaryType = "arraybuffer";
+    this._opened = new Promise((resolve, reject) => {
+      this._ws.onmessage = (msg) => {
+        const hello = this._codec.decode(msg.data);
+        if (hello.ev !== "hello") return reject(new Unavailable(`${url} did not greet with hello`));
+        this.session = hello.session;
+        this.store = hello.store;
+        this._ws.onmessage = (m) => this._route(m.data);
+        resolve();
+      };
+      this._ws.onerror = () => reject(new Unavailable(`cannot connect to ${url}`));
+    });
+    this._ws.onclose = () => this._lost();
+  }
+
+  get codec() {
+    return this._codec.name;
+  }
+
+  /** Closes the connection. */
+  close() {
+    this._ws.close(1000);
+  }
+
+  _lost() {
+    for (const { reject, timer } of this._pending.values()) {
+      clearTimeout(timer);
+      reject(new Unavailable("connection closed"));
+    }
+    this._pending.clear();
+    for (const sub of this._routes.values()) sub.close();
+  }
+
+  _call(message, onReply) {
+    if (this._ws.readyState !== 1) return Promise.reject(new Unavailable("not connected"));
+    const id = this._nextId++;
+    message.id = id;
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this._pending.delete(id);
+        reject(new Timeout(`no reply to ${message.op} within ${this.timeout} ms`));
+      }, this.timeout);
+      this._pending.set(id, { resolve, reject, timer, onReply });
+      this._ws.send(this._codec.encode(message));
+    });
+  }
+
+  _route(data) {
+    const msg = this._codec.decode(data);
+    if (msg.id !== undefined) {
+      const waiting = this._pending.get(msg.id);
+      if (!waiting) return;
+      this._pending.delete(msg.id);
+      clearTimeout(waiting.timer);
+      if (!msg.ok) return waiting.reject(fromWire(msg.error));
+      waiting.onReply?.(msg);
+      return waiting.resolve(msg);
+    }
+    if (msg.ev === "error") return console.warn("ipcbus: server reported", msg.error);
+    const sub = this._routes.get(msg.sub);
+    if (sub && !sub.closed) sub._deliver({ kind: msg.ev, key: msg.key, value: msg.value, rev: msg.rev });
+  }
+
+  /** Sets `key`; resolves to the rev. `ifRev` makes it a compare-and-set (0: only if absent). */
+  async set(key, value, { ifRev } = {}) {
+    const message = { op: "set", key, value };
+    if (ifRev !== undefined) message.if_rev = ifRev;
+    return (await this._call(message)).rev;
+  }
+
+  /** The value of `key`; `options.default` if given and absent, else NotFound. */
+  async get(key, options = {}) {
+    try {
+      return (await this._call({ op: "get", key })).value;
+    } catch (e) {
+      if (e.code === "not_found" && "default" in options) return options.default;
+      throw e;
+    }
+  }
+
+  /** Deletes `key`; resolves to the rev of the deletion. */
+  async delete(key, { ifRev } = {}) {
+    const message = { op: "del", key };
+    if (ifRev !== undefined) message.if_rev = ifRev;
+    return (await this._call(message)).rev;
+  }
+
+  /** Keys with a value and their revs, sorted: [{key, rev}]. */
+  async keys(pattern) {
+    const message = { op: "keys" };
+    if (pattern !== undefined) message.pattern = pattern;
+    return (await this._call(message)).keys;
+  }
+
+  /**
+   * Subscribes: current values, then {kind: "synced"}, then every change.
+   * With a callback, events go to it; without, iterate the subscription
+   * with `for await`.
+   * @param {string} pattern
+   * @param {(event: Event) => void} [callback]
+   */
+  async subscribe(pattern, callback) {
+    const sub = new Subscription(this, pattern, callback);
+    await this._call({ op: "sub", pattern }, (reply) => {
+      // Before the next message is handled: the first event is routed.
+      sub.id = reply.sub;
+      this._routes.set(reply.sub, sub);
+    });
+    return sub;
+  }
+
+  _unsubscribe(sub) {
+    if (sub.id === null) return;
+    this._routes.delete(sub.id);
+    if (this._ws.readyState === 1) this._ws.send(this._codec.encode({ op: "unsub", sub: sub.id }));
+  }
+
+  /** A live local mirror of `pattern`; await `watch.synced()` for the initial state. */
+  async watch(pattern) {
+    const watch = new Watch();
+    watch._sub = await this.subscribe(pattern, (event) => watch._apply(event));
+    return watch;
+  }
+}
+
+export { JSON_CODEC, MSGPACK };

@@ -1,0 +1,24 @@
+// The two wire encodings: MessagePack (binary frames) and JSON (text frames).
+import { decode, encode } from "@msgpack/msgpack";
+
+export const MSGPACK = "ipcbus.v1.msgpack";
+export const JSON_CODEC = "ipcbus.v1.json";
+
+/** @param {string} name a subprotocol */
+export function codecFor(name) {
+  if (name === MSGPACK) {
+    return {
+      name,
+      encode: (message) => encode(message),
+      decode: (data) => decode(new Uint8Array(data)),
+    };
+  }
+  if (name === JSON_CODEC) {
+    return {
+      name,
+      encode: (message) => JSON.stringify(message),
+      decode: (data) => JSON.parse(typeof data === "string" ? data : new TextDecoder().decode(data)),
+    };
+  }
+  throw new TypeError(`unknown codec ${name}`);
+}

@@ -1,0 +1,46 @@
+// Errors of the ipcbus client. A refused request is a ServerError whose
+// `code` is the protocol's error code; subclasses name the common ones.
+
+export class IpcbusError extends Error {}
+
+/** The bus cannot be reached, or the connection was lost. */
+export class Unavailable extends IpcbusError {}
+
+/** No reply came within the client's timeout. */
+export class Timeout extends IpcbusError {}
+
+/** The server refused a request. */
+export class ServerError extends IpcbusError {
+  /**
+   * @param {string} code protocol error code, e.g. "not_found"
+   * @param {string} msg the server's explanation
+   * @param {number} [rev] the key's current rev, on "rev_mismatch"
+   */
+  constructor(code, msg, rev) {
+    super(`${code}: ${msg}`);
+    this.code = code;
+    this.rev = rev;
+  }
+}
+
+export class NotFound extends ServerError {}
+export class RevMismatch extends ServerError {}
+export class BadKey extends ServerError {}
+export class BadPattern extends ServerError {}
+export class TooLarge extends ServerError {}
+export class LimitReached extends ServerError {}
+
+const BY_CODE = {
+  not_found: NotFound,
+  rev_mismatch: RevMismatch,
+  bad_key: BadKey,
+  bad_pattern: BadPattern,
+  too_large: TooLarge,
+  limit: LimitReached,
+};
+
+/** The error for an `error` map from the server. */
+export function fromWire(error = {}) {
+  const Cls = BY_CODE[error.code] ?? ServerError;
+  return new Cls(String(error.code ?? "internal"), String(error.msg ?? ""), error.rev);
+}

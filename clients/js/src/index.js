@@ -1,0 +1,15 @@
+// ipcbus for JavaScript: see ../README.md.
+export { Bus, DEFAULT_URL, Subscription, JSON_CODEC, MSGPACK } from "./bus.js";
+export { Watch } from "./watch.js";
+export {
+  IpcbusError,
+  ServerError,
+  NotFound,
+  RevMismatch,
+  BadKey,
+  BadPattern,
+  TooLarge,
+  LimitReached,
+  Unavailable,
+  Timeout,
+} from "./errors.js";

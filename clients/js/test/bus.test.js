@@ -1,0 +1,102 @@
+// The JavaScript client against the real server, in both codecs.
+import assert from "node:assert/strict";
+import { after, before, describe, test } from "node:test";
+import { Bus, JSON_CODEC, MSGPACK, NotFound, RevMismatch, BadKey, BadPattern, Unavailable } from "../src/index.js";
+import { startServer } from "./server.js";
+
+for (const codec of [MSGPACK, JSON_CODEC]) {
+  describe(`with ${codec}`, () => {
+    let server;
+    let bus;
+    before(async () => {
+      server = await startServer();
+      bus = await Bus.connect(server.url, { codec });
+    });
+    after(async () => {
+      bus.close();
+      await server.stop();
+    });
+
+    test("values round-trip", async () => {
+      assert.equal(bus.codec, codec);
+      const value = { temp: 21.5, tags: ["a", "b"], none: null, ok: true };
+      const rev = await bus.set("t.one", value);
+      assert.deepEqual(await bus.get("t.one"), value);
+      await bus.set("t.two", "text");
+      assert.deepEqual(await bus.keys("t.*"), [
+        { key: "t.one", rev },
+        { key: "t.two", rev: rev + 1 },
+      ]);
+      assert.ok((await bus.delete("t.one")) > rev);
+      assert.equal(await bus.get("t.one", { default: "gone" }), "gone");
+    });
+
+    test("errors are typed", async () => {
+      await assert.rejects(bus.get("absent"), NotFound);
+      const rev = await bus.set("cas", 1, { ifRev: 0 });
+      await assert.rejects(bus.set("cas", 2, { ifRev: 0 }), (e) => e instanceof RevMismatch && e.rev === rev);
+      await assert.rejects(bus.set("bad key", 1), BadKey);
+      await assert.rejects(bus.keys("a.>.b"), BadPattern);
+    });
+
+    test("requests are pipelined", async () => {
+      const revs = await Promise.all(Array.from({ length: 500 }, (_, i) => bus.set(`p.${i % 10}`, i)));
+      assert.equal(new Set(revs).size, 500);
+    });
+
+    test("subscribe with a callback: replay, synced, live", async () => {
+      await bus.set("s.one", 1);
+      const events = [];
+      let done;
+      const finished = new Promise((resolve) => (done = resolve));
+      const sub = await bus.subscribe("s.*", (ev) => {
+        events.push([ev.kind, ev.key, ev.value]);
+        if (ev.kind === "del") done();
+      });
+      await bus.set("s.two", 2);
+      await bus.delete("s.one");
+      await finished;
+      assert.deepEqual(events, [
+        ["val", "s.one", 1],
+        ["synced", undefined, undefined],
+        ["val", "s.two", 2],
+        ["del", "s.one", undefined],
+      ]);
+      sub.close();
+    });
+
+    test("subscribe as an async iterator", async () => {
+      const sub = await bus.subscribe("it.key");
+      await bus.set("it.key", "a");
+      const seen = [];
+      for await (const ev of sub) {
+        seen.push(ev.kind);
+        if (ev.kind === "val") break; // break closes the subscription
+      }
+      assert.deepEqual(seen, ["synced", "val"]);
+      assert.equal(sub.closed, true);
+    });
+
+    test("watch is a local mirror", async () => {
+      await bus.set("m.a", { x: 1 });
+      const other = await Bus.connect(server.url);
+      const mirror = await bus.watch("m.>");
+      await mirror.synced();
+      assert.deepEqual(mirror.get("m.a"), { x: 1 });
+      let changed = mirror.changed();
+      await other.set("m.b", [1, 2]);
+      await changed;
+      assert.deepEqual(mirror.get("m.b"), [1, 2]);
+      changed = mirror.changed();
+      await other.delete("m.a");
+      await changed;
+      assert.deepEqual(mirror.keys(), ["m.b"]);
+      mirror.close();
+      other.close();
+    });
+  });
+}
+
+test("connecting to nothing is Unavailable", async () => {
+  await assert.rejects(Bus.connect("ws://127.0.0.1:1/ws"), Unavailable);
+});
