@@ -1,0 +1,400 @@
+"""`Bus`: a synchronous connection to ipcbus, for addon code and scripts.
+
+One background thread reads the socket and routes replies and events;
+another runs subscription callbacks. Requests may come from any thread,
+including from inside a callback.
+"""
+
+import itertools
+import logging
+import os
+import threading
+import time
+from typing import Any, Callable, Dict, List, Optional
+
+import websocket  # websocket-client; in Kodi: script.module.websocket
+
+from . import errors
+from ._dispatch import Dispatcher
+from .codec import Codec
+from .event import Event
+
+log = logging.getLogger("ipcbus")
+
+DEFAULT_URL = "ws://127.0.0.1:9099/ws"
+#: Reconnect backoff: first wait, and the longest wait, in seconds.
+BACKOFF_FIRST = 0.1
+BACKOFF_MAX = 5.0
+_MISSING = object()
+
+
+class _Waiter:
+    __slots__ = ("done", "reply", "on_reply", "abandoned")
+
+    def __init__(self, on_reply: Optional[Callable[[dict], None]] = None) -> None:
+        self.done = threading.Event()
+        self.reply: Any = None
+        self.on_reply = on_reply
+        self.abandoned = False  # the caller timed out; the reply is unwanted
+
+
+class Subscription:
+    """A live subscription; ``close()`` ends it. Returned by :meth:`Bus.subscribe`."""
+
+    def __init__(self, bus: "Bus", pattern: str, callback: Callable[[Event], None], direct: bool) -> None:
+        self.pattern = pattern
+        self._bus = bus
+        self._callback = callback
+        self._direct = direct  # run the callback on the reader thread (Watch only)
+        self._server_id: Optional[int] = None
+        self.last_rev = 0
+        self.closed = False
+
+    def _deliver(self, event: Event) -> None:
+        if event.rev:
+            self.last_rev = max(self.last_rev, event.rev)
+        if self._direct:
+            self._callback(event)
+        else:
+            self._bus._dispatcher.put(self, self._callback, event, event.key)
+
+    def close(self) -> None:
+        """Unsubscribes. Idempotent."""
+        self._bus._unsubscribe(self)
+
+    def __enter__(self) -> "Subscription":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+class Bus:
+    """A connection to the bus.
+
+    >>> with Bus() as bus:                      # doctest: +SKIP
+    ...     bus.set("weather.today", {"temp": 21.5})
+    ...     bus.get("weather.today")["temp"]
+    21.5
+
+    ``url`` defaults to ``$IPCBUS_URL`` or ``ws://127.0.0.1:9099/ws``; ``codec``
+    to MessagePack when the ``msgpack`` module is installed, JSON otherwise.
+    With ``reconnect`` (the default) a lost connection is re-established with
+    backoff, and subscriptions resume with ``since`` so no change is missed
+    (a full replay if the server came back with another store); callbacks
+    then see ``synced`` again. Requests made while it is down raise
+    :class:`Unavailable`.
+    """
+
+    def __init__(
+        self,
+        url: Optional[str] = None,
+        timeout: float = 5.0,
+        codec: Optional[str] = None,
+        reconnect: bool = True,
+        callback_capacity: int = 10000,
+    ) -> None:
+        self.url = url or os.environ.get("IPCBUS_URL", DEFAULT_URL)
+        self.timeout = timeout
+        self.reconnect = reconnect
+        self._codec = Codec(codec)
+        self._lock = threading.Lock()
+        self._send_lock = threading.Lock()
+        self._ids = itertools.count(1)
+        self._pending: Dict[int, _Waiter] = {}
+        self._routes: Dict[int, Subscription] = {}
+        self._subscriptions: List[Subscription] = []
+        self._closed = False
+        self._up = threading.Event()
+        self._ws = self._open()
+        self._dispatcher = Dispatcher(callback_capacity)
+        self._reader = threading.Thread(target=self._read_loop, name="ipcbus-reader", daemon=True)
+        self._reader.start()
+
+    # -- connection -------------------------------------------------------
+
+    @property
+    def codec(self) -> str:
+        """The subprotocol in use."""
+        return self._codec.name
+
+    @property
+    def connected(self) -> bool:
+        return self._up.is_set()
+
+    def _open(self) -> "websocket.WebSocket":
+        try:
+            ws = websocket.create_connection(
+                self.url, timeout=self.timeout, subprotocols=[self._codec.name], enable_multithread=True
+            )
+            opcode, data = ws.recv_data()
+            hello = self._codec.decode(data)
+        except Exception as e:
+            raise errors.Unavailable("cannot connect to %s: %s" % (self.url, e)) from e
+        if hello.get("ev") != "hello":
+            ws.close()
+            raise errors.Unavailable("%s did not greet with hello" % self.url)
+        self.session = hello.get("session")
+        # Revs (and so `since`) only mean something within one store.
+        self.store_changed = getattr(self, "store", None) not in (None, hello.get("store"))
+        self.store = hello.get("store")
+        ws.settimeout(None)
+        self._up.set()
+        return ws
+
+    def close(self) -> None:
+        """Closes the connection and stops the background threads."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        self._up.clear()
+        try:
+            self._ws.close()
+        except Exception:
+            pass
+        if threading.current_thread() is not self._reader:
+            self._reader.join(timeout=5)
+        self._dispatcher.stop()
+
+    def __enter__(self) -> "Bus":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    # -- requests ---------------------------------------------------------
+
+    def _send(self, message: dict) -> None:
+        data = self._codec.encode(message)
+        try:
+            with self._send_lock:
+                if self._codec.binary:
+                    self._ws.send_binary(data)
+                else:
+                    self._ws.send(data)
+        except Exception as e:
+            raise errors.Unavailable("connection lost: %s" % e) from e
+
+    def _call(self, message: dict, on_reply: Optional[Callable[[dict], None]] = None) -> dict:
+        if self._closed:
+            raise errors.Unavailable("the bus connection is closed")
+        if not self._up.is_set():
+            raise errors.Unavailable("not connected to %s (reconnecting)" % self.url)
+        if threading.current_thread() is self._reader:
+            raise RuntimeError("ipcbus: a Watch callback cannot make requests")
+        waiter = _Waiter(on_reply)
+        rid = next(self._ids)
+        message["id"] = rid
+        with self._lock:
+            self._pending[rid] = waiter
+        try:
+            self._send(message)
+        except errors.Unavailable:
+            with self._lock:
+                self._pending.pop(rid, None)
+            raise
+        if not waiter.done.wait(self.timeout):
+            # Left in place: if a late `sub` reply comes, the reader undoes it.
+            waiter.abandoned = True
+            raise errors.Timeout("no reply to %s within %.1f s" % (message["op"], self.timeout))
+        reply = waiter.reply
+        if isinstance(reply, Exception):
+            raise reply
+        if not reply.get("ok"):
+            raise errors.from_wire(reply.get("error") or {})
+        return reply
+
+    def set(self, key: str, value: Any, if_rev: Optional[int] = None) -> int:
+        """Sets ``key`` to ``value``; returns the rev of the write. With
+        ``if_rev`` the write happens only if the key's rev is that (0: only if
+        the key does not exist); otherwise :class:`RevMismatch`."""
+        message = {"op": "set", "key": key, "value": value}
+        if if_rev is not None:
+            message["if_rev"] = if_rev
+        return int(self._call(message)["rev"])
+
+    def get(self, key: str, default: Any = _MISSING) -> Any:
+        """The value of ``key``; ``default`` if given and the key is absent,
+        else :class:`NotFound`."""
+        try:
+            return self._call({"op": "get", "key": key}).get("value")
+        except errors.NotFound:
+            if default is _MISSING:
+                raise
+            return default
+
+    def get_with_rev(self, key: str) -> "tuple[Any, int]":
+        """``(value, rev)`` of ``key``, or :class:`NotFound`."""
+        reply = self._call({"op": "get", "key": key})
+        return reply.get("value"), int(reply["rev"])
+
+    def delete(self, key: str, if_rev: Optional[int] = None) -> int:
+        """Deletes ``key``; returns the rev of the deletion."""
+        message = {"op": "del", "key": key}
+        if if_rev is not None:
+            message["if_rev"] = if_rev
+        return int(self._call(message)["rev"])
+
+    def keys(self, pattern: Optional[str] = None) -> Dict[str, int]:
+        """Keys that have a value, with their revs, sorted; all or those
+        matching ``pattern`` (``*`` one token, ``>`` the rest)."""
+        message = {"op": "keys"}
+        if pattern is not None:
+            message["pattern"] = pattern
+        return {k["key"]: int(k["rev"]) for k in self._call(message)["keys"]}
+
+    # -- subscriptions ----------------------------------------------------
+
+    def subscribe(self, pattern: str, callback: Callable[[Event], None]) -> Subscription:
+        """Calls ``callback(event)`` with each matching key's current value,
+        then an ``Event`` of kind ``"synced"``, then every change. Callbacks run
+        on one background thread, in order, and may call the bus."""
+        return self._subscribe(Subscription(self, pattern, callback, direct=False))
+
+    def _subscribe(self, sub: Subscription, since: Optional[int] = None) -> Subscription:
+        message: Dict[str, Any] = {"op": "sub", "pattern": sub.pattern}
+        if since:
+            message["since"] = since
+        self._call(message, on_reply=self._route_sub(sub))
+        with self._lock:
+            self._subscriptions.append(sub)
+        return sub
+
+    def _route_sub(self, sub: Subscription) -> Callable[[dict], None]:
+        # Runs on the reader thread before the next frame is read, so the
+        # subscription's first event is already routed.
+        def on_reply(reply: dict) -> None:
+            if not reply.get("ok"):
+                return
+            if sub.closed:  # closed while its (re)subscription was under way
+                self._undo_sub(reply)
+                return
+            sub._server_id = int(reply["sub"])
+            with self._lock:
+                self._routes[sub._server_id] = sub
+
+        return on_reply
+
+    def _undo_sub(self, reply: dict) -> None:
+        """Ends a server subscription nobody holds (its caller gave up)."""
+        if reply.get("ok") and "sub" in reply:
+            try:
+                self._send({"op": "unsub", "sub": reply["sub"]})
+            except errors.Unavailable:
+                pass
+
+    def _unsubscribe(self, sub: Subscription) -> None:
+        with self._lock:
+            if sub.closed:
+                return
+            sub.closed = True
+            if sub in self._subscriptions:
+                self._subscriptions.remove(sub)
+            server_id = sub._server_id
+            if server_id is not None:
+                self._routes.pop(server_id, None)
+        if server_id is not None and self._up.is_set() and not self._closed:
+            try:
+                self._send({"op": "unsub", "sub": server_id})
+            except errors.Unavailable:
+                pass
+
+    def watch(self, pattern: str) -> "Watch":
+        """A live, read-only dict of every key matching ``pattern``, kept
+        current by push: reading it makes no round trip."""
+        from .watch import Watch
+
+        return Watch(self, pattern)
+
+    # -- reader -----------------------------------------------------------
+
+    def _read_loop(self) -> None:
+        while not self._closed:
+            try:
+                opcode, data = self._ws.recv_data()
+                if opcode == websocket.ABNF.OPCODE_CLOSE:
+                    raise ConnectionError("closed by the server")
+                message = self._codec.decode(data)
+            except Exception as e:
+                if self._closed:
+                    return
+                self._lost(e)
+                if not self._reconnect_loop():
+                    return
+                continue
+            self._route(message)
+
+    def _route(self, message: dict) -> None:
+        rid = message.get("id")
+        if rid is not None:
+            with self._lock:
+                waiter = self._pending.pop(rid, None)
+            if waiter is not None and waiter.abandoned:
+                self._undo_sub(message)
+            elif waiter is not None:
+                if waiter.on_reply is not None:
+                    waiter.on_reply(message)
+                waiter.reply = message
+                waiter.done.set()
+            return
+        ev = message.get("ev")
+        if ev == "error":
+            log.warning("ipcbus: server reported %s", message.get("error"))
+            return
+        if ev not in ("val", "del", "synced"):
+            return
+        with self._lock:
+            sub = self._routes.get(message.get("sub"))
+        if sub is None or sub.closed:
+            return
+        sub._deliver(Event(ev, message.get("key"), message.get("value"), message.get("rev") or 0))
+
+    def _lost(self, why: Exception) -> None:
+        self._up.clear()
+        log.warning("ipcbus: connection to %s lost: %s", self.url, why)
+        with self._lock:
+            pending, self._pending = self._pending, {}
+            self._routes.clear()
+        for waiter in pending.values():
+            waiter.reply = errors.Unavailable("connection lost: %s" % why)
+            waiter.done.set()
+
+    def _reconnect_loop(self) -> bool:
+        if not self.reconnect:
+            self._closed = True
+            self._dispatcher.stop()
+            return False
+        delay = BACKOFF_FIRST
+        while not self._closed:
+            time.sleep(delay)
+            try:
+                self._ws = self._open()
+            except errors.Unavailable:
+                delay = min(delay * 2, BACKOFF_MAX)
+                continue
+            log.info("ipcbus: reconnected to %s", self.url)
+            self._resubscribe()
+            return True
+        return False
+
+    def _resubscribe(self) -> None:
+        # On the reader thread: send the `sub`s and let their replies route
+        # themselves; waiting here would block the replies.
+        with self._lock:
+            subs = list(self._subscriptions)
+        for sub in subs:
+            if self.store_changed:
+                sub.last_rev = 0  # another store: its revs say nothing of ours
+            since = None if sub._direct else sub.last_rev
+            message: Dict[str, Any] = {"op": "sub", "pattern": sub.pattern, "id": next(self._ids)}
+            if since:
+                message["since"] = since
+            if sub._direct:
+                sub._callback(Event("resync", None, None, 0))
+            with self._lock:
+                self._pending[message["id"]] = _Waiter(self._route_sub(sub))
+            try:
+                self._send(message)
+            except errors.Unavailable:
+                return  # the read loop notices and reconnects again

@@ -1,0 +1,77 @@
+"""Exceptions raised by the ipcbus client."""
+
+from typing import Optional
+
+
+class IpcbusError(Exception):
+    """Base class of every ipcbus error."""
+
+
+class Unavailable(IpcbusError):
+    """The bus cannot be reached, or the connection was lost."""
+
+
+class Timeout(IpcbusError):
+    """No reply came within the client's timeout."""
+
+
+class ServerError(IpcbusError):
+    """The server refused a request; ``code`` is the protocol error code."""
+
+    code = "internal"
+
+    def __init__(self, msg: str, code: Optional[str] = None, rev: Optional[int] = None) -> None:
+        super().__init__(msg)
+        if code is not None:
+            self.code = code
+        self.msg = msg
+        self.rev = rev
+
+    def __str__(self) -> str:
+        return "%s: %s" % (self.code, self.msg)
+
+
+class NotFound(ServerError):
+    """The key (or subscription) does not exist."""
+
+    code = "not_found"
+
+
+class RevMismatch(ServerError):
+    """``if_rev`` did not match; ``rev`` is the key's current rev (0: absent)."""
+
+    code = "rev_mismatch"
+
+
+class BadKey(ServerError):
+    """The key breaks the key rules (see docs/protocol.md)."""
+
+    code = "bad_key"
+
+
+class BadPattern(ServerError):
+    """The pattern breaks the pattern rules."""
+
+    code = "bad_pattern"
+
+
+class TooLarge(ServerError):
+    """The value is larger than the server allows."""
+
+    code = "too_large"
+
+
+class LimitReached(ServerError):
+    """A server limit was reached (for example subscriptions per connection)."""
+
+    code = "limit"
+
+
+_BY_CODE = {cls.code: cls for cls in (NotFound, RevMismatch, BadKey, BadPattern, TooLarge, LimitReached)}
+
+
+def from_wire(error: dict) -> ServerError:
+    """The exception for an ``error`` map received from the server."""
+    code = str(error.get("code", "internal"))
+    cls = _BY_CODE.get(code, ServerError)
+    return cls(str(error.get("msg", "")), code=code, rev=error.get("rev"))
