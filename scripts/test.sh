@@ -14,6 +14,9 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== cargo test"
 cargo test --workspace --locked
 
+echo "== vermin (the Python client runs on Python 3.8, as Kodi 19 embeds)"
+python3 -m vermin --no-tips --violations -t=3.8- clients/python/ipcbus examples/python
+
 echo "== pytest (Python client, against the real server)"
 cargo build -p ipcbus --locked
 python3 -m pytest -q clients/python/tests
