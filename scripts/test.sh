@@ -15,7 +15,7 @@ echo "== cargo test"
 cargo test --workspace --locked
 
 echo "== vermin (the Python client runs on Python 3.8, as Kodi 19 embeds)"
-python3 -m vermin --no-tips --violations -t=3.8- clients/python/ipcbus examples/python
+python3 -c "import sys; from vermin import main; sys.exit(main())" --no-tips --violations -t=3.8- clients/python/ipcbus examples/python
 
 echo "== pytest (Python client, against the real server)"
 cargo build -p ipcbus --locked

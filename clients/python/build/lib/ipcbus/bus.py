@@ -10,7 +10,7 @@ import logging
 import os
 import threading
 import time
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import websocket  # websocket-client; in Kodi: script.module.websocket
 
@@ -224,7 +224,7 @@ class Bus:
                 raise
             return default
 
-    def get_with_rev(self, key: str) -> "tuple[Any, int]":
+    def get_with_rev(self, key: str) -> Tuple[Any, int]:
         """``(value, rev)`` of ``key``, or :class:`NotFound`."""
         reply = self._call({"op": "get", "key": key})
         return reply.get("value"), int(reply["rev"])
