@@ -151,14 +151,25 @@ export class Bus {
     if (sub && !sub.closed) sub._deliver({ kind: msg.ev, key: msg.key, value: msg.value, rev: msg.rev });
   }
 
-  /** Sets `key`; resolves to the rev. `ifRev` makes it a compare-and-set (0: only if absent). */
+  /**
+   * Sets `key`; resolves to the rev. `ifRev` makes it a compare-and-set (0: only if absent).
+   * @param {string} key
+   * @param {unknown} value
+   * @param {{ifRev?: number}} [options]
+   * @returns {Promise<number>}
+   */
   async set(key, value, { ifRev } = {}) {
     const message = { op: "set", key, value };
     if (ifRev !== undefined) message.if_rev = ifRev;
     return (await this._call(message)).rev;
   }
 
-  /** The value of `key`; `options.default` if given and absent, else NotFound. */
+  /**
+   * The value of `key`; `options.default` if given and absent, else NotFound.
+   * @param {string} key
+   * @param {{default?: unknown}} [options]
+   * @returns {Promise<unknown>}
+   */
   async get(key, options = {}) {
     try {
       return (await this._call({ op: "get", key })).value;
@@ -168,14 +179,23 @@ export class Bus {
     }
   }
 
-  /** Deletes `key`; resolves to the rev of the deletion. */
+  /**
+   * Deletes `key`; resolves to the rev of the deletion.
+   * @param {string} key
+   * @param {{ifRev?: number}} [options]
+   * @returns {Promise<number>}
+   */
   async delete(key, { ifRev } = {}) {
     const message = { op: "del", key };
     if (ifRev !== undefined) message.if_rev = ifRev;
     return (await this._call(message)).rev;
   }
 
-  /** Keys with a value and their revs, sorted: [{key, rev}]. */
+  /**
+   * Keys with a value and their revs, sorted.
+   * @param {string} [pattern]
+   * @returns {Promise<Array<{key: string, rev: number}>>}
+   */
   async keys(pattern) {
     const message = { op: "keys" };
     if (pattern !== undefined) message.pattern = pattern;
@@ -188,6 +208,7 @@ export class Bus {
    * with `for await`.
    * @param {string} pattern
    * @param {(event: Event) => void} [callback]
+   * @returns {Promise<Subscription>}
    */
   async subscribe(pattern, callback) {
     const sub = new Subscription(this, pattern, callback);
@@ -205,7 +226,11 @@ export class Bus {
     if (this._ws.readyState === 1) this._ws.send(this._codec.encode({ op: "unsub", sub: sub.id }));
   }
 
-  /** A live local mirror of `pattern`; await `watch.synced()` for the initial state. */
+  /**
+   * A live local mirror of `pattern`; await `watch.synced()` for the initial state.
+   * @param {string} pattern
+   * @returns {Promise<Watch>}
+   */
   async watch(pattern) {
     const watch = new Watch();
     watch._sub = await this.subscribe(pattern, (event) => watch._apply(event));
