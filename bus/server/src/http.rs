@@ -18,6 +18,9 @@ use tokio::sync::Notify;
 
 /// MessagePack media type; `application/x-msgpack` is accepted too.
 const MSGPACK: &str = "application/msgpack";
+/// How long a request waits for its key actor. Only a server fault (a key
+/// actor gone) can exhaust it; the request then fails with `internal`.
+const REPLY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// The HTTP status of each protocol error code.
 fn status(code: ErrorCode) -> StatusCode {
@@ -75,14 +78,24 @@ async fn call(
     if sent.is_err() {
         return Err(ErrorBody::not_found());
     }
-    let mut got = VecDeque::new();
-    loop {
-        woken.notified().await;
-        outbox.take(&mut got);
-        if let Some(Out::Reply { result, .. }) = got.pop_front() {
-            return result;
+    let reply = async {
+        let mut got = VecDeque::new();
+        loop {
+            woken.notified().await;
+            outbox.take(&mut got);
+            if let Some(Out::Reply { result, .. }) = got.pop_front() {
+                return result;
+            }
         }
-    }
+    };
+    tokio::time::timeout(REPLY_TIMEOUT, reply)
+        .await
+        .unwrap_or_else(|_| {
+            Err(ErrorBody::new(
+                ErrorCode::Internal,
+                "no reply from the key's actor",
+            ))
+        })
 }
 
 enum Op {
@@ -212,8 +225,13 @@ fn decode_value(headers: &HeaderMap, body: &[u8]) -> Result<Bytes, ErrorBody> {
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("application/json");
-    let media = content_type.split(';').next().unwrap_or_default().trim();
-    match media {
+    let media = content_type
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    match media.as_str() {
         MSGPACK | "application/x-msgpack" => msgpack::check_value(body)
             .map(|()| Bytes::copy_from_slice(body))
             .map_err(|e| e.error),
@@ -258,6 +276,9 @@ async fn try_delete(
     state: &AppState,
 ) -> Result<HttpResponse, ErrorBody> {
     let key = checked_key(key)?;
+    if req.headers().contains_key(header::IF_NONE_MATCH) {
+        return Err(bad("If-None-Match applies to PUT only"));
+    }
     let if_rev = if_rev(req.headers())?;
     rev_body(&call(state, key, false, |reply| Op::Del(Del { if_rev, reply })).await?)
 }

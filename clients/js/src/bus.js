@@ -47,6 +47,7 @@ export class Subscription {
     this.closed = true;
     this._bus._unsubscribe(this);
     if (this._pull) this._pull({ value: undefined, done: true });
+    this.onClose?.();
   }
 
   [Symbol.asyncIterator]() {
@@ -90,8 +91,14 @@ export class Bus {
     this._ws = new WebSocket(url, [this._codec.name]);
     this._ws.binaryType = "arraybuffer";
     this._opened = new Promise((resolve, reject) => {
+      this._rejectOpen = reject;
       this._ws.onmessage = (msg) => {
-        const hello = this._codec.decode(msg.data);
+        let hello;
+        try {
+          hello = this._codec.decode(msg.data);
+        } catch (e) {
+          return reject(new Unavailable(`bad hello from ${url}: ${e}`));
+        }
         if (hello.ev !== "hello") return reject(new Unavailable(`${url} did not greet with hello`));
         this.session = hello.session;
         this.store = hello.store;
@@ -101,6 +108,9 @@ export class Bus {
       this._ws.onerror = () => reject(new Unavailable(`cannot connect to ${url}`));
     });
     this._ws.onclose = () => this._lost();
+    // Settles `_opened` if the socket closes before the hello.
+    this._opened.catch(() => {});
+    this._ws.addEventListener("close", () => this._rejectOpen?.(new Unavailable(`${url} closed the connection`)));
   }
 
   get codec() {
@@ -136,10 +146,19 @@ export class Bus {
   }
 
   _route(data) {
-    const msg = this._codec.decode(data);
+    let msg;
+    try {
+      msg = this._codec.decode(data);
+    } catch (e) {
+      return console.warn("ipcbus: undecodable message from the server", e);
+    }
     if (msg.id !== undefined) {
       const waiting = this._pending.get(msg.id);
-      if (!waiting) return;
+      if (!waiting) {
+        // A `sub` whose caller timed out: end it, or the server keeps sending.
+        if (msg.ok && msg.sub !== undefined) this._ws.send(this._codec.encode({ op: "unsub", sub: msg.sub }));
+        return;
+      }
       this._pending.delete(msg.id);
       clearTimeout(waiting.timer);
       if (!msg.ok) return waiting.reject(fromWire(msg.error));
@@ -234,6 +253,7 @@ export class Bus {
   async watch(pattern) {
     const watch = new Watch();
     watch._sub = await this.subscribe(pattern, (event) => watch._apply(event));
+    watch._sub.onClose = () => watch._wakeAll();
     return watch;
   }
 }

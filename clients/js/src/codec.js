@@ -4,13 +4,19 @@ import { decode, encode } from "@msgpack/msgpack";
 export const MSGPACK = "ipcbus.v1.msgpack";
 export const JSON_CODEC = "ipcbus.v1.json";
 
+function mapKeyConverter(key) {
+  return typeof key === "string" || typeof key === "number" ? key : JSON.stringify(key);
+}
+
 /** @param {string} name a subprotocol */
 export function codecFor(name) {
   if (name === MSGPACK) {
     return {
       name,
       encode: (message) => encode(message),
-      decode: (data) => decode(new Uint8Array(data)),
+      // JavaScript objects take only string keys; other MessagePack map
+      // keys become their JSON text, as on JSON sessions.
+      decode: (data) => decode(new Uint8Array(data), { mapKeyConverter }),
     };
   }
   if (name === JSON_CODEC) {

@@ -1,4 +1,5 @@
 // Watch: a local mirror of a pattern, kept current by push.
+import { Unavailable } from "./errors.js";
 
 /** A read-only live map of every key matching a pattern. Reads are local. */
 export class Watch {
@@ -16,9 +17,7 @@ export class Watch {
     else if (event.kind === "del") this.entries.delete(event.key);
     else if (event.kind === "synced") this._synced = true;
     this.version += 1;
-    const waiters = this._waiters;
-    this._waiters = [];
-    for (const wake of waiters) wake();
+    this._wakeAll();
   }
 
   /** The value of `key`, or undefined. */
@@ -35,12 +34,15 @@ export class Watch {
     return [...this.entries.keys()].sort();
   }
 
-  /** Resolves once the initial state has arrived. */
+  /** Resolves once the initial state has arrived; rejects if the watch ends first. */
   async synced() {
-    while (!this._synced) await this.changed();
+    while (!this._synced) {
+      if (this._sub?.closed) throw new Unavailable("the watch ended before it was synced");
+      await this.changed();
+    }
   }
 
-  /** Resolves at the next change applied after this call. */
+  /** Resolves at the next change applied after this call, or when the watch ends. */
   changed() {
     return new Promise((resolve) => this._waiters.push(resolve));
   }
@@ -48,5 +50,12 @@ export class Watch {
   /** Ends the watch. */
   close() {
     this._sub?.close();
+    this._wakeAll();
+  }
+
+  _wakeAll() {
+    const waiters = this._waiters;
+    this._waiters = [];
+    for (const wake of waiters) wake();
   }
 }

@@ -77,6 +77,25 @@ for (const codec of [MSGPACK, JSON_CODEC]) {
       assert.equal(sub.closed, true);
     });
 
+    test("MessagePack map keys JavaScript cannot hold arrive as text", async () => {
+      const http = server.url.replace("ws://", "http://").replace("/ws", "");
+      const put = await fetch(`${http}/v1/keys/odd.keys`, {
+        method: "PUT",
+        headers: { "Content-Type": "application/msgpack" },
+        body: new Uint8Array([0x82, 0xc0, 0x01, 0x91, 0x02, 0x03]), // {nil: 1, [2]: 3}
+      });
+      assert.equal(put.status, 200);
+      assert.deepEqual(await bus.get("odd.keys"), { null: 1, "[2]": 3 });
+    });
+
+    test("closing a watch wakes its waiters", async () => {
+      const mirror = await bus.watch("closing.>");
+      await mirror.synced();
+      const changed = mirror.changed();
+      mirror.close();
+      await changed;
+    });
+
     test("watch is a local mirror", async () => {
       await bus.set("m.a", { x: 1 });
       const other = await Bus.connect(server.url);

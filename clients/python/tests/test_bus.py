@@ -144,3 +144,84 @@ def test_unavailable_when_nothing_listens():
 
     with pytest.raises(ipcbus.Unavailable):
         ipcbus.Bus("ws://127.0.0.1:%d/ws" % free_port(), timeout=2)
+
+
+class Proxy:
+    """A TCP proxy to the server whose connections the test can cut."""
+
+    def __init__(self, target_port):
+        import socket
+
+        self.target = target_port
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen()
+        self.port = self.listener.getsockname()[1]
+        self.conns = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        import socket
+
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.target))
+            self.conns += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(a, b):
+        try:
+            while True:
+                data = a.recv(65536)
+                if not data:
+                    break
+                b.sendall(data)
+        except OSError:
+            pass
+        for s in (a, b):
+            try:
+                s.close()
+            except OSError:
+                pass
+
+    def cut(self):
+        import socket
+
+        for s in self.conns:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        self.conns = []
+
+
+def test_a_dropped_connection_resumes_with_exactly_what_changed(server):
+    proxy = Proxy(server.port)
+    events, resumed = [], threading.Event()
+
+    def on_event(event):
+        events.append((event.kind, event.key, event.value))
+        if len(events) == 6:  # synced and two values, then three changes
+            resumed.set()
+
+    with ipcbus.Bus(server.url) as direct, ipcbus.Bus("ws://127.0.0.1:%d/ws" % proxy.port) as bus:
+        direct.set("d.a", 1)
+        direct.set("d.b", 1)
+        synced = threading.Event()
+        bus.subscribe("d.*", lambda ev: (on_event(ev), ev.kind == "synced" and synced.set()))
+        assert synced.wait(WAIT)
+        proxy.cut()
+        # While the subscriber is away (its session, and so the tombstone, gone):
+        direct.delete("d.a")
+        direct.set("d.b", 2)
+        direct.set("d.c", 3)
+        assert resumed.wait(WAIT), events
+        direct.set("d.after", 0)  # nothing but this may follow: no duplicate, no second synced
+    assert sorted(events[:3]) == [("synced", None, None), ("val", "d.a", 1), ("val", "d.b", 1)]
+    assert sorted(events[3:6]) == [("del", "d.a", None), ("val", "d.b", 2), ("val", "d.c", 3)], events
+    assert events[6:] in ([], [("val", "d.after", 0)]), events

@@ -9,7 +9,6 @@ import itertools
 import logging
 import os
 import threading
-import time
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import websocket  # websocket-client; in Kodi: script.module.websocket
@@ -25,17 +24,22 @@ DEFAULT_URL = "ws://127.0.0.1:9099/ws"
 #: Reconnect backoff: first wait, and the longest wait, in seconds.
 BACKOFF_FIRST = 0.1
 BACKOFF_MAX = 5.0
+#: A connection silent this long is taken for dead (the server pings every
+#: 10 s); also the longest a send may block on a peer that stopped reading.
+SOCKET_TIMEOUT = 45.0
 _MISSING = object()
 
 
 class _Waiter:
-    __slots__ = ("done", "reply", "on_reply", "abandoned")
+    __slots__ = ("done", "reply", "on_reply", "abandoned", "claimed")
 
     def __init__(self, on_reply: Optional[Callable[[dict], None]] = None) -> None:
         self.done = threading.Event()
         self.reply: Any = None
         self.on_reply = on_reply
-        self.abandoned = False  # the caller timed out; the reply is unwanted
+        # Both under Bus._lock: the caller gave up, or the reader took the reply.
+        self.abandoned = False
+        self.claimed = False
 
 
 class Subscription:
@@ -47,16 +51,42 @@ class Subscription:
         self._callback = callback
         self._direct = direct  # run the callback on the reader thread (Watch only)
         self._server_id: Optional[int] = None
-        self.last_rev = 0
         self.closed = False
+        # What the callback was last told of each key, so that after a
+        # reconnect the full replay can be reduced to what changed meanwhile.
+        self._known: Dict[str, int] = {}
+        self._resync: Optional[Dict[str, int]] = None
+
+    def _start_resync(self, store_changed: bool) -> None:
+        if store_changed:
+            # Revs of another store say nothing: deliver every value again.
+            self._known = dict.fromkeys(self._known, -1)
+        self._resync = {}
 
     def _deliver(self, event: Event) -> None:
-        if event.rev:
-            self.last_rev = max(self.last_rev, event.rev)
         if self._direct:
             self._callback(event)
-        else:
-            self._bus._dispatcher.put(self, self._callback, event, event.key)
+            return
+        if self._resync is not None:
+            if event.kind == "val":
+                self._resync[event.key] = event.rev
+                if self._known.get(event.key) == event.rev:
+                    return  # delivered before the connection was lost
+            elif event.kind == "synced":
+                gone = [key for key in self._known if key not in self._resync]
+                self._resync = None
+                for key in gone:  # deleted while the connection was down
+                    del self._known[key]
+                    self._put(Event("del", key, None, 0))
+                return  # the callback saw "synced" once already
+        if event.kind == "val":
+            self._known[event.key] = event.rev
+        elif event.kind == "del":
+            self._known.pop(event.key, None)
+        self._put(event)
+
+    def _put(self, event: Event) -> None:
+        self._bus._dispatcher.put(self, self._callback, event, event.key)
 
     def close(self) -> None:
         """Unsubscribes. Idempotent."""
@@ -80,10 +110,10 @@ class Bus:
     ``url`` defaults to ``$IPCBUS_URL`` or ``ws://127.0.0.1:9099/ws``; ``codec``
     to MessagePack when the ``msgpack`` module is installed, JSON otherwise.
     With ``reconnect`` (the default) a lost connection is re-established with
-    backoff, and subscriptions resume with ``since`` so no change is missed
-    (a full replay if the server came back with another store); callbacks
-    then see ``synced`` again. Requests made while it is down raise
-    :class:`Unavailable`.
+    backoff and every subscription replays in full; a subscription passes on
+    only what changed while it was down (new values, and a ``del`` with rev 0
+    for keys deleted meanwhile), so its callback misses nothing and sees no
+    duplicate. Requests made while it is down raise :class:`Unavailable`.
     """
 
     def __init__(
@@ -105,8 +135,10 @@ class Bus:
         self._routes: Dict[int, Subscription] = {}
         self._subscriptions: List[Subscription] = []
         self._closed = False
+        self._closing = threading.Event()
         self._up = threading.Event()
         self._ws = self._open()
+        self._up.set()
         self._dispatcher = Dispatcher(callback_capacity)
         self._reader = threading.Thread(target=self._read_loop, name="ipcbus-reader", daemon=True)
         self._reader.start()
@@ -138,8 +170,7 @@ class Bus:
         # Revs (and so `since`) only mean something within one store.
         self.store_changed = getattr(self, "store", None) not in (None, hello.get("store"))
         self.store = hello.get("store")
-        ws.settimeout(None)
-        self._up.set()
+        ws.settimeout(SOCKET_TIMEOUT)
         return ws
 
     def close(self) -> None:
@@ -148,11 +179,13 @@ class Bus:
             if self._closed:
                 return
             self._closed = True
+        self._closing.set()
         self._up.clear()
         try:
             self._ws.close()
         except Exception:
             pass
+        self._fail_pending(errors.Unavailable("the bus connection is closed"))
         if threading.current_thread() is not self._reader:
             self._reader.join(timeout=5)
         self._dispatcher.stop()
@@ -195,9 +228,14 @@ class Bus:
                 self._pending.pop(rid, None)
             raise
         if not waiter.done.wait(self.timeout):
-            # Left in place: if a late `sub` reply comes, the reader undoes it.
-            waiter.abandoned = True
-            raise errors.Timeout("no reply to %s within %.1f s" % (message["op"], self.timeout))
+            with self._lock:
+                # Left in place: if a late `sub` reply comes, the reader undoes it.
+                waiter.abandoned = not waiter.claimed
+            if waiter.abandoned:
+                raise errors.Timeout(
+                    "no reply to %s within %.1f s" % (message["op"], self.timeout)
+                )
+            waiter.done.wait()  # the reader has the reply in hand
         reply = waiter.reply
         if isinstance(reply, Exception):
             raise reply
@@ -257,8 +295,6 @@ class Bus:
         if since:
             message["since"] = since
         self._call(message, on_reply=self._route_sub(sub))
-        with self._lock:
-            self._subscriptions.append(sub)
         return sub
 
     def _route_sub(self, sub: Subscription) -> Callable[[dict], None]:
@@ -267,12 +303,14 @@ class Bus:
         def on_reply(reply: dict) -> None:
             if not reply.get("ok"):
                 return
-            if sub.closed:  # closed while its (re)subscription was under way
-                self._undo_sub(reply)
-                return
-            sub._server_id = int(reply["sub"])
             with self._lock:
-                self._routes[sub._server_id] = sub
+                if not sub.closed:
+                    sub._server_id = int(reply["sub"])
+                    self._routes[sub._server_id] = sub
+                    if sub not in self._subscriptions:
+                        self._subscriptions.append(sub)
+                    return
+            self._undo_sub(reply)  # closed while its (re)subscription was under way
 
         return on_reply
 
@@ -330,6 +368,8 @@ class Bus:
         if rid is not None:
             with self._lock:
                 waiter = self._pending.pop(rid, None)
+                if waiter is not None and not waiter.abandoned:
+                    waiter.claimed = True
             if waiter is not None and waiter.abandoned:
                 self._undo_sub(message)
             elif waiter is not None:
@@ -354,10 +394,16 @@ class Bus:
         self._up.clear()
         log.warning("ipcbus: connection to %s lost: %s", self.url, why)
         with self._lock:
-            pending, self._pending = self._pending, {}
             self._routes.clear()
+            for sub in self._subscriptions:
+                sub._server_id = None  # ids of the old session mean nothing now
+        self._fail_pending(errors.Unavailable("connection lost: %s" % why))
+
+    def _fail_pending(self, error: Exception) -> None:
+        with self._lock:
+            pending, self._pending = self._pending, {}
         for waiter in pending.values():
-            waiter.reply = errors.Unavailable("connection lost: %s" % why)
+            waiter.reply = error
             waiter.done.set()
 
     def _reconnect_loop(self) -> bool:
@@ -366,32 +412,37 @@ class Bus:
             self._dispatcher.stop()
             return False
         delay = BACKOFF_FIRST
-        while not self._closed:
-            time.sleep(delay)
+        while not self._closing.wait(delay):
             try:
-                self._ws = self._open()
+                ws = self._open()
             except errors.Unavailable:
                 delay = min(delay * 2, BACKOFF_MAX)
                 continue
+            if self._closed:  # close() ran while we were connecting
+                ws.close()
+                return False
+            self._ws = ws
             log.info("ipcbus: reconnected to %s", self.url)
             self._resubscribe()
+            self._up.set()
             return True
         return False
 
     def _resubscribe(self) -> None:
         # On the reader thread: send the `sub`s and let their replies route
         # themselves; waiting here would block the replies.
+        # Every subscription replays in full: a `since` is only safe when
+        # every lower rev is known to have arrived, and replay and live order
+        # across keys make that unknowable; nor does `since` report deletions
+        # whose tombstones are gone. The subscription filters the replay.
         with self._lock:
             subs = list(self._subscriptions)
         for sub in subs:
-            if self.store_changed:
-                sub.last_rev = 0  # another store: its revs say nothing of ours
-            since = None if sub._direct else sub.last_rev
             message: Dict[str, Any] = {"op": "sub", "pattern": sub.pattern, "id": next(self._ids)}
-            if since:
-                message["since"] = since
             if sub._direct:
                 sub._callback(Event("resync", None, None, 0))
+            else:
+                sub._start_resync(self.store_changed)
             with self._lock:
                 self._pending[message["id"]] = _Waiter(self._route_sub(sub))
             try:
