@@ -11,14 +11,23 @@ export const DEFAULT_URL = "ws://127.0.0.1:9099/ws";
  * @typedef {{kind: "val"|"del"|"synced", key?: string, value?: unknown, rev?: number}} Event
  */
 
-/** A live subscription: a callback target and an async iterator of events. */
+/** Events an unread async iterator holds before each key keeps only its newest. */
+export const ITERATOR_CAPACITY = 4096;
+
+/**
+ * A live subscription: a callback target and an async iterator of events.
+ * An iterator that is not read keeps at most ITERATOR_CAPACITY events; past
+ * that, an event for a key that already has one waiting replaces it (the
+ * newest state wins, `skipped` counts the rest), as on the server.
+ */
 export class Subscription {
   constructor(bus, pattern, callback) {
     this.pattern = pattern;
     this._bus = bus;
     this._callback = callback;
     this._queue = [];
-    this._pull = null;
+    this._pulls = [];
+    this.skipped = 0;
     this.id = null;
     this.closed = false;
   }
@@ -32,13 +41,16 @@ export class Subscription {
       }
       return;
     }
-    if (this._pull) {
-      const pull = this._pull;
-      this._pull = null;
-      pull({ value: event, done: false });
-    } else {
-      this._queue.push(event);
+    if (this._pulls.length) return this._pulls.shift()({ value: event, done: false });
+    if (this._queue.length >= ITERATOR_CAPACITY && event.key !== undefined) {
+      const i = this._queue.findLastIndex((e) => e.key === event.key);
+      if (i >= 0) {
+        this._queue[i] = event;
+        this.skipped += 1;
+        return;
+      }
     }
+    this._queue.push(event);
   }
 
   /** Unsubscribes; the async iterator ends. */
@@ -46,7 +58,7 @@ export class Subscription {
     if (this.closed) return;
     this.closed = true;
     this._bus._unsubscribe(this);
-    if (this._pull) this._pull({ value: undefined, done: true });
+    for (const pull of this._pulls.splice(0)) pull({ value: undefined, done: true });
     this.onClose?.();
   }
 
@@ -55,7 +67,7 @@ export class Subscription {
       next: () => {
         if (this._queue.length) return Promise.resolve({ value: this._queue.shift(), done: false });
         if (this.closed) return Promise.resolve({ value: undefined, done: true });
-        return new Promise((resolve) => (this._pull = resolve));
+        return new Promise((resolve) => this._pulls.push(resolve));
       },
       return: () => {
         this.close();

@@ -1,5 +1,5 @@
 // ipcbus for JavaScript: see ../README.md.
-export { Bus, DEFAULT_URL, Subscription, JSON_CODEC, MSGPACK } from "./bus.js";
+export { Bus, DEFAULT_URL, ITERATOR_CAPACITY, Subscription, JSON_CODEC, MSGPACK } from "./bus.js";
 export { Watch } from "./watch.js";
 export {
   IpcbusError,

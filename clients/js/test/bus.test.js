@@ -1,7 +1,7 @@
 // The JavaScript client against the real server, in both codecs.
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
-import { Bus, JSON_CODEC, MSGPACK, NotFound, RevMismatch, BadKey, BadPattern, Unavailable } from "../src/index.js";
+import { Bus, ITERATOR_CAPACITY, JSON_CODEC, MSGPACK, NotFound, RevMismatch, BadKey, BadPattern, Unavailable } from "../src/index.js";
 import { startServer } from "./server.js";
 
 for (const codec of [MSGPACK, JSON_CODEC]) {
@@ -94,6 +94,25 @@ for (const codec of [MSGPACK, JSON_CODEC]) {
       const changed = mirror.changed();
       mirror.close();
       await changed;
+    });
+
+    test("an unread iterator keeps the newest event per key past its capacity", async () => {
+      const sub = await bus.subscribe("flood.>");
+      const writes = [];
+      for (let i = 0; i < ITERATOR_CAPACITY + 500; i++) writes.push(bus.set(`flood.k${i % 3}`, i));
+      await Promise.all(writes);
+      await bus.set("flood.end", true);
+      const last = {};
+      let count = 0;
+      for await (const ev of sub) {
+        count += 1;
+        if (ev.kind === "val") last[ev.key] = ev.value;
+        if (ev.key === "flood.end") break;
+      }
+      assert.ok(count <= ITERATOR_CAPACITY + 2, `${count} events were held`);
+      const n = ITERATOR_CAPACITY + 500;
+      for (let k = 0; k < 3; k++) assert.equal(last[`flood.k${k}`], n - 1 - ((n - 1 - k) % 3), `flood.k${k}`);
+      assert.ok(sub.skipped > 0);
     });
 
     test("watch is a local mirror", async () => {
