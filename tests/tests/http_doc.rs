@@ -71,43 +71,32 @@ fn oversized_values_and_bodies_are_413_and_the_server_goes_on() {
     };
     let server = TestServer::with_config(config);
     let url = format!("http://{}/v1/keys/big", server.addr());
+    let refused = |args: &[&str], needle: &str, status: &str| {
+        let got = curl(&[&["-X", "PUT", url.as_str()], args].concat());
+        assert!(
+            got.contains(needle) && got.ends_with(status),
+            "{args:?}: {got}"
+        );
+        got
+    };
     let value = format!("\"{}\"", "x".repeat(200));
-    let got = curl(&["-X", "PUT", &url, "-d", &value]);
+    let got = refused(&["-d", &value], "too_large", " 413");
     assert!(
-        got.starts_with("{\"error\":{\"code\":\"too_large\"") && got.ends_with(" 413"),
+        got.starts_with("{\"error\":{\"code\":\"too_large\""),
         "{got}"
     );
     let body = format!("\"{}\"", "x".repeat(5000));
-    let got = curl(&["-X", "PUT", &url, "-d", &body]);
-    assert!(
-        got.contains("max_frame_bytes") && got.ends_with(" 413"),
-        "{got}"
+    refused(&["-d", &body], "max_frame_bytes", " 413");
+    refused(
+        &["-H", "Content-Type: text/plain", "-d", "1"],
+        "unsupported Content-Type",
+        " 400",
     );
-    let got = curl(&[
-        "-X",
-        "PUT",
-        &url,
-        "-H",
-        "Content-Type: text/plain",
-        "-d",
-        "1",
-    ]);
-    assert!(
-        got.contains("unsupported Content-Type") && got.ends_with(" 400"),
-        "{got}"
-    );
-    let got = curl(&[
-        "-X",
-        "PUT",
-        &url,
-        "-H",
-        "Content-Type: application/msgpack",
-        "--data-binary",
-        "\u{1}\u{2}",
-    ]);
-    assert!(
-        got.contains("bad_request") && got.ends_with(" 400"),
-        "{got}"
+    let msgpack = "Content-Type: application/msgpack";
+    refused(
+        &["-H", msgpack, "--data-binary", "\u{1}\u{2}"],
+        "bad_request",
+        " 400",
     );
     assert_eq!(curl(&["-X", "PUT", &url, "-d", "[1,2]"]), "{\"rev\":1} 200");
 }

@@ -5,7 +5,7 @@ use crate::config::{Config, ConfigError};
 use clap::{Args, Parser, Subcommand};
 use futures_util::StreamExt;
 use ipcbus_client::{Client, Event};
-use ipcbus_protocol::transcode::{json_to_msgpack, msgpack_to_json};
+use ipcbus_protocol::transcode::{json_to_msgpack, msgpack_to_json, msgpack_to_json_value};
 use std::io::{Read, Write};
 use std::net::{IpAddr, TcpListener};
 use std::path::PathBuf;
@@ -241,8 +241,8 @@ async fn client_command(url: &str, command: Command) -> Result<(), CliError> {
             while let Some(event) = sub.next().await {
                 let line = match &event {
                     Event::Value { key, rev, value } => {
-                        let value: serde_json::Value = serde_json::from_str(json(value)?.get())
-                            .map_err(|e| CliError::Input(e.to_string()))?;
+                        let value = msgpack_to_json_value(value)
+                            .map_err(|e| CliError::Input(e.error.msg.into_owned()))?;
                         serde_json::json!({ "ev": "val", "key": key, "rev": rev, "value": value })
                     }
                     Event::Deleted { key, rev } => {

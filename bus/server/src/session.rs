@@ -166,11 +166,6 @@ impl Session {
         self.registry.subscribe(&pattern, &subscriber, since);
         self.subs.insert(sub, pattern);
     }
-
-    /// Reports an error for a frame that did not decode.
-    pub(crate) fn reject(&self, id: Option<u64>, error: ErrorBody) {
-        self.reply(id, Err(error));
-    }
 }
 
 impl Drop for Session {

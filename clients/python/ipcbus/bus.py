@@ -9,7 +9,7 @@ import itertools
 import logging
 import os
 import threading
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
 
 import websocket  # websocket-client; in Kodi: script.module.websocket
 
@@ -17,6 +17,9 @@ from . import errors
 from ._dispatch import Dispatcher
 from .codec import Codec
 from .event import Event
+
+if TYPE_CHECKING:  # watch.py imports this module
+    from .watch import Watch
 
 log = logging.getLogger("ipcbus")
 

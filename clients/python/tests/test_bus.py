@@ -1,6 +1,7 @@
 """The Python client against the real server, in both codecs."""
 
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -150,8 +151,6 @@ class Proxy:
     """A TCP proxy to the server whose connections the test can cut."""
 
     def __init__(self, target_port):
-        import socket
-
         self.target = target_port
         self.listener = socket.socket()
         self.listener.bind(("127.0.0.1", 0))
@@ -161,8 +160,6 @@ class Proxy:
         threading.Thread(target=self._accept, daemon=True).start()
 
     def _accept(self):
-        import socket
-
         while True:
             try:
                 client, _ = self.listener.accept()
@@ -190,8 +187,6 @@ class Proxy:
                 pass
 
     def cut(self):
-        import socket
-
         for s in self.conns:
             try:
                 s.shutdown(socket.SHUT_RDWR)

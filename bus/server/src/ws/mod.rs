@@ -125,7 +125,7 @@ impl WsSession {
                     Codec::Json => "this session speaks JSON: send text frames",
                 };
                 self.session
-                    .reject(None, ErrorBody::new(ErrorCode::BadRequest, msg));
+                    .reply(None, Err(ErrorBody::new(ErrorCode::BadRequest, msg)));
                 return;
             }
         };
@@ -134,7 +134,7 @@ impl WsSession {
             Err(e) => {
                 // An id the client may not use is not echoed either.
                 let id = e.id.filter(|id| *id <= ipcbus_protocol::MAX_ID);
-                self.session.reject(id, e.error);
+                self.session.reply(id, Err(e.error));
                 None
             }
         };
