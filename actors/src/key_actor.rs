@@ -1,13 +1,16 @@
 //! `KeyActor`: owns one key's last value and its subscribers.
 
+use crate::hold::{Held, Hold};
 use crate::outbox::{Done, Out, Outbox};
 use crate::registry::{KeyState, Registry};
+use crate::store::{now_ms, Durable, Record};
 use crate::update::Update;
 use actix::prelude::*;
 use bytes::Bytes;
-use ipcbus_protocol::ErrorBody;
+use ipcbus_protocol::{ErrorBody, ErrorCode, Life};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Where a request's outcome goes.
 #[derive(Debug, Clone)]
@@ -44,7 +47,7 @@ pub(crate) struct SyncCountdown {
 }
 
 impl SyncCountdown {
-    fn done(&self) {
+    pub(crate) fn done(&self) {
         if self.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
             let s = &self.subscriber;
             s.outbox.push(Out::Synced { sub: s.sub });
@@ -60,8 +63,19 @@ pub struct Set {
     pub value: Bytes,
     /// Compare-and-set: the rev the key must have (0: must not exist).
     pub if_rev: Option<u64>,
+    /// Persistence, session binding and expiry of the value.
+    pub life: Life,
     /// Where the outcome goes.
     pub reply: ReplyTo,
+}
+
+/// The session with this outbox id has ended: delete the key if that
+/// session's ephemeral `set` is still its last write.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Release {
+    /// The ended session's outbox id.
+    pub owner: u64,
 }
 
 /// Read the value.
@@ -113,13 +127,49 @@ pub struct KeyActor {
     /// The last write: a value, or a deletion seen while subscribers remained.
     pub(crate) current: Option<Arc<Update>>,
     pub(crate) subscribers: Vec<Subscriber>,
+    /// The session (outbox id) whose end deletes the key: an ephemeral `set`.
+    pub(crate) owner: Option<u64>,
+    /// Whether the data file holds this key.
+    pub(crate) persisted: bool,
+    /// When the live value expires, in ms since the Unix epoch.
+    pub(crate) expires_at_ms: Option<u64>,
+    pub(crate) expiry: Option<SpawnHandle>,
+    pub(crate) hold: Hold,
 }
 
 impl Actor for KeyActor {
     type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        // A key restored from the data file resumes its countdown.
+        if let Some(at) = self.expires_at_ms {
+            self.arm_expiry(Duration::from_millis(at.saturating_sub(now_ms())), ctx);
+        }
+    }
 }
 
 impl KeyActor {
+    /// A key with no value yet, and the wildcard subscribers that match it.
+    pub(crate) fn new(
+        key: Arc<str>,
+        state: Arc<KeyState>,
+        registry: Registry,
+        subscribers: Vec<Subscriber>,
+    ) -> KeyActor {
+        KeyActor {
+            key,
+            state,
+            registry,
+            current: None,
+            subscribers,
+            owner: None,
+            persisted: false,
+            expires_at_ms: None,
+            expiry: None,
+            hold: Hold::default(),
+        }
+    }
+
     fn live_rev(&self) -> u64 {
         match &self.current {
             Some(u) if u.value.is_some() => u.rev,
@@ -132,7 +182,15 @@ impl KeyActor {
         self.state.queued.fetch_sub(1, Ordering::AcqRel);
     }
 
-    fn write(&mut self, value: Option<Bytes>) -> u64 {
+    /// Applies a write; with `persist`, the data file gets the new value
+    /// (otherwise it loses any older one). Returns the rev and, when the data
+    /// file changes, the job that output now waits for.
+    fn write(
+        &mut self,
+        value: Option<Bytes>,
+        persist: bool,
+        ctx: &mut Context<Self>,
+    ) -> (u64, Option<u64>) {
         let was_live = self.live_rev() != 0;
         let rev = self.registry.next_rev();
         let update = Arc::new(Update::new(self.key.clone(), rev, value));
@@ -140,19 +198,76 @@ impl KeyActor {
         self.state
             .live_rev
             .store(if live { rev } else { 0 }, Ordering::Release);
-        self.registry.count_live(was_live, live);
+        if was_live && !live {
+            self.registry.remove_live_key();
+        }
+        let seq = self.save(&update, persist && live, ctx);
+        let hold = &mut self.hold;
         self.subscribers.retain(|s| {
             if s.outbox.is_closed() {
                 return false;
             }
-            s.outbox.push(Out::Event {
+            let out = Out::Event {
                 sub: s.sub,
                 update: update.clone(),
-            });
+            };
+            if hold.is_holding() {
+                hold.emit(Held::Push(s.outbox.clone(), out));
+            } else {
+                s.outbox.push(out);
+            }
             true
         });
         self.current = Some(update);
-        rev
+        (rev, seq)
+    }
+
+    /// Brings the data file in line with `update`; returns the job's seq.
+    fn save(&mut self, update: &Update, persist: bool, ctx: &mut Context<Self>) -> Option<u64> {
+        let store = self.registry.store()?;
+        let done = ctx.address().recipient();
+        let seq = match (persist, &update.value) {
+            (true, Some(value)) => {
+                let record = Record {
+                    rev: update.rev,
+                    expires_at_ms: self.expires_at_ms,
+                    value: value.clone(),
+                };
+                store.put(self.key.clone(), record, done)
+            }
+            _ if self.persisted => store.remove(self.key.clone(), done),
+            _ => return None,
+        };
+        self.persisted = persist;
+        self.hold.wait_for(seq);
+        Some(seq)
+    }
+
+    /// Deletes the live value: subscribers get a `del` and the rev advances.
+    fn delete(&mut self, ctx: &mut Context<Self>) -> (u64, Option<u64>) {
+        self.set_expiry(None, ctx);
+        self.owner = None;
+        self.write(None, false, ctx)
+    }
+
+    fn set_expiry(&mut self, ttl_ms: Option<u64>, ctx: &mut Context<Self>) {
+        if let Some(handle) = self.expiry.take() {
+            ctx.cancel_future(handle);
+        }
+        self.expires_at_ms = ttl_ms.map(|t| now_ms().saturating_add(t));
+        if let Some(t) = ttl_ms {
+            self.arm_expiry(Duration::from_millis(t), ctx);
+        }
+    }
+
+    fn arm_expiry(&mut self, after: Duration, ctx: &mut Context<Self>) {
+        self.expiry = Some(ctx.run_later(after, |act, ctx| {
+            act.expiry = None;
+            if act.live_rev() != 0 {
+                act.delete(ctx);
+            }
+            act.retire_if_idle(ctx);
+        }));
     }
 
     fn check(&self, if_rev: Option<u64>) -> Result<(), ErrorBody> {
@@ -163,9 +278,22 @@ impl KeyActor {
         }
     }
 
+    /// Sends a request's outcome (after the data file, if a job is pending).
+    fn finish(
+        &mut self,
+        reply: ReplyTo,
+        result: Result<Done, ErrorBody>,
+        seq: Option<u64>,
+        ctx: &mut Context<Self>,
+    ) {
+        self.hold.emit(Held::Reply { reply, result, seq });
+        self.retire_if_idle(ctx);
+    }
+
     fn retire_if_idle(&mut self, ctx: &mut Context<Self>) {
         if self.live_rev() == 0
             && self.subscribers.is_empty()
+            && !self.hold.is_holding()
             && self.registry.retire(&self.key, &self.state)
         {
             ctx.stop();
@@ -178,11 +306,23 @@ impl Handler<Set> for KeyActor {
 
     fn handle(&mut self, msg: Set, ctx: &mut Context<Self>) {
         self.received();
-        let result = self
-            .check(msg.if_rev)
-            .map(|()| Done::Rev(self.write(Some(msg.value))));
-        msg.reply.send(result);
-        self.retire_if_idle(ctx);
+        if let Err(e) = self.check(msg.if_rev) {
+            return self.finish(msg.reply, Err(e), None, ctx);
+        }
+        if self.live_rev() == 0 && !self.registry.add_live_key() {
+            let msg_ = format!(
+                "the store holds max_keys ({}) keys; delete some first",
+                self.registry.max_keys()
+            );
+            let e = ErrorBody::new(ErrorCode::Limit, msg_);
+            return self.finish(msg.reply, Err(e), None, ctx);
+        }
+        let life = msg.life;
+        self.owner = life.ephemeral.then(|| msg.reply.outbox.id());
+        self.set_expiry(life.ttl_ms, ctx);
+        let persist = !life.ephemeral && (life.persist || self.registry.persist_all());
+        let (rev, seq) = self.write(Some(msg.value), persist, ctx);
+        self.finish(msg.reply, Ok(Done::Rev(rev)), seq, ctx);
     }
 }
 
@@ -195,8 +335,7 @@ impl Handler<Get> for KeyActor {
             Some(u) if u.value.is_some() => Ok(Done::Value(u.clone())),
             _ => Err(ErrorBody::not_found()),
         };
-        msg.reply.send(result);
-        self.retire_if_idle(ctx);
+        self.finish(msg.reply, result, None, ctx);
     }
 }
 
@@ -205,12 +344,35 @@ impl Handler<Del> for KeyActor {
 
     fn handle(&mut self, msg: Del, ctx: &mut Context<Self>) {
         self.received();
-        let result = if self.live_rev() == 0 {
-            Err(ErrorBody::not_found())
+        let (result, seq) = if self.live_rev() == 0 {
+            (Err(ErrorBody::not_found()), None)
+        } else if let Err(e) = self.check(msg.if_rev) {
+            (Err(e), None)
         } else {
-            self.check(msg.if_rev).map(|()| Done::Rev(self.write(None)))
+            let (rev, seq) = self.delete(ctx);
+            (Ok(Done::Rev(rev)), seq)
         };
-        msg.reply.send(result);
+        self.finish(msg.reply, result, seq, ctx);
+    }
+}
+
+impl Handler<Release> for KeyActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Release, ctx: &mut Context<Self>) {
+        self.received();
+        if self.owner == Some(msg.owner) && self.live_rev() != 0 {
+            self.delete(ctx);
+        }
+        self.retire_if_idle(ctx);
+    }
+}
+
+impl Handler<Durable> for KeyActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Durable, ctx: &mut Context<Self>) {
+        self.hold.release(msg.seq, msg.error.as_deref());
         self.retire_if_idle(ctx);
     }
 }
@@ -226,16 +388,17 @@ impl Handler<Attach> for KeyActor {
             // a fresh one never saw the key, so it has nothing to forget.
             let wanted = update.value.is_some() || msg.since.is_some();
             if wanted && update.rev > msg.since.unwrap_or(0) {
-                s.outbox.push(Out::Event {
+                let out = Out::Event {
                     sub: s.sub,
                     update: update.clone(),
-                });
+                };
+                self.hold.emit(Held::Push(s.outbox.clone(), out));
             }
         }
-        s.outbox.complete();
+        self.hold.emit(Held::Complete(s.outbox.clone()));
         self.subscribers.push(s);
         if let Some(sync) = msg.sync {
-            sync.done();
+            self.hold.emit(Held::Synced(sync));
         }
     }
 }
@@ -248,7 +411,7 @@ impl Handler<Detach> for KeyActor {
         let id = msg.outbox.id();
         self.subscribers
             .retain(|s| !(s.outbox.is_closed() || s.sub == msg.sub && s.outbox.id() == id));
-        msg.outbox.complete();
+        self.hold.emit(Held::Complete(msg.outbox));
         self.retire_if_idle(ctx);
     }
 }

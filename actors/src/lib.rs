@@ -7,6 +7,8 @@
 //! - [`outbox`]: [`Outbox`], a session's bounded, conflating output queue.
 //! - [`key_actor`]: [`KeyActor`] and its messages (`Set`, `Get`, `Del`, `Attach`, `Detach`).
 //! - [`registry`]: [`Registry`], the key map, the wildcard pattern index and the rev counter.
+//! - [`store`]: [`Store`], persisted keys in a redb file, written in batches by one thread.
+//! - `hold`: a key actor's output held back until its persisted write is on disk.
 //!
 //! # How a write flows
 //! A session calls [`Registry::send`] with a `Set`. The registry hands it to the
@@ -15,12 +17,15 @@
 //! subscriber. An outbox wakes its session once per batch, not once per event,
 //! so fan-out costs no actor message per delivery.
 
+mod hold;
 pub mod key_actor;
 pub mod outbox;
 pub mod registry;
+pub mod store;
 pub mod update;
 
-pub use key_actor::{Attach, Del, Detach, Get, KeyActor, ReplyTo, Set, Subscriber};
+pub use key_actor::{Attach, Del, Detach, Get, KeyActor, Release, ReplyTo, Set, Subscriber};
 pub use outbox::{Done, Out, Outbox, OutboxConfig};
-pub use registry::{Registry, Stats};
+pub use registry::{Registry, RegistryOptions, Stats};
+pub use store::{Store, StoreError};
 pub use update::Update;

@@ -8,8 +8,10 @@
 //! message is ever sent to a stopped actor, and a new key is created with
 //! every matching wildcard subscription already attached.
 
-use crate::key_actor::{Attach, Detach, KeyActor, Subscriber, SyncCountdown};
+use crate::key_actor::{Attach, Detach, KeyActor, Release, Subscriber, SyncCountdown};
 use crate::outbox::{Out, Outbox};
+use crate::store::{Record, Store};
+use crate::update::Update;
 use actix::prelude::*;
 use ipcbus_protocol::{KeyRev, Pattern};
 use std::collections::HashMap;
@@ -25,6 +27,17 @@ pub struct Stats {
     pub sessions: AtomicUsize,
     /// Keys that currently have a value.
     pub live_keys: AtomicUsize,
+}
+
+impl Stats {
+    /// Counts a new session unless `max` are open already.
+    pub fn try_open_session(&self, max: usize) -> bool {
+        self.sessions
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .is_ok()
+    }
 }
 
 /// What the registry and a key actor share.
@@ -64,8 +77,28 @@ struct State {
 
 struct Inner {
     state: RwLock<State>,
-    rev: AtomicU64,
+    rev: Arc<AtomicU64>,
     stats: Arc<Stats>,
+    store: Option<Store>,
+    options: RegistryOptions,
+}
+
+/// Store-wide settings.
+#[derive(Debug, Clone, Copy)]
+pub struct RegistryOptions {
+    /// Keys with a value; a `set` that would create one more fails with `limit`.
+    pub max_keys: usize,
+    /// Persist every non-ephemeral write.
+    pub persist_all: bool,
+}
+
+impl Default for RegistryOptions {
+    fn default() -> Self {
+        RegistryOptions {
+            max_keys: usize::MAX,
+            persist_all: false,
+        }
+    }
 }
 
 /// The key map. Cheap to clone; every session holds one.
@@ -79,13 +112,63 @@ impl Default for Registry {
 }
 
 impl Registry {
-    /// An empty store; the first write gets rev 1.
+    /// An empty in-memory store; the first write gets rev 1 and `persist`
+    /// is ignored.
     pub fn new() -> Registry {
         Registry(Arc::new(Inner {
             state: RwLock::default(),
-            rev: AtomicU64::new(0),
+            rev: Arc::default(),
             stats: Arc::default(),
+            store: None,
+            options: RegistryOptions::default(),
         }))
+    }
+
+    /// A store backed by `store`, which also supplies the rev counter.
+    /// Call [`Registry::restore`] with what the store held.
+    pub fn with_store(store: Store, options: RegistryOptions) -> Registry {
+        Registry(Arc::new(Inner {
+            state: RwLock::default(),
+            rev: store.rev_counter(),
+            stats: Arc::default(),
+            store: Some(store),
+            options,
+        }))
+    }
+
+    /// Starts a key actor for each persisted key. Call once, before
+    /// serving, inside the actix system.
+    pub fn restore(&self, keys: Vec<(String, Record)>) {
+        let mut state = self.write();
+        for (key, record) in keys {
+            let key: Arc<str> = key.into();
+            let rev = record.rev;
+            let update = Update::new(key.clone(), rev, Some(record.value));
+            let key_state = Arc::new(KeyState::default());
+            key_state.live_rev.store(rev, Ordering::Release);
+            let mut actor = KeyActor::new(key.clone(), key_state.clone(), self.clone(), Vec::new());
+            actor.current = Some(Arc::new(update));
+            actor.persisted = true;
+            actor.expires_at_ms = record.expires_at_ms;
+            self.0.stats.live_keys.fetch_add(1, Ordering::Relaxed);
+            let handle = KeyHandle {
+                addr: actor.start(),
+                state: key_state,
+            };
+            state.keys.insert(key, handle);
+        }
+    }
+
+    pub(crate) fn store(&self) -> Option<&Store> {
+        self.0.store.as_ref()
+    }
+
+    pub(crate) fn persist_all(&self) -> bool {
+        self.0.options.persist_all
+    }
+
+    pub(crate) fn max_keys(&self) -> usize {
+        self.0.options.max_keys
     }
 
     /// The shared counters.
@@ -102,13 +185,25 @@ impl Registry {
         self.0.rev.fetch_add(1, Ordering::AcqRel) + 1
     }
 
-    pub(crate) fn count_live(&self, was: bool, is: bool) {
-        let live = &self.0.stats.live_keys;
-        match (was, is) {
-            (false, true) => live.fetch_add(1, Ordering::Relaxed),
-            (true, false) => live.fetch_sub(1, Ordering::Relaxed),
-            _ => 0,
-        };
+    /// Counts one more key with a value, unless `max_keys` are live.
+    pub(crate) fn add_live_key(&self) -> bool {
+        let max = self.0.options.max_keys;
+        self.0
+            .stats
+            .live_keys
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .is_ok()
+    }
+
+    pub(crate) fn remove_live_key(&self) {
+        self.0.stats.live_keys.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    /// Tells `key` that the session with outbox id `owner` has ended.
+    pub fn release(&self, key: &str, owner: u64) {
+        let _gone = self.send(key, false, Release { owner });
     }
 
     fn read(&self) -> RwLockReadGuard<'_, State> {
@@ -154,13 +249,7 @@ impl Registry {
             .filter(|(p, s)| p.matches(&key) && !s.outbox.is_closed())
             .map(|(_, s)| s.clone())
             .collect();
-        let actor = KeyActor {
-            key,
-            state: state.clone(),
-            registry: self.clone(),
-            current: None,
-            subscribers,
-        };
+        let actor = KeyActor::new(key, state.clone(), self.clone(), subscribers);
         KeyHandle {
             addr: actor.start(),
             state,

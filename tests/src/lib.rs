@@ -21,11 +21,15 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 /// How long a test waits for an expected message before failing.
 pub const WAIT: Duration = Duration::from_secs(10);
 
-/// A running server. Dropping it shuts the server down gracefully.
+/// A running server. Dropping it shuts the server down gracefully and
+/// removes its data directory.
 pub struct TestServer {
     addr: SocketAddr,
+    token: Option<String>,
     stop: Option<oneshot::Sender<()>>,
     thread: Option<JoinHandle<()>>,
+    /// Removed on drop, after the server has stopped.
+    _data_dir: Option<tempfile::TempDir>,
 }
 
 impl TestServer {
@@ -35,7 +39,21 @@ impl TestServer {
     }
 
     /// Starts a server with the given settings (host and port are ignored).
-    pub fn with_config(config: Config) -> TestServer {
+    /// Without a `data_dir`, it gets a fresh one that is removed on drop.
+    pub fn with_config(mut config: Config) -> TestServer {
+        let data_dir = match config.data_dir {
+            Some(_) => None,
+            None => {
+                let dir = tempfile::tempdir().expect("temp data dir");
+                config.data_dir = Some(dir.path().to_owned());
+                Some(dir)
+            }
+        };
+        let token_file = config.token_file.clone().unwrap_or_else(|| {
+            let dir = config.data_dir.as_ref().expect("data dir");
+            dir.join(ipcbus_protocol::auth::TOKEN_FILE_NAME)
+        });
+        let token = config.auth.then(|| test_token(&token_file));
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
         let addr = listener.local_addr().expect("local addr");
         let (stop, stopped) = oneshot::channel::<()>();
@@ -49,9 +67,16 @@ impl TestServer {
         });
         TestServer {
             addr,
+            token,
             stop: Some(stop),
             thread: Some(thread),
+            _data_dir: data_dir,
         }
+    }
+
+    /// The access token (`None` with `auth = false`).
+    pub fn token(&self) -> Option<&str> {
+        self.token.as_deref()
     }
 
     /// The server's address.
@@ -59,8 +84,17 @@ impl TestServer {
         self.addr
     }
 
-    /// `ws://127.0.0.1:PORT/ws`.
+    /// `ws://127.0.0.1:PORT/ws?token=…`: the URL carries the token, so
+    /// every client and example can use it as is.
     pub fn url(&self) -> String {
+        match &self.token {
+            Some(token) => format!("ws://{}/ws?token={token}", self.addr),
+            None => format!("ws://{}/ws", self.addr),
+        }
+    }
+
+    /// `ws://127.0.0.1:PORT/ws`, without the token.
+    pub fn bare_url(&self) -> String {
         format!("ws://{}/ws", self.addr)
     }
 
@@ -101,8 +135,13 @@ impl TestServer {
     pub async fn http_get(&self, path: &str) -> (u16, String) {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let mut s = TcpStream::connect(self.addr).await.expect("connect");
+        let auth = self
+            .token
+            .as_ref()
+            .map(|t| format!("Authorization: Bearer {t}\r\n"))
+            .unwrap_or_default();
         let req = format!(
-            "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+            "GET {path} HTTP/1.1\r\nHost: {}\r\n{auth}Connection: close\r\n\r\n",
             self.addr
         );
         s.write_all(req.as_bytes()).await.expect("write");
@@ -127,6 +166,17 @@ impl Drop for TestServer {
             let _ = thread.join();
         }
     }
+}
+
+/// The token of a test server: the one in `file`, or a new one written
+/// there (the server then reads it instead of making its own).
+fn test_token(file: &std::path::Path) -> String {
+    if let Some(token) = ipcbus_protocol::auth::read_token_file(file) {
+        return token;
+    }
+    let token = uuid::Uuid::new_v4().simple().to_string();
+    std::fs::write(file, format!("{token}\n")).expect("write token file");
+    token
 }
 
 /// The settings tests start from.

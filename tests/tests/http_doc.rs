@@ -38,6 +38,7 @@ fn the_curl_examples_in_docs_http_md_are_true() {
             let out = Command::new("bash")
                 .args(["-o", "pipefail", "-c", &cmd])
                 .env("BUS", &bus)
+                .env("TOKEN", server.token().expect("token"))
                 .output()
                 .expect("bash runs");
             let got = String::from_utf8_lossy(&out.stdout);
@@ -53,9 +54,9 @@ fn the_curl_examples_in_docs_http_md_are_true() {
     assert!(ran >= 15, "only {ran} commands ran");
 }
 
-fn curl(args: &[&str]) -> String {
+fn curl(token: &str, args: &[&str]) -> String {
     let out = Command::new("curl")
-        .args(["-s", "-w", " %{http_code}"])
+        .args(["-s", "-w", " %{http_code}", "--oauth2-bearer", token])
         .args(args)
         .output()
         .expect("curl runs");
@@ -71,8 +72,9 @@ fn oversized_values_and_bodies_are_413_and_the_server_goes_on() {
     };
     let server = TestServer::with_config(config);
     let url = format!("http://{}/v1/keys/big", server.addr());
+    let token = server.token().expect("token");
     let refused = |args: &[&str], needle: &str, status: &str| {
-        let got = curl(&[&["-X", "PUT", url.as_str()], args].concat());
+        let got = curl(token, &[&["-X", "PUT", url.as_str()], args].concat());
         assert!(
             got.contains(needle) && got.ends_with(status),
             "{args:?}: {got}"
@@ -98,5 +100,8 @@ fn oversized_values_and_bodies_are_413_and_the_server_goes_on() {
         "bad_request",
         " 400",
     );
-    assert_eq!(curl(&["-X", "PUT", &url, "-d", "[1,2]"]), "{\"rev\":1} 200");
+    assert_eq!(
+        curl(token, &["-X", "PUT", &url, "-d", "[1,2]"]),
+        "{\"rev\":1} 200"
+    );
 }

@@ -23,6 +23,9 @@ struct JsonRequest<'a> {
     if_rev: Option<u64>,
     since: Option<u64>,
     sub: Option<u64>,
+    persist: Option<bool>,
+    ephemeral: Option<bool>,
+    ttl_ms: Option<u64>,
 }
 
 /// `Option<&RawValue>` that is `Some` for an explicit `null` too.
@@ -56,6 +59,9 @@ pub fn decode_request(frame: &str) -> Result<Request<'_>, DecodeError> {
         if_rev: j.if_rev,
         since: j.since,
         sub: j.sub,
+        persist: j.persist,
+        ephemeral: j.ephemeral,
+        ttl_ms: j.ttl_ms,
     }
     .build()
 }
@@ -93,6 +99,12 @@ struct JsonOut<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     since: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    ttl_ms: Option<u64>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    persist: bool,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    ephemeral: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
     keys: Option<Vec<JsonKeyRev<'a>>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<&'a ErrorBody>,
@@ -119,9 +131,15 @@ pub fn encode_request(req: &Request<'_>, buf: &mut BytesMut) -> Result<(), Decod
     };
     let rendered;
     match &req.op {
-        Op::Set { key, value, if_rev } => {
+        Op::Set {
+            key,
+            value,
+            if_rev,
+            life,
+        } => {
             rendered = msgpack_to_json(value)?;
             (out.key, out.value, out.if_rev) = (Some(&**key), Some(&*rendered), *if_rev);
+            (out.persist, out.ephemeral, out.ttl_ms) = (life.persist, life.ephemeral, life.ttl_ms);
         }
         Op::Get { key } => out.key = Some(&**key),
         Op::Del { key, if_rev } => (out.key, out.if_rev) = (Some(&**key), *if_rev),
@@ -250,7 +268,7 @@ pub fn decode_server(frame: &str) -> Result<ServerMsg<'_>, DecodeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{ErrorCode, Pattern};
+    use crate::{ErrorCode, Life, Pattern};
 
     #[test]
     fn request_round_trip() {
@@ -258,8 +276,19 @@ mod tests {
         let ops = [
             Op::Set {
                 key: "a.b".into(),
-                value,
+                value: value.clone(),
                 if_rev: Some(0),
+                life: Life::default(),
+            },
+            Op::Set {
+                key: "a.b".into(),
+                value,
+                if_rev: None,
+                life: Life {
+                    persist: false,
+                    ephemeral: true,
+                    ttl_ms: Some(1),
+                },
             },
             Op::Sub {
                 pattern: Pattern::parse("a.*").expect("p"),
@@ -273,6 +302,28 @@ mod tests {
             encode_request(&req, &mut buf).expect("encode");
             let text = std::str::from_utf8(&buf).expect("utf8");
             assert_eq!(decode_request(text).expect("decode"), req);
+        }
+    }
+
+    #[test]
+    fn life_options_are_checked() {
+        for (frame, why) in [
+            (
+                r#"{"id":3,"op":"set","key":"k","value":1,"persist":true,"ephemeral":true}"#,
+                "exclude",
+            ),
+            (
+                r#"{"id":3,"op":"set","key":"k","value":1,"ttl_ms":0}"#,
+                "ttl_ms",
+            ),
+            (
+                r#"{"id":3,"op":"set","key":"k","value":1,"persist":1}"#,
+                "malformed",
+            ),
+        ] {
+            let e = decode_request(frame).expect_err(frame);
+            assert_eq!((e.id, e.error.code), (Some(3), ErrorCode::BadRequest));
+            assert!(e.error.msg.contains(why), "{frame}: {}", e.error.msg);
         }
     }
 

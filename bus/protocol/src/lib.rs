@@ -4,6 +4,7 @@
 //! Rust client so that the codec is never written twice.
 //!
 //! # Layout
+//! - [`auth`]: where the access token lives (data directory, token file, environment).
 //! - [`key`]: key validation and subscription patterns (`*`, `>`).
 //! - [`error`]: error codes sent on the wire and decode errors.
 //! - [`msg`]: requests (client to server) and server messages.
@@ -13,6 +14,7 @@
 //!
 //! This crate has no async runtime and no actor dependency.
 
+pub mod auth;
 pub mod error;
 pub mod json;
 pub mod key;
@@ -22,7 +24,7 @@ pub mod transcode;
 
 pub use error::{DecodeError, ErrorBody, ErrorCode};
 pub use key::{validate_key, Pattern, MAX_KEY_BYTES};
-pub use msg::{KeyRev, Op, Reply, Request, ServerMsg};
+pub use msg::{KeyRev, Life, Op, Reply, Request, ServerMsg, MAX_TTL_MS};
 
 /// The protocol version announced in `hello`.
 pub const PROTO_VERSION: u32 = 1;

@@ -31,6 +31,8 @@ pub enum Op<'a> {
         value: Bytes,
         /// Required current rev of the key.
         if_rev: Option<u64>,
+        /// How long the value lives and where it is kept.
+        life: Life,
     },
     /// Read a key's value and rev.
     Get {
@@ -76,6 +78,21 @@ impl Op<'_> {
         }
     }
 }
+
+/// The lifetime options of a `set`. The default is a value that lives in
+/// memory until it is overwritten or deleted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Life {
+    /// Write the value to disk before acknowledging it; it survives restarts.
+    pub persist: bool,
+    /// Delete the key when the setting session ends.
+    pub ephemeral: bool,
+    /// Delete the key after this many milliseconds.
+    pub ttl_ms: Option<u64>,
+}
+
+/// The largest `ttl_ms`: about 285 years, and exact as a JSON double.
+pub const MAX_TTL_MS: u64 = crate::MAX_ID;
 
 /// A key and its rev, as listed by `keys`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -162,6 +179,9 @@ pub(crate) struct RequestFields<'a> {
     pub(crate) if_rev: Option<u64>,
     pub(crate) since: Option<u64>,
     pub(crate) sub: Option<u64>,
+    pub(crate) persist: Option<bool>,
+    pub(crate) ephemeral: Option<bool>,
+    pub(crate) ttl_ms: Option<u64>,
 }
 
 impl<'a> RequestFields<'a> {
@@ -191,6 +211,7 @@ impl<'a> RequestFields<'a> {
                     .value
                     .ok_or_else(|| DecodeError::bad("missing field 'value'"))?,
                 if_rev: self.if_rev,
+                life: life(self.persist, self.ephemeral, self.ttl_ms)?,
             },
             "get" => Op::Get {
                 key: key(self.key)?,
@@ -221,6 +242,27 @@ impl<'a> RequestFields<'a> {
             }
         })
     }
+}
+
+fn life(
+    persist: Option<bool>,
+    ephemeral: Option<bool>,
+    ttl_ms: Option<u64>,
+) -> Result<Life, DecodeError> {
+    let life = Life {
+        persist: persist.unwrap_or(false),
+        ephemeral: ephemeral.unwrap_or(false),
+        ttl_ms,
+    };
+    if life.persist && life.ephemeral {
+        return Err(DecodeError::bad(
+            "'persist' and 'ephemeral' exclude each other: an ephemeral key ends with its session",
+        ));
+    }
+    if ttl_ms.is_some_and(|t| t == 0 || t > MAX_TTL_MS) {
+        return Err(DecodeError::bad("'ttl_ms' must be 1 to 2^53-1"));
+    }
+    Ok(life)
 }
 
 fn key(key: Option<Cow<'_, str>>) -> Result<Cow<'_, str>, DecodeError> {

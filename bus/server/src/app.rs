@@ -1,9 +1,10 @@
 //! The HTTP app and [`serve`].
 
+use crate::auth::Access;
 use crate::config::Config;
 use crate::selftest;
-use actix_web::{web, App, HttpResponse, HttpServer};
-use ipcbus_actors::Registry;
+use actix_web::{middleware, web, App, HttpResponse, HttpServer};
+use ipcbus_actors::{Registry, RegistryOptions, Store};
 use std::future::Future;
 use std::net::TcpListener;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -18,12 +19,13 @@ const SHUTDOWN_TIMEOUT_SECS: u64 = 5;
 pub(crate) struct AppState {
     pub(crate) registry: Registry,
     pub(crate) config: Config,
+    pub(crate) access: Access,
     /// Flips to true when the server shuts down; sessions then send a close frame.
     pub(crate) shutdown: watch::Receiver<bool>,
     session_ids: AtomicU64,
     selftest: Mutex<String>,
-    /// Sent in every `hello`. New at each start while the store lives only
-    /// in memory, so clients know their `since` revs are void.
+    /// Sent in every `hello`. It lives with the data file; a new one (after
+    /// a crash or with a new file) tells clients their `since` revs are void.
     pub(crate) store_id: String,
 }
 
@@ -82,13 +84,35 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let addr = listener.local_addr()?;
+    config.validate().map_err(std::io::Error::other)?;
+    let data_dir = config.data_dir().map_err(std::io::Error::other)?;
+    let access = Access::from_config(&config, &data_dir).map_err(std::io::Error::other)?;
+    let (store, restored) = Store::open(&data_dir).map_err(std::io::Error::other)?;
+    if !restored.clean {
+        tracing::warn!(
+            "the last run did not shut down cleanly; the store gets a new id, so clients replay instead of resuming"
+        );
+    }
+    tracing::info!(
+        keys = restored.keys.len(),
+        rev = restored.rev,
+        "store {} opened",
+        data_dir.join(ipcbus_actors::store::DATA_FILE).display()
+    );
+    let options = RegistryOptions {
+        max_keys: config.max_keys,
+        persist_all: config.persist_all,
+    };
+    let registry = Registry::with_store(store.clone(), options);
+    registry.restore(restored.keys);
     let (stop_tx, stop_rx) = watch::channel(false);
     let state = web::Data::new(AppState {
-        registry: Registry::new(),
+        registry,
         config: config.clone(),
+        access,
         shutdown: stop_rx,
         session_ids: AtomicU64::new(0),
-        store_id: uuid::Uuid::new_v4().to_string(),
+        store_id: restored.store_id,
         selftest: Mutex::new(
             if config.selftest {
                 "pending"
@@ -107,6 +131,7 @@ pub async fn serve(
     let server = HttpServer::new(move || {
         App::new()
             .app_data(app_state.clone())
+            .wrap(middleware::from_fn(crate::auth::guard))
             .route("/ws", web::get().to(crate::ws::upgrade))
             .route("/health", web::get().to(health))
             .route("/v1/keys", web::get().to(crate::http::keys))
@@ -138,5 +163,7 @@ pub async fn serve(
     tracing::info!("shutting down");
     let _ = stop_tx.send(true);
     handle.stop(true).await;
-    running.await.map_err(std::io::Error::other)?
+    let result = running.await.map_err(std::io::Error::other)?;
+    store.close().await;
+    result
 }

@@ -33,7 +33,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the bus.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Print a key's value as JSON.
     Get {
         /// The key.
@@ -108,6 +108,30 @@ struct ServeArgs {
     /// Skip the startup self-test.
     #[arg(long, env = "IPCBUS_NO_SELFTEST")]
     no_selftest: bool,
+    /// Where the store and the token live [default: ~/.local/share/ipcbus on Linux].
+    #[arg(long, env = "IPCBUS_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// The token file [default: <data dir>/token].
+    #[arg(long, env = "IPCBUS_TOKEN_FILE")]
+    token_file: Option<PathBuf>,
+    /// Accept clients without the token (loopback addresses only).
+    #[arg(long, env = "IPCBUS_NO_AUTH")]
+    no_auth: bool,
+    /// A browser origin to let in, e.g. http://localhost:8080 (repeatable; * for any).
+    #[arg(long = "allow-origin", value_name = "ORIGIN")]
+    allowed_origins: Vec<String>,
+    /// Persist every non-ephemeral write.
+    #[arg(long, env = "IPCBUS_PERSIST_ALL")]
+    persist_all: bool,
+    /// Open WebSocket sessions [default: 1024].
+    #[arg(long, env = "IPCBUS_MAX_CONNECTIONS")]
+    max_connections: Option<usize>,
+    /// Keys with a value [default: 1000000].
+    #[arg(long, env = "IPCBUS_MAX_KEYS")]
+    max_keys: Option<usize>,
+    /// Longest key or pattern, in bytes [default: 256].
+    #[arg(long, env = "IPCBUS_MAX_KEY_BYTES")]
+    max_key_bytes: Option<usize>,
 }
 
 impl ServeArgs {
@@ -128,10 +152,26 @@ impl ServeArgs {
             max_frame_bytes,
             outbox_bytes,
             max_inflight,
-            max_subs
+            max_subs,
+            max_connections,
+            max_keys,
+            max_key_bytes
         );
+        if self.data_dir.is_some() {
+            c.data_dir = self.data_dir;
+        }
+        if self.token_file.is_some() {
+            c.token_file = self.token_file;
+        }
+        c.allowed_origins.extend(self.allowed_origins);
         if self.no_selftest {
             c.selftest = false;
+        }
+        if self.no_auth {
+            c.auth = false;
+        }
+        if self.persist_all {
+            c.persist_all = true;
         }
         c.validate()?;
         Ok(c)
@@ -270,7 +310,7 @@ mod tests {
     fn serve_args(args: &[&str]) -> ServeArgs {
         let cli = Cli::try_parse_from([&["ipcbus", "serve"], args].concat()).expect("parse");
         match cli.command {
-            Command::Serve(args) => args,
+            Command::Serve(args) => *args,
             other => panic!("parsed as {other:?}"),
         }
     }

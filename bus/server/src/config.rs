@@ -3,7 +3,7 @@
 
 use serde::Deserialize;
 use std::net::IpAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Default port: the one the old `service.ipcdatastore` used.
 pub const DEFAULT_PORT: u16 = 9099;
@@ -34,6 +34,26 @@ pub struct Config {
     pub stall_timeout_ms: u64,
     /// Run the startup self-test.
     pub selftest: bool,
+    /// Where the store and the token file live; the platform's data
+    /// directory (`~/.local/share/ipcbus` on Linux) when unset.
+    pub data_dir: Option<PathBuf>,
+    /// The token file; `<data_dir>/token` when unset. Created (mode 0600)
+    /// with a random token if missing.
+    pub token_file: Option<PathBuf>,
+    /// Require the token on `/ws` and `/v1/*`. Only a loopback server may
+    /// run without it.
+    pub auth: bool,
+    /// Browser origins allowed besides the server's own, e.g.
+    /// `http://localhost:8080`. `*` allows every origin.
+    pub allowed_origins: Vec<String>,
+    /// Persist every non-ephemeral write, as if each `set` had `persist`.
+    pub persist_all: bool,
+    /// Open WebSocket sessions; the upgrade gets 503 beyond it.
+    pub max_connections: usize,
+    /// Keys with a value; a `set` that would create one more fails with `limit`.
+    pub max_keys: usize,
+    /// Longest key or pattern, in bytes (at most 256, the protocol's limit).
+    pub max_key_bytes: usize,
 }
 
 impl Default for Config {
@@ -49,6 +69,14 @@ impl Default for Config {
             max_subs: 4096,
             stall_timeout_ms: 60_000,
             selftest: true,
+            data_dir: None,
+            token_file: None,
+            auth: true,
+            allowed_origins: Vec::new(),
+            persist_all: false,
+            max_connections: 1024,
+            max_keys: 1_000_000,
+            max_key_bytes: ipcbus_protocol::MAX_KEY_BYTES,
         }
     }
 }
@@ -75,6 +103,9 @@ pub enum ConfigError {
     /// A value is out of range.
     #[error("invalid setting: {0}")]
     Invalid(&'static str),
+    /// No data directory was given and the platform has none.
+    #[error("no data directory: set --data-dir or IPCBUS_DATA_DIR")]
+    NoDataDir,
 }
 
 impl Config {
@@ -108,12 +139,37 @@ impl Config {
                 "stall_timeout_ms must be 1 to 4294967295",
             ));
         }
-        if self.outbox_bytes == 0 || self.max_inflight == 0 || self.max_subs == 0 {
+        if [
+            self.outbox_bytes,
+            self.max_inflight,
+            self.max_subs,
+            self.max_connections,
+            self.max_keys,
+        ]
+        .contains(&0)
+        {
             return Err(ConfigError::Invalid(
-                "outbox_bytes, max_inflight and max_subs must be > 0",
+                "outbox_bytes, max_inflight, max_subs, max_connections and max_keys must be > 0",
+            ));
+        }
+        if self.max_key_bytes == 0 || self.max_key_bytes > ipcbus_protocol::MAX_KEY_BYTES {
+            return Err(ConfigError::Invalid("max_key_bytes must be 1 to 256"));
+        }
+        if !self.auth && !self.host.is_loopback() {
+            return Err(ConfigError::Invalid(
+                "--no-auth is allowed only on a loopback address (127.0.0.1 or ::1); \
+                 a server reachable from the network needs its token",
             ));
         }
         Ok(())
+    }
+
+    /// The data directory: `data_dir`, else the platform default.
+    pub fn data_dir(&self) -> Result<PathBuf, ConfigError> {
+        self.data_dir
+            .clone()
+            .or_else(ipcbus_protocol::auth::default_data_dir)
+            .ok_or(ConfigError::NoDataDir)
     }
 }
 

@@ -10,7 +10,7 @@ use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use ipcbus_actors::{Del, Done, Get, Out, Outbox, OutboxConfig, ReplyTo, Set};
 use ipcbus_protocol::transcode::json_to_msgpack;
-use ipcbus_protocol::{msgpack, validate_key, ErrorBody, ErrorCode, Pattern};
+use ipcbus_protocol::{msgpack, validate_key, ErrorBody, ErrorCode, Life, Pattern, MAX_TTL_MS};
 use serde::Deserialize;
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -109,6 +109,24 @@ fn checked_key(key: &str) -> Result<&str, ErrorBody> {
     Ok(key)
 }
 
+/// The configured `max_key_bytes`, below the protocol's own limit, for a
+/// key (`bad_key`) or a pattern (`bad_pattern`).
+pub(crate) fn check_length(text: &str, max: usize, code: ErrorCode) -> Result<(), ErrorBody> {
+    if text.len() > max {
+        let what = if code == ErrorCode::BadPattern {
+            "pattern"
+        } else {
+            "key"
+        };
+        let msg = format!(
+            "{what} of {} bytes exceeds max_key_bytes ({max})",
+            text.len()
+        );
+        return Err(ErrorBody::new(code, msg));
+    }
+    Ok(())
+}
+
 /// `If-Match: "N"` (or `N`) asks for rev N; `If-None-Match: *` for absence.
 fn if_rev(headers: &HeaderMap) -> Result<Option<u64>, ErrorBody> {
     if let Some(v) = headers.get(header::IF_NONE_MATCH) {
@@ -198,7 +216,9 @@ async fn try_put(
     state: &AppState,
 ) -> Result<HttpResponse, ErrorBody> {
     let key = checked_key(key)?;
+    check_length(key, state.config.max_key_bytes, ErrorCode::BadKey)?;
     let if_rev = if_rev(req.headers())?;
+    let life = life(req)?;
     let body = read_body(body, state.config.max_frame_bytes).await?;
     let value = decode_value(req.headers(), &body)?;
     let max = state.config.max_value_bytes;
@@ -213,11 +233,40 @@ async fn try_put(
         Op::Set(Set {
             value,
             if_rev,
+            life,
             reply,
         })
     })
     .await?;
     rev_body(&done)
+}
+
+#[derive(Deserialize)]
+struct PutQuery {
+    #[serde(default)]
+    persist: bool,
+    ttl_ms: Option<u64>,
+    #[serde(default)]
+    ephemeral: bool,
+}
+
+/// `?persist=true` and `?ttl_ms=N`, as the `set` fields of the same names.
+fn life(req: &HttpRequest) -> Result<Life, ErrorBody> {
+    let q = web::Query::<PutQuery>::from_query(req.query_string())
+        .map_err(|e| bad(format!("bad query string: {e}")))?;
+    if q.ephemeral {
+        return Err(bad(
+            "ephemeral keys need a WebSocket session: an HTTP request has no session to end",
+        ));
+    }
+    if q.ttl_ms.is_some_and(|t| t == 0 || t > MAX_TTL_MS) {
+        return Err(bad("ttl_ms must be 1 to 2^53-1"));
+    }
+    Ok(Life {
+        persist: q.persist,
+        ephemeral: false,
+        ttl_ms: q.ttl_ms,
+    })
 }
 
 fn decode_value(headers: &HeaderMap, body: &[u8]) -> Result<Bytes, ErrorBody> {

@@ -3,6 +3,7 @@
 //!
 //! # Layout
 //! - [`config`]: [`Config`], its TOML file and the precedence of settings.
+//! - `auth`: the access token and the browser `Origin` check.
 //! - `app`: the HTTP app (`/ws`, `/health`) and [`serve`], which runs it on a bound listener.
 //! - `http`: the HTTP API (`/v1/keys`), for curl and shell scripts.
 //! - `ws`: the WebSocket transport (the only module that knows `actix-web-actors`).
@@ -13,6 +14,7 @@
 //! `main.rs` only parses arguments and calls [`cli::run`].
 
 mod app;
+mod auth;
 pub mod cli;
 pub mod config;
 mod http;

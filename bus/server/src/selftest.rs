@@ -4,7 +4,7 @@
 use crate::app::AppState;
 use actix_web::web;
 use futures_util::StreamExt;
-use ipcbus_client::{Client, Event};
+use ipcbus_client::{Client, ClientOptions, Event};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -15,7 +15,8 @@ const SELFTEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub(crate) async fn run(addr: SocketAddr, state: web::Data<AppState>) {
     let started = Instant::now();
-    let outcome = match tokio::time::timeout(SELFTEST_TIMEOUT, check(addr)).await {
+    let token = state.access.token().map(str::to_owned);
+    let outcome = match tokio::time::timeout(SELFTEST_TIMEOUT, check(addr, token)).await {
         Ok(Ok(())) => {
             let ms = started.elapsed().as_secs_f64() * 1e3;
             tracing::info!(
@@ -35,9 +36,13 @@ pub(crate) async fn run(addr: SocketAddr, state: web::Data<AppState>) {
     state.set_selftest(outcome);
 }
 
-async fn check(addr: SocketAddr) -> Result<(), String> {
+async fn check(addr: SocketAddr, token: Option<String>) -> Result<(), String> {
     let url = format!("ws://{addr}/ws");
-    let client = Client::connect(&url)
+    let options = ClientOptions {
+        token,
+        ..ClientOptions::default()
+    };
+    let client = Client::connect_with(&url, options)
         .await
         .map_err(|e| format!("connect {url}: {e}"))?;
     let nonce = uuid::Uuid::new_v4().to_string();

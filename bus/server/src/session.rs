@@ -2,10 +2,11 @@
 //! independent of the socket transport (the `ws` module).
 
 use crate::config::Config;
+use crate::http::check_length;
 use bytes::Bytes;
 use ipcbus_actors::{Del, Done, Get, Outbox, Registry, ReplyTo, Set, Subscriber};
 use ipcbus_protocol::{ErrorBody, ErrorCode, Op, Pattern, Request};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -14,6 +15,7 @@ use std::sync::Arc;
 pub(crate) struct Limits {
     pub(crate) max_value_bytes: usize,
     pub(crate) max_subs: usize,
+    pub(crate) max_key_bytes: usize,
 }
 
 impl From<&Config> for Limits {
@@ -21,6 +23,7 @@ impl From<&Config> for Limits {
         Limits {
             max_value_bytes: c.max_value_bytes,
             max_subs: c.max_subs,
+            max_key_bytes: c.max_key_bytes,
         }
     }
 }
@@ -38,17 +41,22 @@ pub(crate) struct Session {
     limits: Limits,
     subs: HashMap<u64, Pattern>,
     next_sub: u64,
+    /// Keys this session set with `ephemeral`; released when it ends.
+    /// Bounded by `max_keys`.
+    ephemeral: HashSet<Box<str>>,
 }
 
 impl Session {
+    /// A session for a slot already counted with `Stats::try_open_session`;
+    /// dropping it frees the slot.
     pub(crate) fn new(registry: Registry, outbox: Arc<Outbox>, limits: Limits) -> Session {
-        registry.stats().sessions.fetch_add(1, Ordering::Relaxed);
         Session {
             registry,
             outbox,
             limits,
             subs: HashMap::new(),
             next_sub: 1,
+            ephemeral: HashSet::new(),
         }
     }
 
@@ -77,7 +85,16 @@ impl Session {
     pub(crate) fn handle(&mut self, req: Request<'_>) -> Option<KeysLater> {
         let id = req.id;
         match req.op {
-            Op::Set { key, value, if_rev } => {
+            Op::Set {
+                key,
+                value,
+                if_rev,
+                life,
+            } => {
+                if let Err(e) = check_length(&key, self.limits.max_key_bytes, ErrorCode::BadKey) {
+                    self.reply(id, Err(e));
+                    return None;
+                }
                 if value.len() > self.limits.max_value_bytes {
                     let msg = format!(
                         "value of {} bytes exceeds max_value_bytes ({})",
@@ -90,6 +107,9 @@ impl Session {
                 // The value is a slice of the socket's read buffer; a copy
                 // keeps a stored value from pinning that whole buffer.
                 let value = Bytes::copy_from_slice(&value);
+                if life.ephemeral && !self.ephemeral.contains(&*key) {
+                    self.ephemeral.insert(key.as_ref().into());
+                }
                 let reply = self.reply_to(id);
                 let _created = self.registry.send(
                     &key,
@@ -97,6 +117,7 @@ impl Session {
                     Set {
                         value,
                         if_rev,
+                        life,
                         reply,
                     },
                 );
@@ -148,6 +169,10 @@ impl Session {
     }
 
     fn subscribe(&mut self, id: Option<u64>, pattern: Pattern, since: Option<u64>) {
+        let max = self.limits.max_key_bytes;
+        if let Err(e) = check_length(pattern.as_str(), max, ErrorCode::BadPattern) {
+            return self.reply(id, Err(e));
+        }
         if self.subs.len() >= self.limits.max_subs {
             let msg = format!(
                 "this session already has max_subs ({}) subscriptions",
@@ -173,6 +198,10 @@ impl Drop for Session {
         self.outbox.close();
         for (sub, pattern) in self.subs.drain() {
             self.registry.unsubscribe(&pattern, &self.outbox, sub);
+        }
+        let owner = self.outbox.id();
+        for key in self.ephemeral.drain() {
+            self.registry.release(&key, owner);
         }
         self.registry
             .stats()

@@ -1,100 +1,17 @@
 //! The real `ipcbus` binary: `serve` on port 0, the client commands against
 //! it, and a graceful stop on SIGTERM.
 
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, Command, Stdio};
+mod common;
+
+use common::{Served, BIN, WAIT};
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
 use std::sync::mpsc;
-use std::time::Duration;
-
-const BIN: &str = env!("CARGO_BIN_EXE_ipcbus");
-const WAIT: Duration = Duration::from_secs(20);
-
-/// A running `ipcbus serve`; killed on drop if the test did not stop it.
-struct Served {
-    child: Child,
-    url: String,
-    log: mpsc::Receiver<String>,
-}
-
-impl Served {
-    fn start() -> Served {
-        let mut child = Command::new(BIN)
-            .args(["serve", "--port", "0"])
-            .env("IPCBUS_LOG", "info")
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn ipcbus serve");
-        let stderr = child.stderr.take().expect("stderr");
-        let (tx, log) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        let mut served = Served {
-            child,
-            url: String::new(),
-            log,
-        };
-        let line = served.wait_for("WebSocket at ");
-        let url = line
-            .split("WebSocket at ")
-            .nth(1)
-            .and_then(|s| s.split_whitespace().next());
-        served.url = url.expect("url in log").to_owned();
-        served
-    }
-
-    fn wait_for(&self, needle: &str) -> String {
-        loop {
-            let line = self
-                .log
-                .recv_timeout(WAIT)
-                .unwrap_or_else(|_| panic!("no log line with {needle:?}"));
-            assert!(
-                !line.contains("\u{1b}["),
-                "ANSI colours in a piped log: {line}"
-            );
-            if line.contains(needle) {
-                return line;
-            }
-        }
-    }
-
-    fn run(&self, args: &[&str], stdin: Option<&str>) -> (i32, String, String) {
-        let mut child = Command::new(BIN)
-            .args(args)
-            .env("IPCBUS_URL", &self.url)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn client command");
-        let mut input = child.stdin.take().expect("stdin");
-        if let Some(text) = stdin {
-            input.write_all(text.as_bytes()).expect("write stdin");
-        }
-        drop(input);
-        let out = child.wait_with_output().expect("client output");
-        let text = |b: Vec<u8>| String::from_utf8(b).expect("utf8");
-        (
-            out.status.code().unwrap_or(-1),
-            text(out.stdout),
-            text(out.stderr),
-        )
-    }
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 #[test]
 fn serve_and_client_commands() {
-    let served = Served::start();
+    let dir = tempfile::tempdir().expect("data dir");
+    let served = Served::start(dir.path(), &[]);
     served.wait_for("self-test passed");
 
     let (code, out, _) = served.run(&["set", "w.today", r#"{"temp": 21.5}"#], None);
@@ -131,6 +48,7 @@ fn serve_and_client_commands() {
         .args(["watch", "w.>"])
         .stderr(Stdio::null())
         .env("IPCBUS_URL", &served.url)
+        .env("IPCBUS_DATA_DIR", dir.path())
         .stdout(Stdio::piped())
         .spawn()
         .expect("spawn watch");

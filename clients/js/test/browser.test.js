@@ -44,7 +44,6 @@ const TYPES = { ".js": "text/javascript", ".mjs": "text/javascript" };
 
 test("the client works in headless Chromium", async () => {
   assert.ok(existsSync(CHROMIUM), `no Chromium at ${CHROMIUM}: apt-get install chromium (or set CHROMIUM)`);
-  const bus = await startServer();
   let finish;
   const reported = new Promise((resolve) => (finish = resolve));
   const web = createServer((req, res) => {
@@ -69,6 +68,8 @@ test("the client works in headless Chromium", async () => {
     res.end(readFileSync(file));
   });
   await new Promise((resolve) => web.listen(0, "127.0.0.1", resolve));
+  // The page comes from another origin than the bus, which must allow it.
+  const bus = await startServer(["--allow-origin", `http://127.0.0.1:${web.address().port}`]);
   const page = `http://127.0.0.1:${web.address().port}/?bus=${encodeURIComponent(bus.url)}`;
   const profile = mkdtempSync(join(tmpdir(), "ipcbus-chromium-"));
   const chromium = spawn(CHROMIUM, [

@@ -1,6 +1,8 @@
 // Starts the real `ipcbus` binary on a free port for a test, and stops it.
 import { spawn } from "node:child_process";
-import { existsSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { createServer } from "node:net";
 import { fileURLToPath } from "node:url";
 
@@ -16,11 +18,16 @@ function freePort() {
   });
 }
 
-/** @returns {Promise<{url: string, http: string, stop: () => Promise<void>}>} */
-export async function startServer() {
+/**
+ * @param {string[]} args extra `ipcbus serve` arguments
+ * @returns {Promise<{url: string, stop: () => Promise<void>}>}
+ */
+export async function startServer(args = []) {
   if (!existsSync(BIN)) throw new Error(`ipcbus binary not found at ${BIN}: run cargo build -p ipcbus`);
   const port = await freePort();
-  const child = spawn(BIN, ["serve", "--port", String(port), "--no-selftest"], {
+  const dataDir = mkdtempSync(join(tmpdir(), "ipcbus-js-"));
+  const serve = ["serve", "--port", String(port), "--no-selftest", "--data-dir", dataDir, "--no-auth", ...args];
+  const child = spawn(BIN, serve, {
     stdio: ["ignore", "ignore", "pipe"],
     env: { ...process.env, IPCBUS_LOG: "info" },
   });
@@ -40,7 +47,10 @@ export async function startServer() {
     url: `ws://127.0.0.1:${port}/ws`,
     stop: () =>
       new Promise((resolve) => {
-        child.on("exit", () => resolve());
+        child.on("exit", () => {
+          rmSync(dataDir, { recursive: true, force: true });
+          resolve();
+        });
         child.kill("SIGTERM");
       }),
   };

@@ -3,10 +3,12 @@
 import os
 import pathlib
 import queue
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 
 import pytest
@@ -40,10 +42,13 @@ class Server:
         self.port = port
         self.url = "ws://127.0.0.1:%d/ws" % port
         self.proc = None
+        #: Kept across restarts, like a real installation's.
+        self.data_dir = tempfile.mkdtemp(prefix="ipcbus-py-")
 
     def start(self) -> "Server":
         self.proc = subprocess.Popen(
-            [binary(), "serve", "--port", str(self.port), "--no-selftest"],
+            [binary(), "serve", "--port", str(self.port), "--no-selftest",
+             "--data-dir", self.data_dir, "--no-auth"],
             stderr=subprocess.PIPE,
             text=True,
             env=dict(os.environ, IPCBUS_LOG="info"),
@@ -74,6 +79,7 @@ def server():
     s = Server(free_port()).start()
     yield s
     s.stop()
+    shutil.rmtree(s.data_dir, ignore_errors=True)
 
 
 @pytest.fixture(params=[ipcbus.MSGPACK, ipcbus.JSON], ids=["msgpack", "json"])

@@ -8,7 +8,7 @@ use crate::watch::Watch;
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use ipcbus_protocol::{
-    msgpack, KeyRev, Op, Pattern, Reply, Request, ServerMsg, SUBPROTOCOL_MSGPACK,
+    msgpack, KeyRev, Life, Op, Pattern, Reply, Request, ServerMsg, MAX_TTL_MS, SUBPROTOCOL_MSGPACK,
 };
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -33,6 +33,24 @@ pub struct ClientOptions {
     pub subscription_capacity: usize,
     /// Largest message accepted from the server.
     pub max_message_bytes: usize,
+    /// The access token, sent as `Authorization: Bearer`. When `None`, the
+    /// client uses `$IPCBUS_TOKEN` or the token file the local server wrote
+    /// (see `ipcbus_protocol::auth`), if there is one.
+    pub token: Option<String>,
+}
+
+/// How a `set` stores its value; see [`Client::set_with`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SetOptions {
+    /// Write only if the key's current rev is this (0: only if absent).
+    pub if_rev: Option<u64>,
+    /// Write the value to disk before the server acknowledges it, so it
+    /// survives a restart or a crash of the server.
+    pub persist: bool,
+    /// Delete the key when this connection ends (a "last will").
+    pub ephemeral: bool,
+    /// Delete the key after this long.
+    pub ttl: Option<std::time::Duration>,
 }
 
 impl Default for ClientOptions {
@@ -42,6 +60,7 @@ impl Default for ClientOptions {
             request_capacity: 1024,
             subscription_capacity: 4096,
             max_message_bytes: 16 << 20,
+            token: None,
         }
     }
 }
@@ -84,6 +103,20 @@ impl Client {
             "Sec-WebSocket-Protocol",
             HeaderValue::from_static(SUBPROTOCOL_MSGPACK),
         );
+        let in_url = request
+            .uri()
+            .query()
+            .is_some_and(|q| q.split('&').any(|kv| kv.starts_with("token=")));
+        let token = match &options.token {
+            Some(token) => Some(token.clone()),
+            None if in_url => None,
+            None => ipcbus_protocol::auth::discover_token(),
+        };
+        if let Some(token) = token {
+            let value = HeaderValue::try_from(format!("Bearer {token}"))
+                .map_err(|_| Error::Protocol("the token is not a valid header value".into()))?;
+            request.headers_mut().insert("Authorization", value);
+        }
         let config = WebSocketConfig::default()
             .read_buffer_size(options.read_buffer_bytes)
             .max_message_size(Some(options.max_message_bytes))
@@ -160,10 +193,46 @@ impl Client {
 
     /// Sets `key` to one MessagePack value given as bytes.
     pub async fn set_raw(&self, key: &str, value: Bytes, if_rev: Option<u64>) -> Result<u64> {
+        let options = SetOptions {
+            if_rev,
+            ..SetOptions::default()
+        };
+        self.set_raw_with(key, value, options).await
+    }
+
+    /// Sets `key` with persistence, session binding or expiry.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: ipcbus_client::Client) -> Result<(), ipcbus_client::Error> {
+    /// use ipcbus_client::SetOptions;
+    /// // Deleted when this connection ends: plugins see the service go away.
+    /// let online = SetOptions { ephemeral: true, ..SetOptions::default() };
+    /// client.set_with("svc.weather.online", &true, online).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn set_with<T: Serialize + ?Sized>(
+        &self,
+        key: &str,
+        value: &T,
+        options: SetOptions,
+    ) -> Result<u64> {
+        self.set_raw_with(key, encode(value)?, options).await
+    }
+
+    /// [`Client::set_with`] for a MessagePack value given as bytes.
+    pub async fn set_raw_with(&self, key: &str, value: Bytes, options: SetOptions) -> Result<u64> {
+        let ttl_ms = options
+            .ttl
+            .map(|t| u64::try_from(t.as_millis()).map_or(MAX_TTL_MS, |ms| ms.clamp(1, MAX_TTL_MS)));
         let op = Op::Set {
             key: Cow::Borrowed(key),
             value,
-            if_rev,
+            if_rev: options.if_rev,
+            life: Life {
+                persist: options.persist,
+                ephemeral: options.ephemeral,
+                ttl_ms,
+            },
         };
         rev(&self.request(op, None).await?)
     }

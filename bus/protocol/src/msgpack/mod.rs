@@ -53,6 +53,9 @@ fn request_field<'a>(
         "if_rev" => f.if_rev = Some(rd.uint("if_rev")?),
         "since" => f.since = Some(rd.uint("since")?),
         "sub" => f.sub = Some(rd.uint("sub")?),
+        "persist" => f.persist = Some(rd.bool()?),
+        "ephemeral" => f.ephemeral = Some(rd.bool()?),
+        "ttl_ms" => f.ttl_ms = Some(rd.uint("ttl_ms")?),
         _ => rd.skip()?,
     }
     Ok(())
@@ -61,22 +64,36 @@ fn request_field<'a>(
 /// Encodes a request (used by clients).
 pub fn encode_request(req: &Request<'_>, buf: &mut BytesMut) {
     let mut w = Writer(buf);
-    let (fields, key, pattern, value, revs): (u32, Option<&str>, Option<&str>, _, _) = match &req.op
+    let none = [("", None), ("", None)];
+    let mut flags = [("persist", false), ("ephemeral", false)];
+    let (fields, key, pattern, value, uints): (u32, Option<&str>, Option<&str>, _, _) = match &req
+        .op
     {
-        Op::Set { key, value, if_rev } => {
-            (2, Some(&**key), None, Some(value), [("if_rev", *if_rev)])
+        Op::Set {
+            key,
+            value,
+            if_rev,
+            life,
+        } => {
+            flags = [("persist", life.persist), ("ephemeral", life.ephemeral)];
+            let uints = [("if_rev", *if_rev), ("ttl_ms", life.ttl_ms)];
+            (2, Some(&**key), None, Some(value), uints)
         }
-        Op::Get { key } => (1, Some(&**key), None, None, [("", None)]),
-        Op::Del { key, if_rev } => (1, Some(&**key), None, None, [("if_rev", *if_rev)]),
-        Op::Sub { pattern, since } => (1, None, Some(pattern.as_str()), None, [("since", *since)]),
-        Op::Unsub { sub } => (0, None, None, None, [("sub", Some(*sub))]),
+        Op::Get { key } => (1, Some(&**key), None, None, none),
+        Op::Del { key, if_rev } => (1, Some(&**key), None, None, [("if_rev", *if_rev), none[1]]),
+        Op::Sub { pattern, since } => {
+            let uints = [("since", *since), none[1]];
+            (1, None, Some(pattern.as_str()), None, uints)
+        }
+        Op::Unsub { sub } => (0, None, None, None, [("sub", Some(*sub)), none[1]]),
         Op::Keys { pattern } => {
             let p = pattern.as_ref().map(|p| p.as_str());
-            (u32::from(p.is_some()), None, p, None, [("", None)])
+            (u32::from(p.is_some()), None, p, None, none)
         }
     };
-    let extra = revs.iter().filter(|(_, v)| v.is_some()).count() as u32;
-    w.map(1 + fields + extra + u32::from(req.id.is_some()));
+    let extra = uints.iter().filter(|(_, v)| v.is_some()).count()
+        + flags.iter().filter(|(_, v)| *v).count();
+    w.map(1 + fields + extra as u32 + u32::from(req.id.is_some()));
     if let Some(id) = req.id {
         w.field_uint("id", id);
     }
@@ -94,9 +111,15 @@ pub fn encode_request(req: &Request<'_>, buf: &mut BytesMut) {
         w.str("value");
         w.raw(value);
     }
-    for (name, v) in revs {
+    for (name, v) in uints {
         if let Some(v) = v {
             w.field_uint(name, v);
+        }
+    }
+    for (name, v) in flags {
+        if v {
+            w.str(name);
+            w.bool(true);
         }
     }
 }
@@ -226,7 +249,7 @@ pub fn check_value(bytes: &[u8]) -> Result<(), DecodeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{ErrorBody, ErrorCode, KeyRev, Pattern, Reply};
+    use crate::{ErrorBody, ErrorCode, KeyRev, Life, Pattern, Reply};
 
     fn mp(v: &rmpv::Value) -> Bytes {
         let mut out = Vec::new();
@@ -240,8 +263,29 @@ mod tests {
         let reqs = [
             Op::Set {
                 key: "a.b".into(),
-                value,
+                value: value.clone(),
                 if_rev: Some(3),
+                life: Life::default(),
+            },
+            Op::Set {
+                key: "a.b".into(),
+                value: value.clone(),
+                if_rev: None,
+                life: Life {
+                    persist: true,
+                    ephemeral: false,
+                    ttl_ms: Some(5000),
+                },
+            },
+            Op::Set {
+                key: "a.b".into(),
+                value,
+                if_rev: Some(0),
+                life: Life {
+                    persist: false,
+                    ephemeral: true,
+                    ttl_ms: None,
+                },
             },
             Op::Get { key: "a".into() },
             Op::Del {

@@ -54,6 +54,15 @@ pub(crate) async fn upgrade(
         )));
     }
     let codec = offered.unwrap_or_default();
+    let max = state.config.max_connections;
+    if !state.registry.stats().try_open_session(max) {
+        return Ok(HttpResponse::ServiceUnavailable()
+            .insert_header((actix_web::http::header::RETRY_AFTER, "1"))
+            .body(format!(
+                "too many connections: this server allows max_connections ({max})\n"
+            )));
+    }
+    // From here the slot belongs to the session, which frees it on drop.
     let session = WsSession::new(&state, codec);
     let protocols = [codec.subprotocol()];
     let mut builder =

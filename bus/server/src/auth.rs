@@ -1,0 +1,278 @@
+//! Access control: the token every request must carry, and the browser
+//! `Origin` check that keeps web pages out (cross-site WebSocket hijacking).
+//! `docs/security.md` explains the threat model.
+
+use crate::config::Config;
+use actix_web::body::{EitherBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header;
+use actix_web::middleware::Next;
+use actix_web::{web, HttpRequest, HttpResponse};
+use std::io::Write;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use subtle::ConstantTimeEq;
+
+/// Random bytes in a new token (shown as twice as many hex digits).
+const TOKEN_BYTES: usize = 32;
+
+/// What a request must show to get in.
+#[derive(Debug)]
+pub(crate) struct Access {
+    /// `None` with `--no-auth`.
+    token: Option<String>,
+    /// Extra allowed origins, lowercased, without a trailing `/`.
+    origins: Vec<String>,
+    any_origin: bool,
+}
+
+/// Why the token could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum TokenError {
+    /// The file or its directory could not be read or written.
+    #[error("token file {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file exists but holds no token.
+    #[error("token file {0} is empty; delete it and a new token is made at the next start")]
+    Empty(PathBuf),
+}
+
+impl Access {
+    /// Loads the token (making one if needed) as `config` says.
+    pub(crate) fn from_config(config: &Config, data_dir: &Path) -> Result<Access, TokenError> {
+        let token = if config.auth {
+            let file = config
+                .token_file
+                .clone()
+                .unwrap_or_else(|| data_dir.join(ipcbus_protocol::auth::TOKEN_FILE_NAME));
+            let token = load_or_create(&file)?;
+            tracing::info!(
+                "access token in {} (clients on this machine read it from there)",
+                file.display()
+            );
+            Some(token)
+        } else {
+            tracing::warn!(
+                "authentication is OFF (--no-auth): every local user and program can use this bus"
+            );
+            None
+        };
+        let origins: Vec<String> = config
+            .allowed_origins
+            .iter()
+            .map(|o| o.trim().trim_end_matches('/').to_ascii_lowercase())
+            .collect();
+        Ok(Access {
+            token,
+            any_origin: origins.iter().any(|o| o == "*"),
+            origins,
+        })
+    }
+
+    /// The token clients must show; `None` with `--no-auth`.
+    pub(crate) fn token(&self) -> Option<&str> {
+        self.token.as_deref()
+    }
+
+    /// Checks the `Origin` and, if `token` is set, the token.
+    pub(crate) fn check(&self, req: &HttpRequest, token: bool) -> Result<(), Refusal> {
+        if let Some(origin) = req.headers().get(header::ORIGIN) {
+            let origin = origin.to_str().unwrap_or("").to_ascii_lowercase();
+            if !self.origin_allowed(&origin, req) {
+                return Err(Refusal::Origin(origin));
+            }
+        }
+        match &self.token {
+            Some(want) if token && !token_matches(req, want) => Err(Refusal::Token),
+            _ => Ok(()),
+        }
+    }
+
+    fn origin_allowed(&self, origin: &str, req: &HttpRequest) -> bool {
+        self.any_origin || self.origins.iter().any(|o| o == origin) || is_own_origin(origin, req)
+    }
+}
+
+/// Whether `origin` is the server itself, as the request addressed it. Only
+/// IP literals and `localhost` count: a page whose host name resolves to
+/// this machine (DNS rebinding) must not pass as the server's own origin.
+fn is_own_origin(origin: &str, req: &HttpRequest) -> bool {
+    let Some(authority) = origin
+        .strip_prefix("http://")
+        .or_else(|| origin.strip_prefix("https://"))
+    else {
+        return false;
+    };
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("");
+    if !authority.eq_ignore_ascii_case(host) {
+        return false;
+    }
+    let name = match authority.rsplit_once(':') {
+        Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
+        _ => authority,
+    };
+    let name = name.trim_start_matches('[').trim_end_matches(']');
+    name.eq_ignore_ascii_case("localhost") || name.parse::<IpAddr>().is_ok()
+}
+
+fn token_matches(req: &HttpRequest, want: &str) -> bool {
+    let bearer = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|h| h.to_str().ok())
+        .and_then(|h| h.strip_prefix("Bearer "))
+        .map(str::trim);
+    let query = || {
+        web::Query::<TokenQuery>::from_query(req.query_string())
+            .ok()
+            .and_then(|q| q.into_inner().token)
+    };
+    let matches = |given: &str| bool::from(given.as_bytes().ct_eq(want.as_bytes()));
+    bearer.is_some_and(matches) || query().is_some_and(|q| matches(&q))
+}
+
+#[derive(serde::Deserialize)]
+struct TokenQuery {
+    token: Option<String>,
+}
+
+/// Why a request was turned away.
+#[derive(Debug)]
+pub(crate) enum Refusal {
+    /// 403: a browser page from this origin may not use the bus.
+    Origin(String),
+    /// 401: no token, or a wrong one.
+    Token,
+}
+
+impl Refusal {
+    fn response(&self) -> HttpResponse {
+        let body =
+            |code: &str, msg: &str| serde_json::json!({ "error": { "code": code, "msg": msg } });
+        match self {
+            Refusal::Origin(origin) => HttpResponse::Forbidden().json(body(
+                "forbidden",
+                &format!("origin {origin:?} is not allowed; add it to allowed_origins to let that page in"),
+            )),
+            Refusal::Token => HttpResponse::Unauthorized()
+                .insert_header((header::WWW_AUTHENTICATE, "Bearer"))
+                .json(body(
+                    "unauthorized",
+                    "missing or wrong token: send 'Authorization: Bearer <token>' or ?token=<token>; \
+                     the token is in the server's token file",
+                )),
+        }
+    }
+}
+
+/// Middleware: every route passes the origin check; all but `/health`
+/// need the token.
+pub(crate) async fn guard(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
+    let needs_token = req.path() != "/health";
+    let verdict = match req.app_data::<web::Data<crate::app::AppState>>() {
+        Some(state) => state.access.check(req.request(), needs_token),
+        None => Ok(()),
+    };
+    match verdict {
+        Ok(()) => next
+            .call(req)
+            .await
+            .map(ServiceResponse::map_into_left_body),
+        Err(refusal) => {
+            tracing::debug!(?refusal, path = req.path(), "request refused");
+            Ok(req.into_response(refusal.response()).map_into_right_body())
+        }
+    }
+}
+
+/// Reads the token file, or creates it (mode 0600, in a 0700 directory)
+/// with a new random token.
+fn load_or_create(path: &Path) -> Result<String, TokenError> {
+    let io = |source| TokenError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    match std::fs::read_to_string(path) {
+        Ok(_) => {
+            warn_if_readable_by_others(path);
+            return ipcbus_protocol::auth::read_token_file(path)
+                .ok_or_else(|| TokenError::Empty(path.to_owned()));
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io(e)),
+    }
+    if let Some(dir) = path.parent() {
+        create_private_dir(dir).map_err(io)?;
+    }
+    let mut bytes = [0u8; TOKEN_BYTES];
+    getrandom::fill(&mut bytes).map_err(|e| io(std::io::Error::other(e.to_string())))?;
+    let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let mut file = private_file(path).map_err(io)?;
+    writeln!(file, "{token}")
+        .and_then(|()| file.sync_all())
+        .map_err(io)?;
+    tracing::info!("created a new access token in {}", path.display());
+    Ok(token)
+}
+
+#[cfg(unix)]
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+}
+
+#[cfg(not(unix))]
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)
+}
+
+#[cfg(unix)]
+fn private_file(path: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+}
+
+#[cfg(not(unix))]
+fn private_file(path: &Path) -> std::io::Result<std::fs::File> {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+}
+
+fn warn_if_readable_by_others(path: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(meta) = std::fs::metadata(path) {
+            if meta.permissions().mode() & 0o077 != 0 {
+                tracing::warn!(
+                    "token file {} is readable by other users; run: chmod 600 {}",
+                    path.display(),
+                    path.display()
+                );
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+}
