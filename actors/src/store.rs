@@ -93,20 +93,20 @@ pub enum StoreError {
     )]
     InUse(PathBuf),
     /// Any other failure of the storage layer.
-    #[error("data file {path}: {source}")]
+    #[error("data file {path}: {error}")]
     Storage {
         /// The file.
         path: PathBuf,
         /// The cause.
-        source: Box<redb::Error>,
+        error: Box<redb::Error>,
     },
     /// The data directory could not be created.
-    #[error("data directory {path}: {source}")]
+    #[error("data directory {path}: {error}")]
     Dir {
         /// The directory.
         path: PathBuf,
         /// Why.
-        source: std::io::Error,
+        error: std::io::Error,
     },
 }
 
@@ -170,9 +170,9 @@ impl Store {
     /// Opens (or creates) `dir/ipcbus.redb`, reads what it holds, marks it
     /// in use, and starts the writer thread.
     pub fn open(dir: &Path) -> Result<(Store, Restored), StoreError> {
-        std::fs::create_dir_all(dir).map_err(|source| StoreError::Dir {
+        std::fs::create_dir_all(dir).map_err(|error| StoreError::Dir {
             path: dir.to_owned(),
-            source,
+            error,
         })?;
         let path = dir.join(DATA_FILE);
         let db = open_db(&path)?;
@@ -190,10 +190,10 @@ impl Store {
         let saved = rev.clone();
         std::thread::Builder::new()
             .name("ipcbus-store".into())
-            .spawn(move || write_loop(&db, &rx, &saved))
-            .map_err(|source| StoreError::Dir {
+            .spawn(move || write_loop(db, &rx, &saved))
+            .map_err(|error| StoreError::Dir {
                 path: dir.to_owned(),
-                source,
+                error,
             })?;
         let store = Store {
             jobs,
@@ -279,15 +279,20 @@ fn classify(path: &Path, e: redb::Error) -> StoreError {
     match e {
         redb::Error::DatabaseAlreadyOpen => StoreError::InUse(path),
         redb::Error::Corrupted(why) => StoreError::Corrupt { path, why },
-        redb::Error::Io(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => {
+        redb::Error::Io(io)
+            if matches!(
+                io.kind(),
+                std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::InvalidData
+            ) =>
+        {
             StoreError::Corrupt {
                 path,
-                why: format!("truncated: {io}"),
+                why: io.to_string(),
             }
         }
         e => StoreError::Storage {
             path,
-            source: Box::new(e),
+            error: Box::new(e),
         },
     }
 }
@@ -370,7 +375,7 @@ fn mark_open(db: &Database, restored: &Restored) -> Result<(), redb::Error> {
     Ok(())
 }
 
-fn write_loop(db: &Database, rx: &mpsc::Receiver<Job>, rev: &AtomicU64) {
+fn write_loop(db: Database, rx: &mpsc::Receiver<Job>, rev: &AtomicU64) {
     let mut batch = Vec::with_capacity(64);
     while let Ok(first) = rx.recv() {
         batch.push(first);
@@ -380,8 +385,11 @@ fn write_loop(db: &Database, rx: &mpsc::Receiver<Job>, rev: &AtomicU64) {
                 Err(_) => break,
             }
         }
-        let close = commit(db, &mut batch, rev.load(Ordering::Acquire));
+        let close = commit(&db, &mut batch, rev.load(Ordering::Acquire));
         if let Some(done) = close {
+            // Release the file (and its lock) before saying it is closed,
+            // so a new server can open it at once.
+            drop(db);
             let _ = done.send(());
             return;
         }

@@ -131,20 +131,26 @@ impl TestServer {
         Raw { ws, codec }
     }
 
-    /// `GET path` over a plain socket; returns (status, body).
+    /// `GET path` with the token, over a plain socket; returns (status, body).
     pub async fn http_get(&self, path: &str) -> (u16, String) {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let mut s = TcpStream::connect(self.addr).await.expect("connect");
         let auth = self
             .token
             .as_ref()
             .map(|t| format!("Authorization: Bearer {t}\r\n"))
             .unwrap_or_default();
-        let req = format!(
+        self.http(&format!(
             "GET {path} HTTP/1.1\r\nHost: {}\r\n{auth}Connection: close\r\n\r\n",
             self.addr
-        );
-        s.write_all(req.as_bytes()).await.expect("write");
+        ))
+        .await
+    }
+
+    /// Sends `request` (a whole HTTP/1.1 request with `Connection: close`)
+    /// as is; returns (status, body).
+    pub async fn http(&self, request: &str) -> (u16, String) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut s = TcpStream::connect(self.addr).await.expect("connect");
+        s.write_all(request.as_bytes()).await.expect("write");
         let mut resp = String::new();
         s.read_to_string(&mut resp).await.expect("read");
         let status = resp
@@ -154,6 +160,23 @@ impl TestServer {
             .unwrap_or(0);
         let body = resp.split("\r\n\r\n").nth(1).unwrap_or("").to_owned();
         (status, body)
+    }
+
+    /// The HTTP status of a WebSocket upgrade to `url` with `headers`
+    /// (101 when it succeeds).
+    pub async fn upgrade_status(&self, url: &str, headers: &[(&str, &str)]) -> u16 {
+        let mut req = url.into_client_request().expect("request");
+        for (name, value) in headers {
+            let name: tokio_tungstenite::tungstenite::http::HeaderName =
+                name.parse().expect("header name");
+            req.headers_mut()
+                .insert(name, HeaderValue::from_str(value).expect("header value"));
+        }
+        match tokio_tungstenite::connect_async(req).await {
+            Ok((_, resp)) => resp.status().as_u16(),
+            Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => resp.status().as_u16(),
+            Err(e) => panic!("upgrade failed without a status: {e}"),
+        }
     }
 }
 

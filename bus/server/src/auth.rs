@@ -30,12 +30,12 @@ pub(crate) struct Access {
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum TokenError {
     /// The file or its directory could not be read or written.
-    #[error("token file {path}: {source}")]
+    #[error("token file {path}: {error}")]
     Io {
         /// The file.
         path: PathBuf,
         /// Why.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The file exists but holds no token.
     #[error("token file {0} is empty; delete it and a new token is made at the next start")]
@@ -200,9 +200,9 @@ pub(crate) async fn guard(
 /// Reads the token file, or creates it (mode 0600, in a 0700 directory)
 /// with a new random token.
 fn load_or_create(path: &Path) -> Result<String, TokenError> {
-    let io = |source| TokenError::Io {
+    let io = |error| TokenError::Io {
         path: path.to_owned(),
-        source,
+        error,
     };
     match std::fs::read_to_string(path) {
         Ok(_) => {

@@ -18,6 +18,9 @@ pub struct Served {
     pub url: String,
     pub data_dir: std::path::PathBuf,
     log: mpsc::Receiver<String>,
+    /// Every line read so far, so a line that came before the one waited
+    /// for can still be found.
+    seen: std::cell::RefCell<Vec<String>>,
 }
 
 impl Served {
@@ -43,6 +46,7 @@ impl Served {
             url: String::new(),
             data_dir: data_dir.to_owned(),
             log,
+            seen: Default::default(),
         };
         let line = served.wait_for("WebSocket at ");
         let url = line
@@ -53,8 +57,11 @@ impl Served {
         served
     }
 
-    /// The next log line containing `needle`; panics after [`WAIT`].
+    /// The first log line containing `needle`, waiting up to [`WAIT`].
     pub fn wait_for(&self, needle: &str) -> String {
+        if let Some(line) = self.seen.borrow().iter().find(|l| l.contains(needle)) {
+            return line.clone();
+        }
         loop {
             let line = self
                 .log
@@ -64,6 +71,7 @@ impl Served {
                 !line.contains("\u{1b}["),
                 "ANSI colours in a piped log: {line}"
             );
+            self.seen.borrow_mut().push(line.clone());
             if line.contains(needle) {
                 return line;
             }
