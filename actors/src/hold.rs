@@ -5,8 +5,10 @@
 
 use crate::key_actor::{ReplyTo, SyncCountdown};
 use crate::outbox::{Done, Out, Outbox};
+use crate::registry::KeyState;
 use ipcbus_protocol::{ErrorBody, ErrorCode};
 use std::collections::VecDeque;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 /// One output of a key actor.
@@ -23,6 +25,8 @@ pub(crate) enum Held {
     Complete(Arc<Outbox>),
     /// A new subscription's replay from this key is queued.
     Synced(Arc<SyncCountdown>),
+    /// The rev `keys` lists for the key (0: not listed).
+    Listed(Arc<KeyState>, u64),
 }
 
 impl Held {
@@ -41,6 +45,7 @@ impl Held {
             }
             Held::Complete(outbox) => outbox.complete(),
             Held::Synced(sync) => sync.done(),
+            Held::Listed(state, rev) => state.live_rev.store(rev, Ordering::Release),
         }
     }
 }

@@ -195,13 +195,17 @@ impl KeyActor {
         let rev = self.registry.next_rev();
         let update = Arc::new(Update::new(self.key.clone(), rev, value));
         let live = update.value.is_some();
-        self.state
-            .live_rev
-            .store(if live { rev } else { 0 }, Ordering::Release);
         if was_live && !live {
             self.registry.remove_live_key();
         }
         let seq = self.save(&update, persist && live, ctx);
+        // What `keys` lists, published in order with the rest of the output.
+        let listed = if live { rev } else { 0 };
+        if self.hold.is_holding() {
+            self.hold.emit(Held::Listed(self.state.clone(), listed));
+        } else {
+            self.state.live_rev.store(listed, Ordering::Release);
+        }
         let hold = &mut self.hold;
         self.subscribers.retain(|s| {
             if s.outbox.is_closed() {

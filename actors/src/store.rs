@@ -170,7 +170,7 @@ impl Store {
     /// Opens (or creates) `dir/ipcbus.redb`, reads what it holds, marks it
     /// in use, and starts the writer thread.
     pub fn open(dir: &Path) -> Result<(Store, Restored), StoreError> {
-        std::fs::create_dir_all(dir).map_err(|error| StoreError::Dir {
+        create_private_dir(dir).map_err(|error| StoreError::Dir {
             path: dir.to_owned(),
             error,
         })?;
@@ -254,6 +254,16 @@ impl Store {
             let _ = closed.await;
         }
     }
+}
+
+/// Creates `dir` (and its parents) readable by the owner only: the data
+/// file holds the users' values.
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir)
 }
 
 fn open_db(path: &Path) -> Result<Database, StoreError> {

@@ -152,3 +152,29 @@ fn no_auth_is_refused_off_loopback() {
     let err = config.validate().expect_err("must refuse");
     assert!(err.to_string().contains("--no-auth"), "{err}");
 }
+
+#[tokio::test]
+async fn the_rust_client_reports_a_refused_connection_clearly() {
+    let server = TestServer::start();
+    let options = ipcbus_client::ClientOptions {
+        token: Some("wrong".into()),
+        ..Default::default()
+    };
+    let err = ipcbus_client::Client::connect_with(&server.bare_url(), options)
+        .await
+        .expect_err("wrong token");
+    match &err {
+        ipcbus_client::Error::Refused { status: 401, msg } => {
+            assert!(msg.contains("token"), "{msg}");
+        }
+        other => panic!("expected Refused(401), got {other:?}"),
+    }
+    let options = ipcbus_client::ClientOptions {
+        token: server.token().map(str::to_owned),
+        ..Default::default()
+    };
+    let client = ipcbus_client::Client::connect_with(&server.bare_url(), options)
+        .await
+        .expect("the right token, given explicitly");
+    client.set("k", &1).await.expect("set");
+}

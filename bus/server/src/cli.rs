@@ -4,7 +4,7 @@
 use crate::config::{Config, ConfigError};
 use clap::{Args, Parser, Subcommand};
 use futures_util::StreamExt;
-use ipcbus_client::{Client, Event};
+use ipcbus_client::{Client, Event, SetOptions};
 use ipcbus_protocol::transcode::{json_to_msgpack, msgpack_to_json, msgpack_to_json_value};
 use std::io::{Read, Write};
 use std::net::{IpAddr, TcpListener};
@@ -48,6 +48,12 @@ enum Command {
         /// Only if the key's current rev is this (0: only if absent).
         #[arg(long)]
         if_rev: Option<u64>,
+        /// Write it to disk before the server answers, so it survives restarts.
+        #[arg(long)]
+        persist: bool,
+        /// Delete the key after this many milliseconds.
+        #[arg(long)]
+        ttl_ms: Option<u64>,
     },
     /// Delete a key.
     Del {
@@ -246,7 +252,13 @@ async fn client_command(url: &str, command: Command) -> Result<(), CliError> {
             let (value, _) = client.get_raw(&key).await?;
             writeln!(out, "{}", json(&value)?)?;
         }
-        Command::Set { key, value, if_rev } => {
+        Command::Set {
+            key,
+            value,
+            if_rev,
+            persist,
+            ttl_ms,
+        } => {
             let text = match value {
                 Some(v) => v,
                 None => {
@@ -261,7 +273,13 @@ async fn client_command(url: &str, command: Command) -> Result<(), CliError> {
                     e.error.msg
                 ))
             })?;
-            let rev = client.set_raw(&key, value, if_rev).await?;
+            let options = SetOptions {
+                if_rev,
+                persist,
+                ttl: ttl_ms.map(std::time::Duration::from_millis),
+                ..SetOptions::default()
+            };
+            let rev = client.set_raw_with(&key, value, options).await?;
             writeln!(out, "{}", serde_json::json!({ "rev": rev }))?;
         }
         Command::Del { key, if_rev } => {

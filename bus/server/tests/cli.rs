@@ -119,3 +119,54 @@ fn serve_rejects_bad_settings() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn the_first_start_makes_a_private_token_and_clients_find_it() {
+    use std::os::unix::fs::PermissionsExt;
+    let root = tempfile::tempdir().expect("temp dir");
+    let data = root.path().join("ipcbus");
+    let served = Served::start(&data, &["--no-selftest"]);
+    let line = served.wait_for("access token in");
+    let file = data.join("token");
+    assert!(line.contains(&file.display().to_string()), "{line}");
+    let mode = std::fs::metadata(&file)
+        .expect("token file")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "token file mode {mode:o}");
+    let token = std::fs::read_to_string(&file).expect("read");
+    assert_eq!(token.trim().len(), 64, "256 bits in hex: {token:?}");
+    let dir_mode = std::fs::metadata(&data).expect("dir").permissions().mode();
+    assert_eq!(dir_mode & 0o077, 0, "data dir mode {dir_mode:o}");
+
+    // With the token found through IPCBUS_DATA_DIR, commands work...
+    let (code, out, _) = served.run(&["set", "t.k", "1", "--persist", "--ttl-ms", "60000"], None);
+    assert_eq!((code, out.trim()), (0, r#"{"rev":1}"#));
+    // ...and with another data dir (no token) they are refused, clearly.
+    let other = tempfile::tempdir().expect("other dir");
+    let out = Command::new(BIN)
+        .args(["get", "t.k"])
+        .env("IPCBUS_URL", &served.url)
+        .env("IPCBUS_DATA_DIR", other.path())
+        .output()
+        .expect("run");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("(401)") && err.contains("token"), "{err}");
+}
+
+#[test]
+fn no_auth_off_loopback_is_refused() {
+    let dir = tempfile::tempdir().expect("data dir");
+    let out = Command::new(BIN)
+        .args(["serve", "--port", "0", "--host", "0.0.0.0", "--no-auth"])
+        .env("IPCBUS_DATA_DIR", dir.path())
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--no-auth is allowed only on a loopback address"),
+        "{err}"
+    );
+}

@@ -122,7 +122,13 @@ impl Client {
             .max_message_size(Some(options.max_message_bytes))
             .max_frame_size(Some(options.max_message_bytes));
         let (mut ws, _) =
-            tokio_tungstenite::connect_async_with_config(request, Some(config), true).await?;
+            match tokio_tungstenite::connect_async_with_config(request, Some(config), true).await {
+                Ok(connected) => connected,
+                Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
+                    return Err(refused(resp.status().as_u16(), resp.body().as_deref()));
+                }
+                Err(e) => return Err(e.into()),
+            };
         let (session, store) = match ws.next().await {
             Some(Ok(tokio_tungstenite::tungstenite::Message::Binary(frame))) => {
                 match msgpack::decode_server(&frame) {
@@ -339,6 +345,17 @@ impl Client {
             }
         }
     }
+}
+
+/// The error for a refused upgrade: the `msg` of the server's JSON error
+/// body, or the body as text.
+fn refused(status: u16, body: Option<&[u8]>) -> Error {
+    let text = String::from_utf8_lossy(body.unwrap_or_default());
+    let msg = serde_json::from_str::<serde_json::Value>(&text)
+        .ok()
+        .and_then(|v| v["error"]["msg"].as_str().map(str::to_owned))
+        .unwrap_or_else(|| text.trim().to_owned());
+    Error::Refused { status, msg }
 }
 
 fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Bytes> {

@@ -11,6 +11,16 @@ pub enum Error {
     /// The server refused the request.
     #[error("server refused: {0}")]
     Server(ErrorBody),
+    /// The server refused the connection (HTTP status of the upgrade):
+    /// 401 without the right token, 403 for a browser origin it does not
+    /// allow, 503 at `max_connections`.
+    #[error("server refused the connection ({status}): {msg}")]
+    Refused {
+        /// The HTTP status.
+        status: u16,
+        /// What the server said.
+        msg: String,
+    },
     /// The connection is closed; no reply will come.
     #[error("connection closed")]
     Closed,
