@@ -181,3 +181,29 @@ async fn a_ttl_deletes_the_key_and_subscribers_hear_it() {
     assert!(matches!(next(&mut sub).await, Event::Value { .. }));
     assert!(matches!(next(&mut sub).await, Event::Deleted { rev: r, .. } if r == rev + 1));
 }
+
+#[tokio::test]
+async fn a_silent_client_times_out_and_loses_its_ephemeral_keys() {
+    let config = Config {
+        heartbeat_ms: 50,
+        client_timeout_ms: 200,
+        ..test_config()
+    };
+    let server = TestServer::with_config(config);
+    let watcher = server.client().await;
+    let mut sub = watcher.subscribe("svc.online").await.expect("sub");
+    assert!(matches!(next(&mut sub).await, Event::Synced));
+    // A raw peer answers pings only while it reads; this one sets its key,
+    // then never reads again (a hung process with its socket still open).
+    let mut silent = server.raw(ipcbus_protocol::Codec::Json).await;
+    let (reply, _) = silent
+        .call(serde_json::json!({"id": 1, "op": "set", "key": "svc.online", "value": true, "ephemeral": true}))
+        .await;
+    assert_eq!(reply["ok"], true, "{reply}");
+    assert!(matches!(next(&mut sub).await, Event::Value { .. }));
+    assert!(
+        matches!(next(&mut sub).await, Event::Deleted { .. }),
+        "deleted after client_timeout_ms"
+    );
+    drop(silent);
+}

@@ -111,6 +111,12 @@ struct ServeArgs {
     /// Drop a connection that stops reading for this long, in ms [default: 60000].
     #[arg(long, env = "IPCBUS_STALL_TIMEOUT_MS")]
     stall_timeout_ms: Option<u64>,
+    /// Ping each client this often, in ms [default: 10000].
+    #[arg(long, env = "IPCBUS_HEARTBEAT_MS")]
+    heartbeat_ms: Option<u64>,
+    /// Disconnect a client silent this long, in ms [default: 30000].
+    #[arg(long, env = "IPCBUS_CLIENT_TIMEOUT_MS")]
+    client_timeout_ms: Option<u64>,
     /// Skip the startup self-test.
     #[arg(long, env = "IPCBUS_NO_SELFTEST")]
     no_selftest: bool,
@@ -161,7 +167,9 @@ impl ServeArgs {
             max_subs,
             max_connections,
             max_keys,
-            max_key_bytes
+            max_key_bytes,
+            heartbeat_ms,
+            client_timeout_ms
         );
         if self.data_dir.is_some() {
             c.data_dir = self.data_dir;

@@ -32,6 +32,11 @@ pub struct Config {
     /// zero receive window (a client that stopped reading), before the
     /// kernel drops it (TCP_USER_TIMEOUT, Linux only), in milliseconds.
     pub stall_timeout_ms: u64,
+    /// How often the server pings each client, in milliseconds.
+    pub heartbeat_ms: u64,
+    /// A client silent this long (no frame, no pong) is disconnected, and
+    /// its ephemeral keys deleted, in milliseconds.
+    pub client_timeout_ms: u64,
     /// Run the startup self-test.
     pub selftest: bool,
     /// Where the store and the token file live; the platform's data
@@ -68,6 +73,8 @@ impl Default for Config {
             max_inflight: 1024,
             max_subs: 4096,
             stall_timeout_ms: 60_000,
+            heartbeat_ms: crate::HEARTBEAT_INTERVAL.as_millis() as u64,
+            client_timeout_ms: crate::CLIENT_TIMEOUT.as_millis() as u64,
             selftest: true,
             data_dir: None,
             token_file: None,
@@ -137,6 +144,11 @@ impl Config {
         if self.stall_timeout_ms == 0 || self.stall_timeout_ms > u64::from(u32::MAX) {
             return Err(ConfigError::Invalid(
                 "stall_timeout_ms must be 1 to 4294967295",
+            ));
+        }
+        if self.heartbeat_ms == 0 || self.client_timeout_ms < self.heartbeat_ms {
+            return Err(ConfigError::Invalid(
+                "heartbeat_ms must be > 0 and client_timeout_ms >= heartbeat_ms",
             ));
         }
         if [

@@ -19,9 +19,10 @@ use tokio::sync::watch;
 
 mod output;
 
-/// How often the server pings an idle client.
+/// How often the server pings a client, by default (`heartbeat_ms`).
 pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(10);
-/// A client silent for this long (no frame, no pong) is disconnected.
+/// A client silent for this long (no frame, no pong) is disconnected, by
+/// default (`client_timeout_ms`).
 pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Tells the session its outbox has items.
@@ -81,6 +82,8 @@ pub(crate) struct WsSession {
     shutdown: watch::Receiver<bool>,
     store_id: String,
     max_frame_bytes: usize,
+    heartbeat: Duration,
+    client_timeout: Duration,
     last_seen: Instant,
     /// Reassembly of a fragmented message: its first opcode was text?
     partial: Option<(bool, BytesMut)>,
@@ -117,6 +120,8 @@ impl WsSession {
             shutdown: state.shutdown.clone(),
             store_id: state.store_id.clone(),
             max_frame_bytes: state.config.max_frame_bytes,
+            heartbeat: Duration::from_millis(state.config.heartbeat_ms),
+            client_timeout: Duration::from_millis(state.config.client_timeout_ms),
             last_seen: Instant::now(),
             partial: None,
             batch: VecDeque::new(),
@@ -254,8 +259,8 @@ impl Actor for WsSession {
             store: Cow::Owned(self.store_id.clone()),
         };
         self.write(&hello, None, ctx);
-        ctx.run_interval(HEARTBEAT_INTERVAL, |act, ctx| {
-            if act.last_seen.elapsed() > CLIENT_TIMEOUT {
+        ctx.run_interval(self.heartbeat, |act, ctx| {
+            if act.last_seen.elapsed() > act.client_timeout {
                 act.close(ctx, CloseCode::Away, "heartbeat timeout");
             } else {
                 ctx.ping(b"");
