@@ -104,6 +104,25 @@ enum Op {
     Del(Del),
 }
 
+/// The key in `/v1/keys/{key}`, percent-decoded. Bytes that are not UTF-8
+/// are refused rather than replaced, so no request names a key it did not mean.
+fn path_key(req: &HttpRequest) -> Result<String, ErrorBody> {
+    let raw = req
+        .uri()
+        .path()
+        .strip_prefix("/v1/keys/")
+        .unwrap_or_default();
+    percent_encoding::percent_decode_str(raw)
+        .decode_utf8()
+        .map(std::borrow::Cow::into_owned)
+        .map_err(|_| {
+            ErrorBody::new(
+                ErrorCode::BadKey,
+                "the key is not UTF-8 once percent-decoded",
+            )
+        })
+}
+
 fn checked_key(key: &str) -> Result<&str, ErrorBody> {
     validate_key(key).map_err(|e| e.for_key())?;
     Ok(key)
@@ -159,12 +178,11 @@ fn rev_body(done: &Done) -> Result<HttpResponse, ErrorBody> {
 
 /// `GET /v1/keys/{key}`: the value as JSON (or MessagePack if the client
 /// accepts `application/msgpack`), with its rev as the ETag.
-pub(crate) async fn get(
-    req: HttpRequest,
-    key: web::Path<String>,
-    state: web::Data<AppState>,
-) -> HttpResponse {
-    respond(try_get(&req, &key, &state).await)
+pub(crate) async fn get(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    respond(match path_key(&req) {
+        Ok(key) => try_get(&req, &key, &state).await,
+        Err(e) => Err(e),
+    })
 }
 
 async fn try_get(
@@ -202,11 +220,13 @@ fn accepts_msgpack(headers: &HeaderMap) -> bool {
 /// Content-Type (JSON when absent, and for curl's default form type).
 pub(crate) async fn put(
     req: HttpRequest,
-    key: web::Path<String>,
     body: web::Payload,
     state: web::Data<AppState>,
 ) -> HttpResponse {
-    respond(try_put(&req, &key, body, &state).await)
+    respond(match path_key(&req) {
+        Ok(key) => try_put(&req, &key, body, &state).await,
+        Err(e) => Err(e),
+    })
 }
 
 async fn try_put(
@@ -311,12 +331,11 @@ async fn read_body(mut body: web::Payload, limit: usize) -> Result<BytesMut, Err
 }
 
 /// `DELETE /v1/keys/{key}`.
-pub(crate) async fn delete(
-    req: HttpRequest,
-    key: web::Path<String>,
-    state: web::Data<AppState>,
-) -> HttpResponse {
-    respond(try_delete(&req, &key, &state).await)
+pub(crate) async fn delete(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    respond(match path_key(&req) {
+        Ok(key) => try_delete(&req, &key, &state).await,
+        Err(e) => Err(e),
+    })
 }
 
 async fn try_delete(
