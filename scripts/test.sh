@@ -14,6 +14,9 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== cargo test"
 cargo test --workspace --locked
 
+echo "== cargo fuzz (each target for FUZZ_SECONDS, default 60; seeds in fuzz/corpus)"
+bash scripts/fuzz.sh
+
 echo "== vermin (the Python client runs on Python 3.8, as Kodi 19 embeds)"
 python3 -c "import sys; from vermin import main; sys.exit(main())" --no-tips --violations -t=3.8- clients/python/ipcbus examples/python
 

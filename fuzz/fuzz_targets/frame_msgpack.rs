@@ -1,0 +1,5 @@
+//! Fuzz target `frame_msgpack`: the checks are in `src/lib.rs`, shared with the
+//! regression test that replays saved inputs under plain `cargo test`.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| ipcbus_fuzz::frame_msgpack(data));
