@@ -3,7 +3,7 @@
 //! subscriber) hears of a persisted write before it would survive a crash,
 //! and every later output of the key stays in order behind it.
 
-use crate::key_actor::{ReplyTo, SyncCountdown};
+use crate::messages::{ReplyTo, SyncCountdown};
 use crate::outbox::{Done, Out, Outbox};
 use crate::registry::KeyState;
 use ipcbus_protocol::{ErrorBody, ErrorCode};

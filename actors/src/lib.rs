@@ -5,7 +5,8 @@
 //! # Layout
 //! - [`update`]: [`Update`], one write of one key, shared by every delivery of it.
 //! - [`outbox`]: [`Outbox`], a session's bounded, conflating output queue.
-//! - [`key_actor`]: [`KeyActor`] and its messages (`Set`, `Get`, `Del`, `Attach`, `Detach`).
+//! - [`key_actor`]: [`KeyActor`], which owns one key.
+//! - [`messages`]: what a key actor takes (`Set`, `Get`, `Del`, `Attach`, `Detach`, `Release`) and [`ReplyTo`].
 //! - [`registry`]: [`Registry`], the key map, the wildcard pattern index and the rev counter.
 //! - [`store`]: [`Store`], persisted keys in a redb file, written in batches by one thread.
 //! - `hold`: a key actor's output held back until its persisted write is on disk.
@@ -19,12 +20,14 @@
 
 mod hold;
 pub mod key_actor;
+pub mod messages;
 pub mod outbox;
 pub mod registry;
 pub mod store;
 pub mod update;
 
-pub use key_actor::{Attach, Del, Detach, Get, KeyActor, Release, ReplyTo, Set, Subscriber};
+pub use key_actor::KeyActor;
+pub use messages::{Attach, Del, Detach, Get, Release, ReplyTo, Set, Subscriber};
 pub use outbox::{Done, Out, Outbox, OutboxConfig};
 pub use registry::{Registry, RegistryOptions, Stats};
 pub use store::{Store, StoreError};

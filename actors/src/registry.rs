@@ -8,7 +8,8 @@
 //! message is ever sent to a stopped actor, and a new key is created with
 //! every matching wildcard subscription already attached.
 
-use crate::key_actor::{Attach, Detach, KeyActor, Release, Subscriber, SyncCountdown};
+use crate::key_actor::KeyActor;
+use crate::messages::{Attach, Detach, Release, Subscriber, SyncCountdown};
 use crate::outbox::{Out, Outbox};
 use crate::store::{Record, Store};
 use crate::update::Update;

@@ -14,18 +14,26 @@
 //! revs above the saved counter; clients could hold such revs as `since`
 //! cursors. So a store that was not closed cleanly gets a new `store_id`,
 //! which tells clients to replay instead of resuming.
+//!
+//! # Layout
+//! - this file: [`Store`], [`Record`], [`Restored`], [`Durable`], [`StoreError`].
+//! - `file`: opening the redb file, refusing a damaged one, reading it back.
+//! - `writer`: the writer thread and its batches.
+
+mod file;
+mod writer;
+
+use file::{classify, create_private_dir, mark_open, open_db, restore, Restore};
+use writer::{write_loop, Job};
 
 use actix::prelude::*;
 use bytes::Bytes;
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-const KEYS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("keys");
-const META: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("meta");
 /// The data file's name inside the data directory.
 pub const DATA_FILE: &str = "ipcbus.redb";
 /// Jobs committed in one transaction at most.
@@ -133,23 +141,6 @@ pub struct Durable {
     pub error: Option<Arc<str>>,
 }
 
-enum Job {
-    Put {
-        key: Arc<str>,
-        record: Record,
-        seq: u64,
-        done: Recipient<Durable>,
-    },
-    Remove {
-        key: Arc<str>,
-        seq: u64,
-        done: Recipient<Durable>,
-    },
-    Close {
-        done: tokio::sync::oneshot::Sender<()>,
-    },
-}
-
 /// A handle to the writer thread. Cheap to clone.
 #[derive(Clone)]
 pub struct Store {
@@ -254,205 +245,6 @@ impl Store {
             let _ = closed.await;
         }
     }
-}
-
-/// Creates `dir` (and its parents) readable by the owner only: the data
-/// file holds the users' values.
-fn create_private_dir(dir: &Path) -> std::io::Result<()> {
-    let mut builder = std::fs::DirBuilder::new();
-    builder.recursive(true);
-    #[cfg(unix)]
-    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-    builder.create(dir)
-}
-
-fn open_db(path: &Path) -> Result<Database, StoreError> {
-    // redb's debug builds assert on some impossible-for-redb states that a
-    // damaged file can reach; a damaged file must give an error, not a crash.
-    let opened = std::panic::catch_unwind(|| Database::create(path));
-    match opened {
-        Ok(Ok(db)) => Ok(db),
-        Ok(Err(e)) => Err(classify(path, e.into())),
-        Err(panic) => Err(StoreError::Corrupt {
-            path: path.to_owned(),
-            why: panic
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
-                .unwrap_or_else(|| "redb could not read it".to_owned()),
-        }),
-    }
-}
-
-fn classify(path: &Path, e: redb::Error) -> StoreError {
-    let path = path.to_owned();
-    match e {
-        redb::Error::DatabaseAlreadyOpen => StoreError::InUse(path),
-        redb::Error::Corrupted(why) => StoreError::Corrupt { path, why },
-        redb::Error::Io(io)
-            if matches!(
-                io.kind(),
-                std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::InvalidData
-            ) =>
-        {
-            StoreError::Corrupt {
-                path,
-                why: io.to_string(),
-            }
-        }
-        e => StoreError::Storage {
-            path,
-            error: Box::new(e),
-        },
-    }
-}
-
-enum Restore {
-    Db(redb::Error),
-    Record(String),
-}
-
-impl<E: Into<redb::Error>> From<E> for Restore {
-    fn from(e: E) -> Restore {
-        Restore::Db(e.into())
-    }
-}
-
-fn meta_u64(table: &impl ReadableTable<&'static str, &'static [u8]>, name: &str) -> Option<u64> {
-    let v = table.get(name).ok()??;
-    Some(u64::from_le_bytes(v.value().try_into().ok()?))
-}
-
-fn restore(db: &Database) -> Result<Restored, Restore> {
-    let tx = db.begin_read()?;
-    let (mut store_id, mut rev, mut clean) = (None, 0, true);
-    match tx.open_table(META) {
-        Ok(meta) => {
-            if meta_u64(&meta, "format").is_some_and(|f| f != FORMAT) {
-                return Err(Restore::Record("meta.format".into()));
-            }
-            store_id = meta
-                .get("store_id")?
-                .and_then(|v| String::from_utf8(v.value().to_vec()).ok());
-            rev = meta_u64(&meta, "rev").unwrap_or(0);
-            clean = meta_u64(&meta, "clean") == Some(1);
-        }
-        Err(redb::TableError::TableDoesNotExist(_)) => {}
-        Err(e) => return Err(e.into()),
-    }
-    let mut keys = Vec::new();
-    let now = now_ms();
-    match tx.open_table(KEYS) {
-        Ok(table) => {
-            for entry in table.iter()? {
-                let (k, v) = entry?;
-                let record =
-                    Record::decode(v.value()).ok_or_else(|| Restore::Record(k.value().into()))?;
-                rev = rev.max(record.rev);
-                if record.expires_at_ms.is_none_or(|t| t > now) {
-                    keys.push((k.value().to_owned(), record));
-                }
-            }
-        }
-        Err(redb::TableError::TableDoesNotExist(_)) => {}
-        Err(e) => return Err(e.into()),
-    }
-    let fresh = store_id.is_none();
-    let store_id = match store_id {
-        Some(id) if clean => id,
-        _ => uuid::Uuid::new_v4().to_string(),
-    };
-    Ok(Restored {
-        store_id,
-        rev,
-        clean: clean || fresh,
-        keys,
-    })
-}
-
-/// Saves the store id and marks the store as in use (not cleanly closed).
-fn mark_open(db: &Database, restored: &Restored) -> Result<(), redb::Error> {
-    let tx = db.begin_write()?;
-    {
-        let mut meta = tx.open_table(META)?;
-        meta.insert("format", &FORMAT.to_le_bytes()[..])?;
-        meta.insert("store_id", restored.store_id.as_bytes())?;
-        meta.insert("rev", &restored.rev.to_le_bytes()[..])?;
-        meta.insert("clean", &0u64.to_le_bytes()[..])?;
-        tx.open_table(KEYS)?;
-    }
-    tx.commit()?;
-    Ok(())
-}
-
-fn write_loop(db: Database, rx: &mpsc::Receiver<Job>, rev: &AtomicU64) {
-    let mut batch = Vec::with_capacity(64);
-    while let Ok(first) = rx.recv() {
-        batch.push(first);
-        while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(job) => batch.push(job),
-                Err(_) => break,
-            }
-        }
-        let close = commit(&db, &mut batch, rev.load(Ordering::Acquire));
-        if let Some(done) = close {
-            // Release the file (and its lock) before saying it is closed,
-            // so a new server can open it at once.
-            drop(db);
-            let _ = done.send(());
-            return;
-        }
-    }
-}
-
-/// Commits one batch and answers its jobs. Returns the closer, if the batch
-/// ended with `Close`.
-fn commit(
-    db: &Database,
-    batch: &mut Vec<Job>,
-    rev: u64,
-) -> Option<tokio::sync::oneshot::Sender<()>> {
-    let mut close = None;
-    let result = (|| -> Result<(), redb::Error> {
-        let tx = db.begin_write()?;
-        {
-            let mut keys = tx.open_table(KEYS)?;
-            let mut meta = tx.open_table(META)?;
-            for job in batch.iter() {
-                match job {
-                    Job::Put { key, record, .. } => {
-                        keys.insert(&**key, &record.encode()[..])?;
-                    }
-                    Job::Remove { key, .. } => {
-                        keys.remove(&**key)?;
-                    }
-                    Job::Close { .. } => {
-                        meta.insert("clean", &1u64.to_le_bytes()[..])?;
-                    }
-                }
-            }
-            // Revs are handed out before their jobs are queued, so the
-            // counter is at least every rev in this batch.
-            meta.insert("rev", &rev.to_le_bytes()[..])?;
-        }
-        tx.commit()?;
-        Ok(())
-    })();
-    let error: Option<Arc<str>> = result.err().map(|e| {
-        tracing::error!("cannot write the data file: {e}");
-        e.to_string().into()
-    });
-    for job in batch.drain(..) {
-        match job {
-            Job::Put { seq, done, .. } | Job::Remove { seq, done, .. } => done.do_send(Durable {
-                seq,
-                error: error.clone(),
-            }),
-            Job::Close { done, .. } => close = Some(done),
-        }
-    }
-    close
 }
 
 #[cfg(test)]
