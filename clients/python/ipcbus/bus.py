@@ -32,6 +32,8 @@ BACKOFF_MAX = 5.0
 #: A connection silent this long is taken for dead (the server pings every
 #: 10 s); also the longest a send may block on a peer that stopped reading.
 SOCKET_TIMEOUT = 45.0
+#: How long close() waits for the server to answer its Close frame.
+CLOSE_TIMEOUT = 5.0
 #: Requests sent at once when ephemeral keys are set again after a reconnect.
 REASSERT_BATCH = 256
 _MISSING = object()
@@ -223,13 +225,21 @@ class Bus:
             self._closed = True
         self._closing.set()
         self._up.clear()
+        ws = self._ws
         try:
-            self._ws.close()
+            # Not ws.close(): it waits for the server's Close frame, which the
+            # reader thread takes first, so it waited out its timeout. The
+            # reader stops when that frame comes.
+            ws.send_close()
         except Exception:
             pass
         self._fail_pending(errors.Unavailable("the bus connection is closed"))
         if threading.current_thread() is not self._reader:
-            self._reader.join(timeout=5)
+            self._reader.join(timeout=CLOSE_TIMEOUT)
+        try:
+            ws.shutdown()
+        except Exception:
+            pass
         self._dispatcher.stop()
 
     def __enter__(self) -> "Bus":
