@@ -1,6 +1,7 @@
 // Bus: a connection to ipcbus over the platform WebSocket (browsers, and
 // Node 20 with --experimental-websocket or Node 22+). Requests are promises,
 // pipelined and matched to replies by id.
+import { diagnose, discoverToken, hasTokenParam, withToken } from "./auth.js";
 import { JSON_CODEC, MSGPACK, codecFor } from "./codec.js";
 import { Timeout, Unavailable, fromWire } from "./errors.js";
 import { Watch } from "./watch.js";
@@ -13,6 +14,9 @@ export const DEFAULT_URL = "ws://127.0.0.1:9099/ws";
 
 /** Events an unread async iterator holds before each key keeps only its newest. */
 export const ITERATOR_CAPACITY = 4096;
+
+/** The largest `ttl_ms` the protocol accepts. */
+const MAX_TTL_MS = 2 ** 53 - 1;
 
 /**
  * A live subscription: a callback target and an async iterator of events.
@@ -80,17 +84,43 @@ export class Subscription {
 export class Bus {
   /**
    * Connects and waits for the server's hello.
+   *
+   * The access token goes in the URL as `?token=` (browsers cannot set
+   * headers on a WebSocket). Without `token`, and unless `url` has its own
+   * `?token=`, Node looks it up as the server wrote it: `$IPCBUS_TOKEN`, else
+   * the token file (`$IPCBUS_TOKEN_FILE`, else `token` in `$IPCBUS_DATA_DIR`
+   * or the platform data directory). A browser must be given the token.
+   *
+   * A refused connection is `Unauthorized` (401) or `Forbidden` (403) in
+   * Node; a browser is not told why, and sees `Unavailable`.
+   *
+   * @example
+   * const bus = await Bus.connect("ws://127.0.0.1:9099/ws", { token });
    * @param {string} [url]
-   * @param {{codec?: string, timeout?: number}} [options] codec: MSGPACK (default) or JSON_CODEC; timeout in ms
+   * @param {{codec?: string, timeout?: number, token?: string}} [options] codec: MSGPACK (default) or JSON_CODEC; timeout in ms
    * @returns {Promise<Bus>}
    */
   static async connect(url = DEFAULT_URL, options = {}) {
-    const bus = new Bus(url, options);
-    await bus._opened;
+    let found = { token: options.token ?? undefined, source: "the token given to Bus.connect" };
+    if (found.token === undefined) {
+      found = hasTokenParam(url) ? { source: "the URL's ?token=", inUrl: true } : await discoverToken();
+    }
+    const bus = new Bus(url, { ...options, token: found.token });
+    try {
+      await bus._opened;
+    } catch (e) {
+      throw await diagnose(url, bus._wsUrl, found, e, bus.timeout);
+    }
     return bus;
   }
 
-  constructor(url, { codec = MSGPACK, timeout = 5000 } = {}) {
+  /**
+   * Opens the connection; prefer `Bus.connect`, which also looks up the
+   * token and waits for the hello.
+   * @param {string} url
+   * @param {{codec?: string, timeout?: number, token?: string}} [options]
+   */
+  constructor(url, { codec = MSGPACK, timeout = 5000, token } = {}) {
     if (typeof WebSocket === "undefined") {
       throw new Unavailable("no WebSocket in this runtime: use a browser, Node 22+, or Node 20 with --experimental-websocket");
     }
@@ -100,7 +130,8 @@ export class Bus {
     this._nextId = 1;
     this._pending = new Map();
     this._routes = new Map();
-    this._ws = new WebSocket(url, [this._codec.name]);
+    this._wsUrl = withToken(url, token);
+    this._ws = new WebSocket(this._wsUrl, [this._codec.name]);
     this._ws.binaryType = "arraybuffer";
     this._opened = new Promise((resolve, reject) => {
       this._rejectOpen = reject;
@@ -117,7 +148,7 @@ export class Bus {
         this._ws.onmessage = (m) => this._route(m.data);
         resolve();
       };
-      this._ws.onerror = () => reject(new Unavailable(`cannot connect to ${url}`));
+      this._ws.onerror = () => reject(new Unavailable(refusedMessage(url)));
     });
     this._ws.onclose = () => this._lost();
     // Settles `_opened` if the socket closes before the hello.
@@ -183,15 +214,32 @@ export class Bus {
   }
 
   /**
-   * Sets `key`; resolves to the rev. `ifRev` makes it a compare-and-set (0: only if absent).
+   * Sets `key`; resolves to the rev.
+   * - `ifRev`: a compare-and-set (0: only if absent), else RevMismatch;
+   * - `persist`: the server writes the value to disk before it answers; it
+   *   survives a restart of the server;
+   * - `ephemeral`: the server deletes the key when this connection ends
+   *   (this client does not reconnect, so it is gone for good);
+   * - `ttlMs`: the server deletes the key after this many ms (at least 1).
+   * @example
+   * await bus.set("svc.weather.online", true, { ephemeral: true });
    * @param {string} key
    * @param {unknown} value
-   * @param {{ifRev?: number}} [options]
+   * @param {{ifRev?: number, persist?: boolean, ephemeral?: boolean, ttlMs?: number}} [options]
    * @returns {Promise<number>}
    */
-  async set(key, value, { ifRev } = {}) {
+  async set(key, value, { ifRev, persist, ephemeral, ttlMs } = {}) {
+    if (persist && ephemeral) {
+      throw new TypeError("persist and ephemeral exclude each other: an ephemeral key ends with its connection");
+    }
     const message = { op: "set", key, value };
     if (ifRev !== undefined) message.if_rev = ifRev;
+    if (persist) message.persist = true;
+    if (ephemeral) message.ephemeral = true;
+    if (ttlMs !== undefined) {
+      if (typeof ttlMs !== "number" || !(ttlMs >= 0)) throw new RangeError(`ttlMs must be a number >= 0, not ${ttlMs}`);
+      message.ttl_ms = Math.min(Math.max(1, Math.round(ttlMs)), MAX_TTL_MS);
+    }
     return (await this._call(message)).rev;
   }
 
@@ -268,6 +316,16 @@ export class Bus {
     watch._sub.onClose = () => watch._wakeAll();
     return watch;
   }
+}
+
+/** A browser does not say why a WebSocket failed: name the likely causes. */
+function refusedMessage(url) {
+  const origin = globalThis.location?.origin;
+  const page = origin && origin !== "null" ? ` (this page: ${origin})` : "";
+  return (
+    `cannot connect to ${url}: the server is not running there, or it refused the connection. ` +
+    `Check the token and that the server allows this origin${page} with --allow-origin`
+  );
 }
 
 export { JSON_CODEC, MSGPACK };

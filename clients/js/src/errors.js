@@ -9,6 +9,27 @@ export class Unavailable extends IpcbusError {}
 /** No reply came within the client's timeout. */
 export class Timeout extends IpcbusError {}
 
+/**
+ * The server refused the connection with HTTP 401: no token, or a wrong one.
+ * Only Node can tell: a browser sees a failed connect (Unavailable).
+ */
+export class Unauthorized extends IpcbusError {
+  /**
+   * @param {string} message
+   * @param {string} [tokenFile] the token file the client tried
+   */
+  constructor(message, tokenFile) {
+    super(message);
+    this.tokenFile = tokenFile;
+  }
+}
+
+/**
+ * The server refused the connection with HTTP 403: the request's Origin is
+ * not allowed. Only Node can tell: a browser sees a failed connect.
+ */
+export class Forbidden extends IpcbusError {}
+
 /** The server refused a request. */
 export class ServerError extends IpcbusError {
   /**

@@ -12,4 +12,7 @@ export {
   LimitReached,
   Unavailable,
   Timeout,
+  Unauthorized,
+  Forbidden,
 } from "./errors.js";
+export { discoverToken } from "./auth.js";

@@ -1,8 +1,15 @@
-// The JavaScript client against the real server, in both codecs.
+// The JavaScript client against the real server, in both codecs. The
+// clients find the token as on a real installation: $IPCBUS_DATA_DIR points
+// at the server's data dir (auth.test.js tests the other ways).
 import assert from "node:assert/strict";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { Bus, ITERATOR_CAPACITY, JSON_CODEC, MSGPACK, NotFound, RevMismatch, BadKey, BadPattern, Unavailable } from "../src/index.js";
-import { startServer } from "./server.js";
+import { CLIENT_ENV, startServer } from "./server.js";
+
+for (const name of CLIENT_ENV) delete process.env[name];
+process.env.XDG_DATA_HOME = join(tmpdir(), "ipcbus-js-no-such-dir"); // no real token file
 
 for (const codec of [MSGPACK, JSON_CODEC]) {
   describe(`with ${codec}`, () => {
@@ -10,10 +17,12 @@ for (const codec of [MSGPACK, JSON_CODEC]) {
     let bus;
     before(async () => {
       server = await startServer();
+      process.env.IPCBUS_DATA_DIR = server.dataDir;
       bus = await Bus.connect(server.url, { codec });
     });
     after(async () => {
       bus.close();
+      delete process.env.IPCBUS_DATA_DIR;
       await server.stop();
     });
 
@@ -78,10 +87,9 @@ for (const codec of [MSGPACK, JSON_CODEC]) {
     });
 
     test("MessagePack map keys JavaScript cannot hold arrive as text", async () => {
-      const http = server.url.replace("ws://", "http://").replace("/ws", "");
-      const put = await fetch(`${http}/v1/keys/odd.keys`, {
+      const put = await fetch(`${server.http}/v1/keys/odd.keys`, {
         method: "PUT",
-        headers: { "Content-Type": "application/msgpack" },
+        headers: { "Content-Type": "application/msgpack", Authorization: `Bearer ${server.token}` },
         body: new Uint8Array([0x82, 0xc0, 0x01, 0x91, 0x02, 0x03]), // {nil: 1, [2]: 3}
       });
       assert.equal(put.status, 200);

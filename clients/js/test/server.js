@@ -1,6 +1,8 @@
 // Starts the real `ipcbus` binary on a free port for a test, and stops it.
+// The server runs with its token on; `token` and `dataDir` tell the test
+// where to find it.
 import { spawn } from "node:child_process";
-import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createServer } from "node:net";
@@ -8,6 +10,8 @@ import { fileURLToPath } from "node:url";
 
 const REPO = fileURLToPath(new URL("../../../", import.meta.url));
 const BIN = process.env.IPCBUS_BIN ?? `${REPO}target/debug/ipcbus`;
+/** Where clients look for the token; tests set them for clients only. */
+export const CLIENT_ENV = ["IPCBUS_TOKEN", "IPCBUS_TOKEN_FILE", "IPCBUS_DATA_DIR", "IPCBUS_URL"];
 
 function freePort() {
   return new Promise((resolve) => {
@@ -18,20 +22,13 @@ function freePort() {
   });
 }
 
-/**
- * @param {string[]} args extra `ipcbus serve` arguments
- * @returns {Promise<{url: string, stop: () => Promise<void>}>}
- */
-export async function startServer(args = []) {
-  if (!existsSync(BIN)) throw new Error(`ipcbus binary not found at ${BIN}: run cargo build -p ipcbus`);
-  const port = await freePort();
-  const dataDir = mkdtempSync(join(tmpdir(), "ipcbus-js-"));
-  const serve = ["serve", "--port", String(port), "--no-selftest", "--data-dir", dataDir, "--no-auth", ...args];
-  const child = spawn(BIN, serve, {
-    stdio: ["ignore", "ignore", "pipe"],
-    env: { ...process.env, IPCBUS_LOG: "info" },
-  });
-  await new Promise((resolve, reject) => {
+function serve(port, dataDir, args) {
+  const env = { ...process.env, IPCBUS_LOG: "info" };
+  for (const name of CLIENT_ENV) delete env[name]; // the server has --data-dir
+  const serve = ["serve", "--port", String(port), "--no-selftest", "--data-dir", dataDir, ...args];
+  const child = spawn(BIN, serve, { stdio: ["ignore", "ignore", "pipe"], env });
+  const exited = new Promise((resolve) => child.on("exit", resolve));
+  const started = new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error("ipcbus serve did not start")), 10000);
     let seen = "";
     child.stderr.on("data", (chunk) => {
@@ -43,15 +40,36 @@ export async function startServer(args = []) {
     });
     child.on("exit", (code) => reject(new Error(`ipcbus serve exited with ${code}: ${seen}`)));
   });
+  const stop = () => {
+    child.kill("SIGTERM");
+    return exited;
+  };
+  return started.then(() => stop);
+}
+
+/**
+ * @param {string[]} args extra `ipcbus serve` arguments
+ * @returns {Promise<{url: string, http: string, token: string, dataDir: string,
+ *   restart: () => Promise<void>, stop: () => Promise<void>}>}
+ *   `restart` keeps the port and the data dir (and so the token and persisted keys)
+ */
+export async function startServer(args = []) {
+  if (!existsSync(BIN)) throw new Error(`ipcbus binary not found at ${BIN}: run cargo build -p ipcbus`);
+  const port = await freePort();
+  const dataDir = mkdtempSync(join(tmpdir(), "ipcbus-js-"));
+  let stopServer = await serve(port, dataDir, args);
   return {
     url: `ws://127.0.0.1:${port}/ws`,
-    stop: () =>
-      new Promise((resolve) => {
-        child.on("exit", () => {
-          rmSync(dataDir, { recursive: true, force: true });
-          resolve();
-        });
-        child.kill("SIGTERM");
-      }),
+    http: `http://127.0.0.1:${port}`,
+    dataDir,
+    token: readFileSync(join(dataDir, "token"), "utf8").trim(),
+    restart: async () => {
+      await stopServer();
+      stopServer = await serve(port, dataDir, args);
+    },
+    stop: async () => {
+      await stopServer();
+      rmSync(dataDir, { recursive: true, force: true });
+    },
   };
 }

@@ -24,6 +24,8 @@ from .errors import (
     ServerError,
     Timeout,
     TooLarge,
+    Unauthorized,
+    Forbidden,
     Unavailable,
 )
 from .event import Event
@@ -45,6 +47,8 @@ __all__ = [
     "BadPattern",
     "TooLarge",
     "LimitReached",
+    "Unauthorized",
+    "Forbidden",
     "Unavailable",
     "Timeout",
 ]

@@ -5,6 +5,7 @@ another runs subscription callbacks. Requests may come from any thread,
 including from inside a callback.
 """
 
+import copy
 import itertools
 import logging
 import os
@@ -13,8 +14,9 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
 
 import websocket  # websocket-client; in Kodi: script.module.websocket
 
-from . import errors
+from . import _auth, errors
 from ._dispatch import Dispatcher
+from ._ephemeral import EphemeralKeys, ttl_ms
 from .codec import Codec
 from .event import Event
 
@@ -30,6 +32,10 @@ BACKOFF_MAX = 5.0
 #: A connection silent this long is taken for dead (the server pings every
 #: 10 s); also the longest a send may block on a peer that stopped reading.
 SOCKET_TIMEOUT = 45.0
+#: How long close() waits for the server to answer its Close frame.
+CLOSE_TIMEOUT = 5.0
+#: Requests sent at once when ephemeral keys are set again after a reconnect.
+REASSERT_BATCH = 256
 _MISSING = object()
 
 
@@ -117,6 +123,17 @@ class Bus:
     only what changed while it was down (new values, and a ``del`` with rev 0
     for keys deleted meanwhile), so its callback misses nothing and sees no
     duplicate. Requests made while it is down raise :class:`Unavailable`.
+    Keys this Bus set with ``ephemeral=True`` are set again before it counts
+    as reconnected (see :meth:`set`).
+
+    ``token`` is the server's access token, sent as ``Authorization: Bearer``.
+    Without it the Bus looks, at every (re)connect, for ``$IPCBUS_TOKEN``,
+    then the token file the local server wrote (``$IPCBUS_TOKEN_FILE``, else
+    ``token`` in ``$IPCBUS_DATA_DIR`` or the platform data directory, e.g.
+    ``~/.local/share/ipcbus/token``), unless ``url`` carries ``?token=``.
+    A refused connection raises :class:`Unauthorized` (401: no or wrong
+    token) or :class:`Forbidden` (403: origin not allowed); while
+    reconnecting, these are logged and retried, as the token may change.
     """
 
     def __init__(
@@ -126,10 +143,13 @@ class Bus:
         codec: Optional[str] = None,
         reconnect: bool = True,
         callback_capacity: int = 10000,
+        token: Optional[str] = None,
     ) -> None:
         self.url = url or os.environ.get("IPCBUS_URL", DEFAULT_URL)
         self.timeout = timeout
         self.reconnect = reconnect
+        self._token = token
+        self._ephemeral = EphemeralKeys()
         self._codec = Codec(codec)
         self._lock = threading.Lock()
         self._send_lock = threading.Lock()
@@ -140,7 +160,9 @@ class Bus:
         self._closed = False
         self._closing = threading.Event()
         self._up = threading.Event()
-        self._ws = self._open()
+        self.store: Optional[str] = None
+        self._ws, hello = self._open()
+        self._adopt(hello)
         self._up.set()
         self._dispatcher = Dispatcher(callback_capacity)
         self._reader = threading.Thread(target=self._read_loop, name="ipcbus-reader", daemon=True)
@@ -157,24 +179,43 @@ class Bus:
     def connected(self) -> bool:
         return self._up.is_set()
 
-    def _open(self) -> "websocket.WebSocket":
+    def _open(self) -> Tuple["websocket.WebSocket", dict]:
+        """Connects and reads the hello."""
+        token, source, token_file = _auth.credentials(self._token, self.url)
         try:
             ws = websocket.create_connection(
-                self.url, timeout=self.timeout, subprotocols=[self._codec.name], enable_multithread=True
+                self.url,
+                timeout=self.timeout,
+                subprotocols=[self._codec.name],
+                enable_multithread=True,
+                header=["Authorization: Bearer %s" % token] if token else [],
+                # Not a browser: send no Origin. websocket-client would make
+                # one from the URL, which the server refuses when the host is
+                # a name other than localhost.
+                suppress_origin=True,
             )
+        except websocket.WebSocketBadStatusException as e:
+            raise _auth.refusal(self.url, e, token, source, token_file) from e
+        except Exception as e:
+            raise errors.Unavailable("cannot connect to %s: %s" % (self.url, e)) from e
+        try:
             opcode, data = ws.recv_data()
             hello = self._codec.decode(data)
         except Exception as e:
+            ws.shutdown()
             raise errors.Unavailable("cannot connect to %s: %s" % (self.url, e)) from e
         if hello.get("ev") != "hello":
             ws.close()
             raise errors.Unavailable("%s did not greet with hello" % self.url)
+        ws.settimeout(SOCKET_TIMEOUT)
+        return ws, hello
+
+    def _adopt(self, hello: dict) -> None:
+        """Takes on a new session's identity."""
         self.session = hello.get("session")
         # Revs (and so `since`) only mean something within one store.
-        self.store_changed = getattr(self, "store", None) not in (None, hello.get("store"))
+        self.store_changed = self.store not in (None, hello.get("store"))
         self.store = hello.get("store")
-        ws.settimeout(SOCKET_TIMEOUT)
-        return ws
 
     def close(self) -> None:
         """Closes the connection and stops the background threads."""
@@ -184,13 +225,21 @@ class Bus:
             self._closed = True
         self._closing.set()
         self._up.clear()
+        ws = self._ws
         try:
-            self._ws.close()
+            # Not ws.close(): it waits for the server's Close frame, which the
+            # reader thread takes first, so it waited out its timeout. The
+            # reader stops when that frame comes.
+            ws.send_close()
         except Exception:
             pass
         self._fail_pending(errors.Unavailable("the bus connection is closed"))
         if threading.current_thread() is not self._reader:
-            self._reader.join(timeout=5)
+            self._reader.join(timeout=CLOSE_TIMEOUT)
+        try:
+            ws.shutdown()
+        except Exception:
+            pass
         self._dispatcher.stop()
 
     def __enter__(self) -> "Bus":
@@ -202,15 +251,18 @@ class Bus:
     # -- requests ---------------------------------------------------------
 
     def _send(self, message: dict) -> None:
-        data = self._codec.encode(message)
         try:
             with self._send_lock:
-                if self._codec.binary:
-                    self._ws.send_binary(data)
-                else:
-                    self._ws.send(data)
+                self._send_on(self._ws, message)
         except Exception as e:
             raise errors.Unavailable("connection lost: %s" % e) from e
+
+    def _send_on(self, ws: "websocket.WebSocket", message: dict) -> None:
+        data = self._codec.encode(message)
+        if self._codec.binary:
+            ws.send_binary(data)
+        else:
+            ws.send(data)
 
     def _call(self, message: dict, on_reply: Optional[Callable[[dict], None]] = None) -> dict:
         if self._closed:
@@ -246,14 +298,59 @@ class Bus:
             raise errors.from_wire(reply.get("error") or {})
         return reply
 
-    def set(self, key: str, value: Any, if_rev: Optional[int] = None) -> int:
-        """Sets ``key`` to ``value``; returns the rev of the write. With
-        ``if_rev`` the write happens only if the key's rev is that (0: only if
-        the key does not exist); otherwise :class:`RevMismatch`."""
-        message = {"op": "set", "key": key, "value": value}
+    def set(
+        self,
+        key: str,
+        value: Any,
+        if_rev: Optional[int] = None,
+        *,
+        persist: bool = False,
+        ephemeral: bool = False,
+        ttl: Optional[float] = None,
+    ) -> int:
+        """Sets ``key`` to ``value``; returns the rev of the write.
+
+        - ``if_rev``: write only if the key's rev is that (0: only if the key
+          does not exist); otherwise :class:`RevMismatch`.
+        - ``persist``: the server writes the value to disk before it answers;
+          it survives a restart of the server.
+        - ``ephemeral``: the server deletes the key when this connection ends
+          (subscribers see a ``del``). After an automatic reconnect the Bus
+          sets the key again, with the last value it was asked for, before it
+          counts as connected: only if the key has no value or still holds
+          this Bus's write (another client's write meanwhile wins). A
+          ``delete`` or a non-ephemeral ``set`` of the key by this Bus ends
+          that. Cannot be combined with ``persist``.
+        - ``ttl``: the server deletes the key after this many seconds (at
+          least 1 ms).
+
+        >>> bus.set("svc.weather.online", True, ephemeral=True)  # doctest: +SKIP
+        """
+        if persist and ephemeral:
+            raise ValueError("persist and ephemeral exclude each other: an ephemeral key ends with its connection")
+        message: Dict[str, Any] = {"op": "set", "key": key, "value": value}
         if if_rev is not None:
             message["if_rev"] = if_rev
-        return int(self._call(message)["rev"])
+        if persist:
+            message["persist"] = True
+        if ephemeral:
+            message["ephemeral"] = True
+        if ttl is not None:
+            message["ttl_ms"] = ttl_ms(ttl)
+        if not ephemeral:
+            self._ephemeral.forget(key)
+            return int(self._call(message)["rev"])
+        claim, previous = self._ephemeral.begin(key, copy.deepcopy(value), ttl)
+
+        def on_reply(reply: dict) -> None:  # on the reader thread, before a reconnect can begin
+            if reply.get("ok"):
+                self._ephemeral.acked(key, claim, int(reply["rev"]))
+
+        try:
+            return int(self._call(message, on_reply)["rev"])
+        except errors.ServerError:
+            self._ephemeral.refused(key, claim, previous)
+            raise
 
     def get(self, key: str, default: Any = _MISSING) -> Any:
         """The value of ``key``; ``default`` if given and the key is absent,
@@ -272,6 +369,7 @@ class Bus:
 
     def delete(self, key: str, if_rev: Optional[int] = None) -> int:
         """Deletes ``key``; returns the rev of the deletion."""
+        self._ephemeral.forget(key)
         message = {"op": "del", "key": key}
         if if_rev is not None:
             message["if_rev"] = if_rev
@@ -415,9 +513,17 @@ class Bus:
             self._dispatcher.stop()
             return False
         delay = BACKOFF_FIRST
+        refused = None
         while not self._closing.wait(delay):
             try:
-                ws = self._open()
+                ws, hello = self._open()
+                self._reassert(ws, same_store=hello.get("store") == self.store)
+            except (errors.Unauthorized, errors.Forbidden) as e:
+                if str(e) != refused:  # once, not at every attempt
+                    log.warning("ipcbus: reconnecting: %s (will keep trying)", e)
+                    refused = str(e)
+                delay = min(delay * 2, BACKOFF_MAX)
+                continue
             except errors.Unavailable:
                 delay = min(delay * 2, BACKOFF_MAX)
                 continue
@@ -425,11 +531,48 @@ class Bus:
                 ws.close()
                 return False
             self._ws = ws
+            self._adopt(hello)
             log.info("ipcbus: reconnected to %s", self.url)
             self._resubscribe()
             self._up.set()
             return True
         return False
+
+    def _reassert(self, ws: "websocket.WebSocket", same_store: bool) -> None:
+        """Sets this Bus's ephemeral keys again on the new connection ``ws``,
+        before anything else uses it. Drops ``ws`` if that fails."""
+
+        def exchange(messages: List[dict]) -> List[dict]:
+            replies: List[dict] = []
+            for start in range(0, len(messages), REASSERT_BATCH):
+                replies.extend(self._exchange(ws, messages[start:start + REASSERT_BATCH]))
+            return replies
+
+        try:
+            ws.settimeout(self.timeout)
+            self._ephemeral.reassert(exchange, same_store)
+            ws.settimeout(SOCKET_TIMEOUT)
+        except Exception as e:
+            ws.shutdown()
+            raise errors.Unavailable("connection lost while setting ephemeral keys again: %s" % e) from e
+
+    def _exchange(self, ws: "websocket.WebSocket", messages: List[dict]) -> List[dict]:
+        """Sends requests on a connection nobody else uses yet, and reads
+        their replies (nothing else arrives: it has no subscriptions)."""
+        ids = []
+        for message in messages:
+            message["id"] = next(self._ids)
+            ids.append(message["id"])
+            self._send_on(ws, message)
+        replies: Dict[int, dict] = {}
+        while len(replies) < len(ids):
+            opcode, data = ws.recv_data()
+            if opcode == websocket.ABNF.OPCODE_CLOSE:
+                raise ConnectionError("closed by the server")
+            reply = self._codec.decode(data)
+            if reply.get("id") in ids:
+                replies[reply["id"]] = reply
+        return [replies[i] for i in ids]
 
     def _resubscribe(self) -> None:
         # On the reader thread: send the `sub`s and let their replies route

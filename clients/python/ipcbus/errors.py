@@ -15,6 +15,20 @@ class Timeout(IpcbusError):
     """No reply came within the client's timeout."""
 
 
+class Unauthorized(IpcbusError):
+    """The server refused the connection (HTTP 401): no token, or a wrong
+    one. ``token_file`` is the token file the client tried, if any."""
+
+    def __init__(self, msg: str, token_file: Optional[str] = None) -> None:
+        super().__init__(msg)
+        self.token_file = token_file
+
+
+class Forbidden(IpcbusError):
+    """The server refused the connection (HTTP 403): the request's
+    ``Origin`` is not one the server allows (``--allow-origin``)."""
+
+
 class ServerError(IpcbusError):
     """The server refused a request; ``code`` is the protocol error code."""
 

@@ -1,4 +1,7 @@
-"""Fixtures: the real `ipcbus` binary, started on a free port per test."""
+"""Fixtures: the real `ipcbus` binary, started on a free port per test, with
+its token on. The `server` fixture points $IPCBUS_DATA_DIR at the server's
+data dir, so clients find the token by the default lookup, as on a real
+installation; tests of the other ways to give the token say so."""
 
 import os
 import pathlib
@@ -20,6 +23,8 @@ import ipcbus  # noqa: E402
 REPO = pathlib.Path(__file__).resolve().parents[3]
 #: How long a test waits for an expected event.
 WAIT = 10.0
+#: Where clients look for the token; tests set them for clients only.
+CLIENT_ENV = ("IPCBUS_TOKEN", "IPCBUS_TOKEN_FILE", "IPCBUS_DATA_DIR", "IPCBUS_URL")
 
 
 def binary() -> str:
@@ -36,22 +41,32 @@ def free_port() -> int:
 
 
 class Server:
-    """A running `ipcbus serve`; `stop()` sends SIGTERM, `start()` again reuses the port."""
+    """A running `ipcbus serve`; `stop()` sends SIGTERM, `start()` again reuses
+    the port, the data dir and so the token."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, *args: str) -> None:
         self.port = port
         self.url = "ws://127.0.0.1:%d/ws" % port
+        self.args = list(args)
         self.proc = None
         #: Kept across restarts, like a real installation's.
         self.data_dir = tempfile.mkdtemp(prefix="ipcbus-py-")
+        #: Made by the server at its first start.
+        self.token_file = os.path.join(self.data_dir, "token")
+
+    @property
+    def token(self) -> str:
+        with open(self.token_file) as f:
+            return f.read().strip()
 
     def start(self) -> "Server":
         self.proc = subprocess.Popen(
             [binary(), "serve", "--port", str(self.port), "--no-selftest",
-             "--data-dir", self.data_dir, "--no-auth"],
+             "--data-dir", self.data_dir] + self.args,
             stderr=subprocess.PIPE,
             text=True,
-            env=dict(os.environ, IPCBUS_LOG="info"),
+            # The tests' client settings are not the server's: it has --data-dir.
+            env=dict({k: v for k, v in os.environ.items() if k not in CLIENT_ENV}, IPCBUS_LOG="info"),
         )
         lines: "queue.Queue[str]" = queue.Queue()
         threading.Thread(target=lambda: [lines.put(l) for l in self.proc.stderr], daemon=True).start()
@@ -74,15 +89,95 @@ class Server:
                 self.proc.wait()
 
 
+    def remove(self) -> None:
+        self.stop()
+        shutil.rmtree(self.data_dir, ignore_errors=True)
+
+
+@pytest.fixture(autouse=True)
+def no_token_in_environment(monkeypatch):
+    """Tests see none of the caller's token settings, and no real token file."""
+    for name in CLIENT_ENV:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("XDG_DATA_HOME", tempfile.gettempdir() + "/ipcbus-py-no-such-dir")
+
+
 @pytest.fixture
-def server():
+def server(monkeypatch):
     s = Server(free_port()).start()
+    monkeypatch.setenv("IPCBUS_DATA_DIR", s.data_dir)  # the zero-config lookup finds s.token_file
     yield s
-    s.stop()
-    shutil.rmtree(s.data_dir, ignore_errors=True)
+    s.remove()
 
 
 @pytest.fixture(params=[ipcbus.MSGPACK, ipcbus.JSON], ids=["msgpack", "json"])
 def bus(request, server):
     with ipcbus.Bus(server.url, codec=request.param) as b:
         yield b
+
+
+class Proxy:
+    """A TCP proxy to the server whose connections the test can cut."""
+
+    def __init__(self, target_port):
+        self.target = target_port
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen()
+        self.port = self.listener.getsockname()[1]
+        self.url = "ws://127.0.0.1:%d/ws" % self.port
+        self.conns = []
+        #: Server-side sockets that `cut(hold_server_side=True)` left open.
+        self.held = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.target))
+            self.conns.append((client, upstream))
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    def _pipe(self, a, b):
+        try:
+            while True:
+                data = a.recv(65536)
+                if not data:
+                    break
+                b.sendall(data)
+        except OSError:
+            pass
+        for s in (a, b):
+            if s not in self.held:
+                try:
+                    s.close()
+                except OSError:
+                    pass
+
+    def cut(self, hold_server_side=False):
+        """Cuts every connection. With `hold_server_side`, the client sees
+        its connection end but the server does not (as when a network goes
+        away), until `release()`."""
+        conns, self.conns = self.conns, []
+        for client, upstream in conns:
+            if hold_server_side:
+                self.held.append(upstream)
+            for s in (client,) if hold_server_side else (client, upstream):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def release(self):
+        """Ends the server side of the connections `cut` held."""
+        held, self.held = self.held, []
+        for s in held:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+                s.close()
+            except OSError:
+                pass

@@ -1,7 +1,6 @@
 """The Python client against the real server, in both codecs."""
 
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -9,7 +8,7 @@ import threading
 import pytest
 
 import ipcbus
-from conftest import WAIT, Server, free_port
+from conftest import WAIT, Proxy, Server, free_port
 
 
 def test_values_round_trip(bus):
@@ -92,6 +91,7 @@ def test_watch_is_a_local_mirror(bus, server):
 
 
 def test_reconnects_and_resumes_subscriptions():
+    # Its own server, and no $IPCBUS_DATA_DIR: the token is given explicitly.
     server = Server(free_port()).start()
     try:
         seen, got = [], threading.Event()
@@ -101,17 +101,17 @@ def test_reconnects_and_resumes_subscriptions():
             if event.value == "after":
                 got.set()
 
-        with ipcbus.Bus(server.url, timeout=WAIT) as bus:
+        with ipcbus.Bus(server.url, timeout=WAIT, token=server.token) as bus:
             bus.subscribe("r.key", on_event)
             mirror = bus.watch("r.>")
             bus.set("r.key", "before")
             bus.set("r.stale", 1)
             mirror.wait_changed(0, WAIT)
-            server.stop()  # all data is gone with it (no persistence yet)
+            server.stop()  # all data is gone with it (none was set with persist)
             with pytest.raises(ipcbus.Unavailable):
                 bus.get("r.key")
             server.start()
-            with ipcbus.Bus(server.url) as writer:
+            with ipcbus.Bus(server.url, token=server.token) as writer:
                 writer.set("r.key", "after")
             assert got.wait(WAIT), seen
             # The mirror resynced: the key the new server never had is gone.
@@ -120,7 +120,7 @@ def test_reconnects_and_resumes_subscriptions():
             assert mirror["r.key"] == "after"
             assert bus.get("r.key") == "after"
     finally:
-        server.stop()
+        server.remove()
 
 
 def test_json_fallback_without_msgpack(server):
@@ -145,54 +145,6 @@ def test_unavailable_when_nothing_listens():
 
     with pytest.raises(ipcbus.Unavailable):
         ipcbus.Bus("ws://127.0.0.1:%d/ws" % free_port(), timeout=2)
-
-
-class Proxy:
-    """A TCP proxy to the server whose connections the test can cut."""
-
-    def __init__(self, target_port):
-        self.target = target_port
-        self.listener = socket.socket()
-        self.listener.bind(("127.0.0.1", 0))
-        self.listener.listen()
-        self.port = self.listener.getsockname()[1]
-        self.conns = []
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self):
-        while True:
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
-            upstream = socket.create_connection(("127.0.0.1", self.target))
-            self.conns += [client, upstream]
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
-
-    @staticmethod
-    def _pipe(a, b):
-        try:
-            while True:
-                data = a.recv(65536)
-                if not data:
-                    break
-                b.sendall(data)
-        except OSError:
-            pass
-        for s in (a, b):
-            try:
-                s.close()
-            except OSError:
-                pass
-
-    def cut(self):
-        for s in self.conns:
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-        self.conns = []
 
 
 def test_a_dropped_connection_resumes_with_exactly_what_changed(server):

@@ -26,7 +26,7 @@ def test_plain_venv_with_and_without_msgpack(server, tmp_path):
     run([sys.executable, "-m", "venv", str(venv)])
     py = str(venv / "bin" / "python")
     run([py, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", str(REPO / "clients" / "python")])
-    env = {"IPCBUS_URL": server.url, "PATH": str(venv / "bin")}
+    env = {"IPCBUS_URL": server.url, "IPCBUS_DATA_DIR": server.data_dir, "PATH": str(venv / "bin")}
     assert run([py, "-c", SCRIPT], env=env).strip() == "ipcbus.v1.json"
     run([py, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "msgpack"])
     assert run([py, "-c", SCRIPT], env=env).strip() == "ipcbus.v1.msgpack"
