@@ -34,6 +34,14 @@ async fn the_upgrade_needs_the_token() {
             .await,
         101
     );
+    let lower = format!("bearer {token}");
+    assert_eq!(
+        server
+            .upgrade_status(&bare, &[("Authorization", &lower)])
+            .await,
+        101,
+        "the scheme name is case-insensitive"
+    );
     let query = format!("{bare}?token={token}");
     assert_eq!(server.upgrade_status(&query, &[]).await, 101);
     let wrong_query = format!("{bare}?token=x");

@@ -129,7 +129,11 @@ fn token_matches(req: &HttpRequest, want: &str) -> bool {
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|h| h.to_str().ok())
-        .and_then(|h| h.strip_prefix("Bearer "))
+        .and_then(|h| {
+            // The scheme name is case-insensitive (RFC 9110 §11.1).
+            let (scheme, token) = h.split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then_some(token)
+        })
         .map(str::trim);
     let query = || {
         web::Query::<TokenQuery>::from_query(req.query_string())
