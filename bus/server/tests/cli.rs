@@ -71,13 +71,7 @@ fn serve_and_client_commands() {
     assert_eq!(next(), r#"{"ev":"del","key":"w.today","rev":7}"#);
 
     // SIGTERM: the server closes sessions and exits cleanly; watch sees it.
-    let status = Command::new("kill")
-        .args(["-TERM", &served.child.id().to_string()])
-        .status();
-    assert!(status.expect("kill").success());
-    served.wait_for("shutting down");
-    let mut served = served;
-    assert!(served.child.wait().expect("server exit").success());
+    served.terminate();
     assert!(
         !watch.wait().expect("watch exit").success(),
         "watch reports the lost connection"

@@ -155,13 +155,7 @@ async fn a_damaged_data_file_stops_the_server_with_a_clear_error() {
             .expect("set");
     }
     drop(c);
-    let status = Command::new("kill")
-        .args(["-TERM", &served.child.id().to_string()])
-        .status();
-    assert!(status.expect("kill").success());
-    served.wait_for("shutting down");
-    let mut served = served;
-    assert!(served.child.wait().expect("exit").success());
+    served.terminate();
 
     let file = dir.path().join("ipcbus.redb");
     let whole = std::fs::read(&file).expect("read");

@@ -104,6 +104,16 @@ impl Served {
         )
     }
 
+    /// SIGTERM, then waits for a graceful exit and asserts it succeeded.
+    pub fn terminate(mut self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        assert!(status.expect("kill").success());
+        self.wait_for("shutting down");
+        assert!(self.child.wait().expect("server exit").success());
+    }
+
     /// SIGKILL: no shutdown code runs.
     pub fn kill9(mut self) {
         let _ = self.child.kill();
