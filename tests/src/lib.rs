@@ -148,18 +148,9 @@ impl TestServer {
     /// Sends `request` (a whole HTTP/1.1 request with `Connection: close`)
     /// as is; returns (status, body).
     pub async fn http(&self, request: &str) -> (u16, String) {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let mut s = TcpStream::connect(self.addr).await.expect("connect");
-        s.write_all(request.as_bytes()).await.expect("write");
-        let mut resp = String::new();
-        s.read_to_string(&mut resp).await.expect("read");
-        let status = resp
-            .split(' ')
-            .nth(1)
-            .and_then(|c| c.parse().ok())
-            .unwrap_or(0);
-        let body = resp.split("\r\n\r\n").nth(1).unwrap_or("").to_owned();
-        (status, body)
+        http_request(&self.addr.to_string(), request)
+            .await
+            .expect("HTTP request")
     }
 
     /// The HTTP status of a WebSocket upgrade to `url` with `headers`
@@ -301,4 +292,21 @@ pub enum Next {
     Error(String),
     /// Nothing within [`WAIT`].
     Timeout,
+}
+
+/// Sends `request` (a whole HTTP/1.1 request with `Connection: close`) to
+/// `addr` as is; returns (status, body). Status 0 if the answer had none.
+pub async fn http_request(addr: &str, request: &str) -> std::io::Result<(u16, String)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = TcpStream::connect(addr).await?;
+    s.write_all(request.as_bytes()).await?;
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).await?;
+    let status = resp
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = resp.split("\r\n\r\n").nth(1).unwrap_or("").to_owned();
+    Ok((status, body))
 }

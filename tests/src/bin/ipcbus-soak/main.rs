@@ -1,0 +1,121 @@
+//! `ipcbus-soak`: runs the real server under mixed load for a set time, with
+//! random disconnects and, optionally, SIGKILLs, then checks that nothing
+//! acknowledged was lost and that the server's memory came back down.
+//! Not part of CI, beyond a seconds-long smoke run; docs/reliability.md
+//! gives its figures.
+//!
+//!     cargo run --release -p ipcbus-tests --bin ipcbus-soak -- --seconds 600 --restarts 5
+//!
+//! # Layout
+//! - `server`: the server as a child process (start, SIGKILL, SIGTERM, RSS).
+//! - `model`: what each writer acknowledged, and the check against the server.
+//! - `load`: the writers and subscribers.
+//! - `run`: one soak run, from the first start to the report.
+
+mod load;
+mod model;
+mod run;
+mod server;
+
+use clap::Parser;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// First argument that makes this program run the server instead
+/// (`ipcbus-soak __serve serve --port 0 ...`), so that the soak needs no
+/// other binary.
+pub(crate) const AS_SERVER: &str = "__serve";
+
+/// Soak test of the ipcbus server.
+#[derive(Debug, Parser)]
+#[command(name = "ipcbus-soak")]
+pub(crate) struct Args {
+    /// How long the load runs, in seconds.
+    #[arg(long, default_value_t = 60)]
+    pub(crate) seconds: u64,
+    /// Writer connections; each owns its keys.
+    #[arg(long, default_value_t = 16)]
+    pub(crate) writers: usize,
+    /// Keys per writer of each kind (persisted, in memory, with a TTL).
+    #[arg(long, default_value_t = 100)]
+    pub(crate) keys: usize,
+    /// Subscriber connections.
+    #[arg(long, default_value_t = 16)]
+    pub(crate) subscribers: usize,
+    /// Times to SIGKILL and restart the server during the run. With
+    /// restarts, the memory check is skipped (each restart drops the
+    /// in-memory keys, so there is no common baseline).
+    #[arg(long, default_value_t = 0)]
+    pub(crate) restarts: u32,
+    /// Chance that a writer drops its connection after a request.
+    #[arg(long, default_value_t = 0.01)]
+    pub(crate) disconnect_rate: f64,
+    /// Bytes of text per value.
+    #[arg(long, default_value_t = 100)]
+    pub(crate) value_bytes: usize,
+    /// How far the server's RSS after the load may exceed its baseline, in percent.
+    #[arg(long, default_value_t = 20)]
+    pub(crate) rss_slack_percent: u64,
+    /// Random seed; printed, so that a run can be repeated.
+    #[arg(long)]
+    pub(crate) seed: Option<u64>,
+    /// The server binary to test; by default this program runs the server.
+    #[arg(long)]
+    pub(crate) server_bin: Option<PathBuf>,
+    /// Keep the data directory and the server's log here (default: a
+    /// temporary directory, removed unless the run fails).
+    #[arg(long)]
+    pub(crate) data_dir: Option<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    let mut argv = std::env::args_os();
+    if argv.nth(1).is_some_and(|a| a == AS_SERVER) {
+        return serve(argv);
+    }
+    let args = Args::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("ipcbus-soak: cannot start a runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run::run(args)) {
+        Ok(report) => {
+            println!("{report}");
+            if report.violations.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(e) => {
+            eprintln!("ipcbus-soak: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs the server as `ipcbus` would, with the remaining arguments.
+fn serve(args: std::env::ArgsOs) -> ExitCode {
+    use clap::Parser as _;
+    let filter = tracing_subscriber::EnvFilter::try_from_env("IPCBUS_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .init();
+    let cli = ipcbus::cli::Cli::parse_from(std::iter::once("ipcbus".into()).chain(args));
+    match ipcbus::cli::run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ipcbus: error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,371 @@
+//! One soak run: start the server, fill every key, take the memory
+//! baseline, run the load (killing and restarting the server on schedule,
+//! checking after each restart), then stop the load and check everything:
+//! acknowledged data, sessions, last wills, TTLs, memory, and a clean
+//! restart.
+
+use crate::load::{self, Phase, Shared, MAX_TTL};
+use crate::model::{self, Moment, State};
+use crate::server::{Launcher, Server};
+use crate::Args;
+use anyhow::Context;
+use ipcbus_client::{Client, ClientOptions, SetOptions};
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+use tokio::sync::{watch, RwLock};
+
+/// How often the server's RSS is sampled during the load.
+const SAMPLE_EVERY: Duration = Duration::from_millis(100);
+/// How long the server may take to close every session and delete every
+/// last will once the clients are gone.
+const SETTLE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Violations printed in the report; the rest are counted.
+const MAX_LISTED: usize = 20;
+
+/// What a run found.
+#[derive(Debug, Default)]
+pub(crate) struct Report {
+    seed: u64,
+    seconds: f64,
+    clients: String,
+    sets: u64,
+    dels: u64,
+    gets: u64,
+    lost_answers: u64,
+    connects: u64,
+    disconnects: u64,
+    events: u64,
+    skipped: u64,
+    restarts: u32,
+    keys_checked: usize,
+    rss_kib: [Option<u64>; 3],
+    panics: u64,
+    /// Everything that went wrong; empty for a pass.
+    pub(crate) violations: Vec<String>,
+}
+
+/// Runs the soak described by `args`.
+pub(crate) async fn run(args: Args) -> anyhow::Result<Report> {
+    let seed = args.seed.unwrap_or_else(|| fastrand::u64(..));
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let temp = tempfile::tempdir()?;
+    let data_dir = args.data_dir.clone().unwrap_or_else(|| temp.path().into());
+    std::fs::create_dir_all(&data_dir)?;
+    let launcher = Launcher {
+        program: match &args.server_bin {
+            Some(p) => p.clone(),
+            None => std::env::current_exe().context("cannot find this program")?,
+        },
+        prefix: match &args.server_bin {
+            Some(_) => vec![],
+            None => vec![crate::AS_SERVER.to_owned()],
+        },
+        data_dir: data_dir.clone(),
+        panics: Default::default(),
+    };
+    let mut server = launcher.start()?;
+    let (phase_tx, phase_rx) = watch::channel(Some(phase(&server, 0)));
+    let shared = Arc::new(Shared {
+        phase: phase_rx,
+        gate: RwLock::new(()),
+        stop: Default::default(),
+        counts: Default::default(),
+        violations: Mutex::new(Vec::new()),
+        keys: (0..args.writers)
+            .map(|w| Arc::new(Mutex::new(model::keys(w, args.keys))))
+            .collect(),
+        value_bytes: args.value_bytes,
+        disconnect_rate: args.disconnect_rate,
+    });
+    let mut report = Report {
+        seed,
+        clients: format!("{} writers, {} subscribers", args.writers, args.subscribers),
+        ..Report::default()
+    };
+
+    fill(&shared, &server).await?;
+    settle(&shared, &server).await;
+    let baseline = server.rss_kib();
+    let mut peak = baseline;
+
+    let mut tasks = tokio::task::JoinSet::new();
+    for w in 0..args.writers {
+        tasks.spawn(load::writer(shared.clone(), w, rng.u64(..)));
+    }
+    for s in 0..args.subscribers {
+        tasks.spawn(load::subscriber(
+            shared.clone(),
+            s,
+            rng.u64(..),
+            args.writers,
+        ));
+    }
+    let started = Instant::now();
+    let run_for = Duration::from_secs(args.seconds);
+    let mut kills: Vec<Duration> = (0..args.restarts)
+        .map(|_| run_for.mul_f64(0.1 + 0.8 * rng.f64()))
+        .collect();
+    kills.sort();
+    kills.reverse();
+    while started.elapsed() < run_for {
+        tokio::time::sleep(SAMPLE_EVERY).await;
+        peak = peak.max(server.rss_kib());
+        if kills.last().is_some_and(|&at| started.elapsed() >= at) {
+            kills.pop();
+            report.restarts += 1;
+            let _ = phase_tx.send(None);
+            server.kill9();
+            // Writers with a request in flight get an error; once they all
+            // have, none writes until the restarted server is checked.
+            let gate = shared.gate.write().await;
+            server = launcher.start()?;
+            check(&shared, &server, Moment::Restarted).await?;
+            let _ = phase_tx.send(Some(phase(&server, u64::from(report.restarts))));
+            drop(gate);
+        }
+    }
+    report.seconds = started.elapsed().as_secs_f64();
+
+    shared.stop.store(true, Ordering::Relaxed);
+    let joined = tokio::time::timeout(load::OP_TIMEOUT * 2, async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await;
+    if joined.is_err() {
+        shared.violation("clients did not stop: a request hung".to_owned());
+    }
+    settle(&shared, &server).await;
+    report.keys_checked = check(&shared, &server, Moment::Live).await?;
+    tokio::time::sleep(MAX_TTL).await;
+    check(&shared, &server, Moment::Expired).await?;
+    settle(&shared, &server).await;
+    let after = server.rss_kib();
+    report.rss_kib = [baseline, peak, after];
+    if let (0, Some(base), Some(after)) = (args.restarts, baseline, after) {
+        let limit = base + base * args.rss_slack_percent / 100;
+        if after > limit {
+            shared.violation(format!(
+                "RSS after the load is {after} KiB, over the baseline {base} KiB + {}%",
+                args.rss_slack_percent
+            ));
+        }
+    }
+
+    // A clean restart keeps exactly the persisted keys.
+    let status = server.stop()?;
+    if !status.success() {
+        shared.violation(format!("the server exited with {status} on SIGTERM"));
+    }
+    let server = launcher.start()?;
+    check(&shared, &server, Moment::Restarted).await?;
+    server.stop()?;
+
+    let c = &shared.counts;
+    report.sets = c.sets.load(Ordering::Relaxed);
+    report.dels = c.dels.load(Ordering::Relaxed);
+    report.gets = c.gets.load(Ordering::Relaxed);
+    report.lost_answers = c.lost_answers.load(Ordering::Relaxed);
+    report.connects = c.connects.load(Ordering::Relaxed);
+    report.disconnects = c.disconnects.load(Ordering::Relaxed);
+    report.events = c.events.load(Ordering::Relaxed);
+    report.skipped = c.skipped.load(Ordering::Relaxed);
+    report.panics = launcher.panics.load(Ordering::Relaxed);
+    if report.panics > 0 {
+        shared.violation(format!("{} panics in the server's log", report.panics));
+    }
+    report.violations = std::mem::take(
+        &mut *shared
+            .violations
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner),
+    );
+    if !report.violations.is_empty() && args.data_dir.is_none() {
+        let kept = temp.keep();
+        eprintln!(
+            "ipcbus-soak: the data and the server's log are kept in {}",
+            kept.display()
+        );
+    }
+    Ok(report)
+}
+
+fn phase(server: &Server, generation: u64) -> Phase {
+    Phase {
+        url: server.url.clone(),
+        token: server.token.clone(),
+        generation,
+    }
+}
+
+async fn connect(server: &Server) -> anyhow::Result<Client> {
+    let options = ClientOptions {
+        token: Some(server.token.clone()),
+        ..ClientOptions::default()
+    };
+    Ok(Client::connect_with(&server.url, options).await?)
+}
+
+/// Writes every key once, so that the memory baseline holds them all.
+async fn fill(shared: &Shared, server: &Server) -> anyhow::Result<()> {
+    let client = connect(server).await?;
+    for keys in &shared.keys {
+        let keys = keys.lock().unwrap_or_else(PoisonError::into_inner).clone();
+        let writes = keys.iter().map(|k| {
+            let options = SetOptions {
+                persist: k.class == model::Class::Persisted,
+                ttl: (k.class == model::Class::Ttl).then_some(MAX_TTL),
+                ..SetOptions::default()
+            };
+            client.set_raw_with(&k.name, model::value(0, shared.value_bytes), options)
+        });
+        for result in futures_util::future::join_all(writes).await {
+            result?;
+        }
+    }
+    for keys in &shared.keys {
+        for k in keys
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter_mut()
+        {
+            k.acked = State::Seq(0);
+        }
+    }
+    Ok(())
+}
+
+/// Waits until the server has closed every session and deleted every last
+/// will; a violation if it does not within [`SETTLE_TIMEOUT`].
+async fn settle(shared: &Shared, server: &Server) {
+    let deadline = Instant::now() + SETTLE_TIMEOUT;
+    let mut last = String::new();
+    while Instant::now() < deadline {
+        match server.health().await {
+            Ok(h) if h["sessions"] == 0 => {
+                if let Ok(client) = connect(server).await {
+                    if let Ok(wills) = client.keys(Some("soak.online.>")).await {
+                        if wills.is_empty() {
+                            return;
+                        }
+                        last = format!("last wills still set: {wills:?}");
+                    }
+                }
+            }
+            Ok(h) => last = format!("{} sessions still open", h["sessions"]),
+            Err(e) => last = format!("/health failed: {e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    shared.violation(format!(
+        "the server did not settle in {SETTLE_TIMEOUT:?}: {last}"
+    ));
+}
+
+/// Reads every soak key from the server, through a subscription and
+/// through `keys`, and checks both against the writers' records.
+/// Returns how many keys were checked.
+async fn check(shared: &Shared, server: &Server, moment: Moment) -> anyhow::Result<usize> {
+    let client = connect(server).await?;
+    let watch = client.watch("soak.>").await?;
+    tokio::time::timeout(load::OP_TIMEOUT, watch.synced())
+        .await
+        .context("the snapshot subscription did not sync")??;
+    let mut seen = HashMap::new();
+    let mut violations = Vec::new();
+    for key in watch.keys().into_iter().filter(|k| k.starts_with("soak.w")) {
+        let Some(entry) = watch.get_raw(&key) else {
+            continue;
+        };
+        match model::seq_of(&entry.value) {
+            Some(seq) => {
+                seen.insert(key, seq);
+            }
+            None => violations.push(format!("{key}: a value the soak did not write")),
+        }
+    }
+    let listed: Vec<String> = client
+        .keys(Some("soak.>"))
+        .await?
+        .into_iter()
+        .map(|(k, _)| k)
+        .filter(|k| k.starts_with("soak.w"))
+        .collect();
+    if listed.len() != seen.len() || listed.iter().any(|k| !seen.contains_key(k)) {
+        violations.push(format!(
+            "{moment:?}: `keys` lists {} keys, the subscription replayed {}",
+            listed.len(),
+            seen.len()
+        ));
+    }
+    let mut checked = 0;
+    for keys in &shared.keys {
+        let mut keys = keys.lock().unwrap_or_else(PoisonError::into_inner);
+        checked += keys.len();
+        model::check(&mut keys, &seen, moment, &mut violations);
+    }
+    for v in violations {
+        shared.violation(v);
+    }
+    Ok(checked)
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ops = self.sets + self.dels + self.gets;
+        let kib = |v: Option<u64>| {
+            v.map_or("n/a".to_owned(), |k| {
+                format!("{:.1} MiB", k as f64 / 1024.0)
+            })
+        };
+        writeln!(f, "| soak | |")?;
+        writeln!(f, "|---|---|")?;
+        writeln!(f, "| seed | {} |", self.seed)?;
+        writeln!(f, "| load | {:.1} s, {} |", self.seconds, self.clients)?;
+        writeln!(
+            f,
+            "| requests | {ops} ({:.0}/s): {} set, {} del, {} get |",
+            ops as f64 / self.seconds.max(1e-9),
+            self.sets,
+            self.dels,
+            self.gets
+        )?;
+        writeln!(
+            f,
+            "| events received | {} ({} skipped by conflation) |",
+            self.events, self.skipped
+        )?;
+        writeln!(
+            f,
+            "| connections | {} opened, {} dropped at random |",
+            self.connects, self.disconnects
+        )?;
+        writeln!(
+            f,
+            "| SIGKILL restarts | {} ({} answers lost in flight) |",
+            self.restarts, self.lost_answers
+        )?;
+        writeln!(f, "| keys checked | {} |", self.keys_checked)?;
+        writeln!(
+            f,
+            "| server RSS | baseline {}, peak {}, after {} |",
+            kib(self.rss_kib[0]),
+            kib(self.rss_kib[1]),
+            kib(self.rss_kib[2])
+        )?;
+        writeln!(f, "| panics | {} |", self.panics)?;
+        writeln!(f, "| violations | {} |", self.violations.len())?;
+        if !self.violations.is_empty() {
+            writeln!(f)?;
+        }
+        for v in self.violations.iter().take(MAX_LISTED) {
+            writeln!(f, "- {v}")?;
+        }
+        if self.violations.len() > MAX_LISTED {
+            writeln!(f, "- ... and {} more", self.violations.len() - MAX_LISTED)?;
+        }
+        Ok(())
+    }
+}
