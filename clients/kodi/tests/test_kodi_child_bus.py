@@ -1,0 +1,70 @@
+"""service.ipcbus with "Start the bus with Kodi": the bus runs as Kodi's
+child with its data dir in the addon's profile folder, other addons find
+its token with no setting, and it ends when Kodi quits."""
+
+import os
+import re
+
+import pytest
+
+import harness
+import ipcbus
+
+
+@pytest.fixture(scope="module")
+def kodi():
+    port = harness.free_port()
+    k = harness.Kodi({"host": "127.0.0.1", "port": port, "token_file": "", "start_bus": True,
+                      "binary": harness.binary(), "publish_player": True})
+    k.bus_port = port
+    try:
+        k.start()
+        yield k
+    finally:
+        k.remove()
+
+
+def child_pid(kodi) -> int:
+    line = kodi.wait_log("[service.ipcbus] started the bus (PID")
+    return int(re.search(r"PID (\d+)", line).group(1))
+
+
+def test_bus_runs_with_its_data_in_the_profile_folder(kodi):
+    url = "ws://127.0.0.1:%d/ws" % kodi.bus_port
+    kodi.wait_log("[service.ipcbus] connected to %s" % url)
+    pid = child_pid(kodi)
+    with open("/proc/%d/cmdline" % pid, "rb") as f:
+        args = f.read().split(b"\0")
+    assert args[0].decode() == harness.binary() and b"serve" in args
+    assert args[args.index(b"--data-dir") + 1].decode().rstrip("/") == str(kodi.profile)
+    token_file = kodi.profile / "token"
+    assert oct(os.stat(str(token_file)).st_mode & 0o777) == "0o600"
+    assert "WebSocket at" in (kodi.profile / "bus.log").read_text()
+    with ipcbus.Bus(url, token=token_file.read_text().strip()) as bus:
+        assert bus.get("kodi.selftest.result")["ok"] is True
+        assert bus.get("kodi.player.state") == {"state": "stopped", "file": None, "speed": 0}
+    with pytest.raises(ipcbus.Unauthorized):
+        ipcbus.Bus(url, token="not-the-token", reconnect=False)
+
+
+def test_another_addon_finds_the_token_with_no_setting(kodi):
+    url = "ws://127.0.0.1:%d/ws" % kodi.bus_port
+    kodi.wait_log("[service.ipcbus] connected to %s" % url)
+    since = kodi.log_size()
+    kodi.run_addon("script.ipcbus.probe", "token", url)
+    line = kodi.wait_log("[script.ipcbus.probe] token", since=since)
+    assert "token OK (codec ipcbus.v1.json)" in line, line
+    with ipcbus.Bus(url, token=(kodi.profile / "token").read_text().strip()) as bus:
+        assert bus.get("kodi.probe.token") == {"ok": True, "codec": "ipcbus.v1.json"}
+
+
+def test_the_bus_ends_with_kodi(kodi):
+    """Runs last in this module: it quits Kodi."""
+    pid = child_pid(kodi)
+    assert not harness.process_gone(pid)
+    since = kodi.log_size()
+    kodi.stop()  # Application.Quit (then SIGKILL if Kodi hung: the test would fail below)
+    log = kodi.log()[since:]
+    assert "[service.ipcbus] stopped the bus (PID %d, status" % pid in log, kodi.log_excerpt()
+    assert harness.process_gone(pid)
+    assert not (kodi.profile / "token").exists()  # no stale token left to shadow another bus's
