@@ -9,6 +9,7 @@ import pytest
 
 import harness
 import ipcbus
+from kodi_fixtures import clip, recorder  # noqa: F401 (fixtures)
 from shapes import assert_item_shape, assert_state_shape
 
 #: The contract: kodi.player.item arrives within this long of Player.OnAVStart.

@@ -1,8 +1,10 @@
-"""Fixtures for the tests against a real Kodi: a test clip, ipcbus servers,
-and Kodi instances shared per module (a Kodi start costs about 8 s).
+"""Fixtures for the tests against a real Kodi, imported by the test
+modules: a test clip and a recorder of subscription events. (Kodi
+instances are per module: a Kodi start costs about 8 s.)
 
-Helpers live in harness.py, jsonrpc.py and shapes.py, not here, because
-clients/python/tests has a conftest of its own."""
+Not a conftest.py: pytest runs this folder together with
+clients/python/tests, whose modules import names from their own conftest,
+and two rootless conftest modules would shadow each other."""
 
 import pathlib
 import tempfile
