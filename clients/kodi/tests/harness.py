@@ -27,6 +27,7 @@ from jsonrpc import JsonRpc, ping_until_ready
 REPO = pathlib.Path(__file__).resolve().parents[3]
 KODI_DIR = REPO / "clients" / "kodi"
 FIXTURE_ADDONS = pathlib.Path(__file__).resolve().parent / "addons"
+EXAMPLE_ADDONS = REPO / "examples" / "kodi"
 sys.path.insert(0, str(REPO / "clients" / "python"))
 
 KODI_BIN = "/usr/lib/x86_64-linux-gnu/kodi/kodi.bin"
@@ -155,9 +156,12 @@ class Kodi:
     """A real Kodi under Xvfb with service.ipcbus, script.module.ipcbus and
     the test addons installed and enabled."""
 
-    ADDONS = ("script.module.websocket", "script.module.ipcbus", "service.ipcbus", "script.ipcbus.probe")
+    ADDONS = ("script.module.websocket", "script.module.ipcbus", "service.ipcbus", "script.ipcbus.probe",
+              "script.ipcbus.nowplaying")
 
-    def __init__(self, addon_settings: Dict[str, object]) -> None:
+    def __init__(self, addon_settings: Dict[str, object], env: Optional[Dict[str, str]] = None) -> None:
+        #: Extra environment for Kodi (and so for its addons).
+        self.env = env or {}
         self.home = pathlib.Path(tempfile.mkdtemp(prefix="kodi-home-"))
         self.userdata = self.home / ".kodi" / "userdata"
         self.profile = self.userdata / "addon_data" / "service.ipcbus"
@@ -171,6 +175,7 @@ class Kodi:
         built_addons(addons)
         for name in ("script.module.websocket", "script.ipcbus.probe"):
             shutil.copytree(str(FIXTURE_ADDONS / name), str(addons / name))
+        shutil.copytree(str(EXAMPLE_ADDONS / "script.ipcbus.nowplaying"), str(addons / "script.ipcbus.nowplaying"))
         self.profile.mkdir(parents=True)
         (self.userdata / "advancedsettings.xml").write_text(
             '<advancedsettings version="1.0"><jsonrpc><compactoutput>true</compactoutput>'
@@ -194,6 +199,7 @@ class Kodi:
         # the PATH, and a python3 from pyenv or a venv first there would hide
         # /usr/lib/python3/dist-packages (python3-websocket).
         env = clean_env(HOME=str(self.home), DISPLAY=":" + display, KODI_AE_SINK="NULL", PATH=SYSTEM_PATH)
+        env.update(self.env)
         with open(str(self.home / "kodi.out"), "wb") as out:
             self.proc = subprocess.Popen([KODI_BIN, "--windowing=x11"], env=env, stdout=out,
                                          stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)

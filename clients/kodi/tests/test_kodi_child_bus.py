@@ -9,13 +9,16 @@ import pytest
 
 import harness
 import ipcbus
+from kodi_fixtures import clip  # noqa: F401 (fixture)
 
 
 @pytest.fixture(scope="module")
 def kodi():
     port = harness.free_port()
+    # IPCBUS_URL for the example addon, which connects to Bus()'s default.
     k = harness.Kodi({"host": "127.0.0.1", "port": port, "token_file": "", "start_bus": True,
-                      "binary": harness.binary(), "publish_player": True})
+                      "binary": harness.binary(), "publish_player": True},
+                     env={"IPCBUS_URL": "ws://127.0.0.1:%d/ws" % port})
     k.bus_port = port
     try:
         k.start()
@@ -56,6 +59,21 @@ def test_another_addon_finds_the_token_with_no_setting(kodi):
     assert "token OK (codec ipcbus.v1.json)" in line, line
     with ipcbus.Bus(url, token=(kodi.profile / "token").read_text().strip()) as bus:
         assert bus.get("kodi.probe.token") == {"ok": True, "codec": "ipcbus.v1.json"}
+
+
+def test_the_example_addon_follows_playback(kodi, clip):
+    """examples/kodi/script.ipcbus.nowplaying, with no setting but $IPCBUS_URL."""
+    kodi.wait_log("[service.ipcbus] connected to")
+    since = kodi.log_size()
+    kodi.run_addon("script.ipcbus.nowplaying")
+    kodi.wait_log("[script.ipcbus.nowplaying] showing: Nothing is playing", since=since)
+    since = kodi.log_size()
+    kodi.rpc.call("Player.Open", {"item": {"file": clip}})
+    kodi.wait_log("[script.ipcbus.nowplaying] showing: ipcbus-clip.mp4 (640x360, h264)", since=since)
+    since = kodi.log_size()
+    kodi.rpc.call("Player.Stop", {"playerid": kodi.rpc.call("Player.GetActivePlayers")[0]["playerid"]})
+    kodi.wait_log("[script.ipcbus.nowplaying] showing: Nothing is playing", since=since)
+    kodi.rpc.call("Input.Back")  # closes the example's window
 
 
 def test_the_bus_ends_with_kodi(kodi):
