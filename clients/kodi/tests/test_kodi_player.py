@@ -100,6 +100,11 @@ def test_now_playing_reaches_a_subscriber_then_stop_clears_it(kodi, bus, recorde
                       what="kodi.player.item deleted")
     assert bus.get("kodi.player.item", None) is None
     sub.close()
+    # Every item written during the playback (onAVChange writes again on a
+    # change) had the encoded size, never the decoder's padded 368 lines.
+    sizes = {(e.value["video"]["width"], e.value["video"]["height"])
+             for _, e in recorder.events if e.kind == "val" and e.key == "kodi.player.item"}
+    assert sizes == {(640, 360)}
 
 
 def test_pause_and_resume(kodi, bus, recorder, clip):

@@ -32,6 +32,7 @@ def describe(item):
 class NowPlaying(xbmcgui.WindowDialog):
     def __init__(self):
         super().__init__()
+        self.closed = False
         self.label = xbmcgui.ControlLabel(60, 60, 1160, 60, "Connecting...")
         self.addControl(self.label)
 
@@ -42,6 +43,7 @@ class NowPlaying(xbmcgui.WindowDialog):
 
     def onAction(self, action):
         if action.getId() in CLOSE_ACTIONS:
+            self.closed = True
             self.close()
 
 
@@ -65,8 +67,14 @@ def main():
                 window.show_item(None)
 
         with bus.subscribe("kodi.player.item", on_event):
-            window.doModal()
+            # Not doModal(): the script must also end when Kodi quits.
+            window.show()
+            monitor = xbmc.Monitor()
+            while not window.closed and not monitor.waitForAbort(0.2):
+                pass
+            window.close()
     del window
+    xbmc.log("[script.ipcbus.nowplaying] closed", xbmc.LOGINFO)
 
 
 main()

@@ -65,6 +65,11 @@ class Publisher(xbmc.Player):
         super().__init__()
         self._bus = bus
         self.enabled = True
+        #: The item last published, so that onAVChange (which also comes
+        #: right after onAVStarted) writes only a real change.
+        self._item: Optional[Dict[str, Any]] = None
+        #: Whether the last item() had the picture size from the stream.
+        self._sized = False
 
     # -- Kodi's callbacks ----------------------------------------------------
 
@@ -72,8 +77,14 @@ class Publisher(xbmc.Player):
         self.publish_now()
 
     def onAVChange(self) -> None:
-        if self.isPlaying():
-            self._write(ITEM_KEY, self.item())
+        # Also comes around onAVStarted, sometimes before it and before the
+        # stream reports its size: only a change of a published item, with
+        # the size known, is written.
+        if self._item is None or not self.isPlaying():
+            return
+        item = self.item()
+        if self._sized and item != self._item:
+            self._write(ITEM_KEY, item)
 
     def onPlayBackPaused(self) -> None:
         self._write(STATE_KEY, self.state("paused", 0))
@@ -104,11 +115,13 @@ class Publisher(xbmc.Player):
             return
         paused = xbmc.getCondVisibility("Player.Paused")
         self._write(STATE_KEY, self.state("paused" if paused else "playing", 0 if paused else 1))
+        self._item = None  # after a reconnect, always write it
         self._write(ITEM_KEY, self.item())
 
     def publish_stopped(self) -> None:
         self._write(STATE_KEY, stopped_state())
         self._write(ITEM_KEY, None)
+        self._item = None
 
     def state(self, state: str, speed: int) -> Dict[str, Any]:
         return {"state": state, "file": self._file(), "speed": speed}
@@ -134,6 +147,7 @@ class Publisher(xbmc.Player):
         except RuntimeError:
             pass
         duration = int(round(total)) if total > 0 else _positive(tag.getDuration())
+        file = self._file()
         item: Dict[str, Any] = {
             "title": tag.getTitle() or label,
             "label": label,
@@ -143,8 +157,8 @@ class Publisher(xbmc.Player):
             "episode": None,
             "year": None,
             "duration": duration,
-            "file": self._file(),
-            "video": self._video() if video else None,
+            "file": file,
+            "video": self._video(file) if video else None,
         }
         if video:
             item["showtitle"] = tag.getTVShowTitle() or None
@@ -155,11 +169,13 @@ class Publisher(xbmc.Player):
             item["year"] = _positive(tag.getYear())
         return item
 
-    def _video(self) -> Dict[str, Any]:
+    def _video(self, file: Optional[str]) -> Dict[str, Any]:
         """The picture: the size as encoded from the demuxer's stream
-        (``Player.GetProperties`` ``currentvideostream``), else the decoder's
-        (``Player.Process(...)``, which may be padded); fps and aspect from
-        the decoder."""
+        (``Player.GetProperties`` ``currentvideostream``); fps and aspect
+        from the decoder. When the stream has no size (seen during
+        ``onAVChange``), the size published before for the same file, else
+        the decoder's (``Player.Process(...)``, which may be padded, e.g.
+        368 lines for 360)."""
         stream: Dict[str, Any] = {}
         players = _jsonrpc("Player.GetActivePlayers") or []
         for player in players:
@@ -169,9 +185,17 @@ class Publisher(xbmc.Player):
                 stream = result.get("currentvideostream") or {}
         aspect = _float(xbmc.getInfoLabel("Player.Process(videodar)"))
         codec = stream.get("codec") or xbmc.getInfoLabel("VideoPlayer.VideoCodec")
+        width, height = stream.get("width"), stream.get("height")
+        self._sized = bool(width and height)
+        before = self._item if self._item and self._item.get("file") == file else None
+        if not (width and height) and before and before.get("video"):
+            width, height = before["video"]["width"], before["video"]["height"]
+        if not (width and height):
+            width = _int(xbmc.getInfoLabel("Player.Process(videowidth)"))
+            height = _int(xbmc.getInfoLabel("Player.Process(videoheight)"))
         return {
-            "width": stream.get("width") or _int(xbmc.getInfoLabel("Player.Process(videowidth)")),
-            "height": stream.get("height") or _int(xbmc.getInfoLabel("Player.Process(videoheight)")),
+            "width": width,
+            "height": height,
             "fps": _float(xbmc.getInfoLabel("Player.Process(videofps)")),
             "aspect": round(aspect, 2) if aspect else None,
             "codec": codec.lower() if codec else None,
@@ -183,6 +207,8 @@ class Publisher(xbmc.Player):
         if bus is None or not self.enabled:
             return
         try:
+            if key == ITEM_KEY:
+                self._item = value
             if value is None:
                 try:
                     bus.delete(key)
