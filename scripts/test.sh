@@ -18,11 +18,16 @@ echo "== cargo fuzz (each target for FUZZ_SECONDS, default 60; seeds in fuzz/cor
 bash scripts/fuzz.sh
 
 echo "== vermin (the Python client runs on Python 3.8, as Kodi 19 embeds)"
-python3 -c "import sys; from vermin import main; sys.exit(main())" --no-tips --violations -t=3.8- clients/python/ipcbus examples/python
+python3 -c "import sys; from vermin import main; sys.exit(main())" --no-tips --violations -t=3.8- clients/python/ipcbus clients/kodi examples
 
 echo "== pytest (Python client, against the real server)"
 cargo build -p ipcbus --locked
 python3 -m pytest -q clients/python/tests
+
+echo "== pytest (Kodi addon, against a real Kodi under Xvfb)"
+# Needs kodi, xvfb, ffmpeg and python3-websocket (.ci/run installs them) and
+# the debug ipcbus binary built above.
+python3 -m pytest -q clients/kodi/tests
 
 echo "== node --test (JavaScript client, against the real server)"
 (cd clients/js && npm test)

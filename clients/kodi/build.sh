@@ -6,6 +6,7 @@ here="$(cd "$(dirname "$0")" && pwd)"
 out="$here/../../target/kodi"
 mkdir -p "$out"
 for dir in "$here"/*/; do
+  [ -f "$dir/addon.xml" ] || continue # tests/ is not an addon
   id=$(basename "$dir")
   version=$(sed -n 's/.*<addon [^>]*version="\([^"]*\)".*/\1/p' "$dir/addon.xml" | head -n 1)
   rm -f "$out/$id-$version.zip"

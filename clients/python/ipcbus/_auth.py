@@ -9,12 +9,18 @@ needs no configuration.
 - The token file is ``$IPCBUS_TOKEN_FILE``, else ``<data dir>/token``.
 - A client uses, in order: a token it is given, ``$IPCBUS_TOKEN``, the token
   file if it can read it, else no token.
+- Inside Kodi (``xbmcvfs`` imports), when neither ``$IPCBUS_TOKEN_FILE``
+  nor ``$IPCBUS_DATA_DIR`` is set, the token file of the bus that the
+  ``service.ipcbus`` addon starts (in its profile folder) is tried before
+  the platform default: an addon then needs no setting whichever way the
+  bus runs. That addon removes the file when its bus stops, so a stale one
+  never shadows the platform default.
 """
 
 import json
 import os
 import sys
-from typing import Optional, Tuple
+from typing import List, Optional, Tuple
 from urllib.parse import parse_qs, urlsplit
 
 from . import errors
@@ -23,6 +29,8 @@ DATA_DIR_ENV = "IPCBUS_DATA_DIR"
 TOKEN_FILE_ENV = "IPCBUS_TOKEN_FILE"
 TOKEN_ENV = "IPCBUS_TOKEN"
 TOKEN_FILE_NAME = "token"
+#: Where service.ipcbus's bus keeps its token, as a Kodi path.
+KODI_TOKEN_FILE = "special://profile/addon_data/service.ipcbus/token"
 
 
 def _home() -> Optional[str]:
@@ -73,6 +81,32 @@ def default_token_file() -> Optional[str]:
     return os.path.join(data_dir, TOKEN_FILE_NAME) if data_dir else None
 
 
+def kodi_token_file() -> Optional[str]:
+    """service.ipcbus's token file when running inside Kodi, else None."""
+    try:
+        import xbmcvfs  # only inside Kodi
+    except ImportError:
+        return None
+    try:
+        return xbmcvfs.translatePath(KODI_TOKEN_FILE) or None
+    except Exception:  # a Kodi too old for translatePath in xbmcvfs
+        return None
+
+
+def token_files() -> List[str]:
+    """The token files a client tries, in order (see the module docs)."""
+    explicit = os.environ.get(TOKEN_FILE_ENV) or os.environ.get(DATA_DIR_ENV)
+    files = []
+    if not explicit:
+        kodi = kodi_token_file()
+        if kodi:
+            files.append(kodi)
+    path = default_token_file()
+    if path:
+        files.append(path)
+    return files
+
+
 def read_token_file(path: str) -> Optional[str]:
     """The file's first line, trimmed; None if unreadable or empty."""
     try:
@@ -90,13 +124,17 @@ def discover_token() -> Tuple[Optional[str], str, Optional[str]]:
     token = os.environ.get(TOKEN_ENV, "").strip()
     if token:
         return token, "the token in $%s" % TOKEN_ENV, None
-    path = default_token_file()
-    if path is None:
+    paths = token_files()
+    if not paths:
         return None, "$%s is unset and there is no data directory to look in" % TOKEN_ENV, None
-    token = read_token_file(path)
-    if token:
-        return token, "the token in the token file %s" % path, path
-    return None, "$%s is unset and the token file %s could not be read" % (TOKEN_ENV, path), path
+    for path in paths:
+        token = read_token_file(path)
+        if token:
+            return token, "the token in the token file %s" % path, path
+    if len(paths) == 1:
+        return None, "$%s is unset and the token file %s could not be read" % (TOKEN_ENV, paths[0]), paths[0]
+    return None, "$%s is unset and none of the token files %s could be read" % (
+        TOKEN_ENV, ", ".join(paths)), paths[-1]
 
 
 IN_URL = "the URL's ?token="

@@ -24,7 +24,7 @@ def test_addon_xml_declares_a_python_module():
 
 def test_packed_addon_imports_and_talks_json(server, tmp_path):
     built = subprocess.run(["bash", str(KODI / "build.sh")], capture_output=True, text=True, check=True)
-    archive = built.stdout.strip().splitlines()[-1]
+    archive = [line for line in built.stdout.split() if "/script.module.ipcbus-" in line][0]
     with zipfile.ZipFile(archive) as z:
         z.extractall(str(tmp_path))
     lib = tmp_path / "script.module.ipcbus" / "lib"

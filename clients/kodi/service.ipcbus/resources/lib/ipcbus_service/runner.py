@@ -1,0 +1,114 @@
+"""Runs ``ipcbus serve`` as a child process of Kodi ("Start the bus with
+Kodi"), with its data dir (store and token) in the addon's profile folder
+and its output appended to ``bus.log`` there."""
+
+import os
+import signal
+import subprocess
+import time
+from typing import Optional
+
+from .settings import Settings, log, profile_dir
+
+#: How long the child has to say it is listening before start() gives up.
+START_TIMEOUT = 15.0
+#: How long the child has to exit after SIGTERM before it is killed.
+STOP_TIMEOUT = 5.0
+#: The line the server logs once it accepts connections.
+READY_LINE = "WebSocket at"
+#: Settings of the caller's environment that would move the child's data
+#: dir or token away from the profile folder, or change its config.
+CHILD_UNSET_ENV = ("IPCBUS_DATA_DIR", "IPCBUS_TOKEN_FILE", "IPCBUS_CONFIG", "IPCBUS_HOST", "IPCBUS_PORT")
+
+
+class BusStartError(Exception):
+    """The child bus could not be started; the message says why."""
+
+
+class ChildBus:
+    """At most one ``ipcbus serve`` child; ``start`` and ``stop`` by its PID."""
+
+    def __init__(self) -> None:
+        self.proc: Optional[subprocess.Popen] = None
+        self.data_dir = ""
+
+    @property
+    def log_path(self) -> str:
+        return os.path.join(profile_dir(), "bus.log")
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def start(self, settings: Settings) -> None:
+        """Starts the child and waits until it listens; :class:`BusStartError`
+        (with the end of its log) if it exits or stays silent."""
+        self.stop()
+        self.data_dir = profile_dir()
+        args = [settings.binary, "serve", "--host", settings.host, "--port", str(settings.port),
+                "--data-dir", self.data_dir]
+        env = {k: v for k, v in os.environ.items() if k not in CHILD_UNSET_ENV}
+        env.setdefault("IPCBUS_LOG", "info")
+        with open(self.log_path, "ab") as out:
+            offset = out.tell()
+            out.write(("--- %s: %s\n" % (time.strftime("%Y-%m-%d %H:%M:%S"), " ".join(args))).encode())
+            out.flush()
+            try:
+                self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=out,
+                                             stderr=subprocess.STDOUT, env=env, close_fds=True)
+            except OSError as e:
+                raise BusStartError("cannot run %s: %s" % (settings.binary, e)) from e
+        log("started the bus (PID %d): %s" % (self.proc.pid, " ".join(args)))
+        deadline = time.monotonic() + START_TIMEOUT
+        while True:
+            text = self._log_since(offset)
+            if READY_LINE in text:
+                return
+            if self.proc.poll() is not None:
+                code = self.proc.returncode
+                self.proc = None
+                raise BusStartError("the bus exited with status %s: %s" % (code, _tail(text)))
+            if time.monotonic() > deadline:
+                self.stop()
+                raise BusStartError("the bus did not start listening within %.0f s: %s"
+                                    % (START_TIMEOUT, _tail(text)))
+            time.sleep(0.05)  # poll interval while the child starts
+
+    def _log_since(self, offset: int) -> str:
+        try:
+            with open(self.log_path, "rb") as f:
+                f.seek(offset)
+                return f.read().decode("utf-8", "replace")
+        except OSError:
+            return ""
+
+    def stop(self) -> None:
+        """SIGTERM, wait up to STOP_TIMEOUT, then SIGKILL; by the child's PID.
+        Then removes its token file, so that a stale token never shadows the
+        token of a bus started otherwise (clients look here first in Kodi)."""
+        proc, self.proc = self.proc, None
+        if proc is None:
+            return
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                log("the bus (PID %d) ignored SIGTERM for %.0f s: killing it" % (proc.pid, STOP_TIMEOUT))
+                proc.kill()
+                proc.wait()
+        log("stopped the bus (PID %d, status %s)" % (proc.pid, proc.returncode))
+        try:
+            os.remove(os.path.join(self.data_dir, "token"))
+        except OSError:
+            pass
+
+    def exited(self) -> Optional[int]:
+        """The exit status if the child died on its own, else None."""
+        if self.proc is not None and self.proc.poll() is not None:
+            return self.proc.returncode
+        return None
+
+
+def _tail(text: str, lines: int = 5) -> str:
+    return " | ".join(line for line in text.strip().splitlines()[-lines:]) or "(no output)"
