@@ -1,0 +1,54 @@
+//! `ipcbus-bench`: measures the ipcbus server.
+//!
+//!     cargo run --release -p ipcbus-bench -- persist
+//!
+//! # Layout
+//! - `persist`: what durability costs: acknowledged writes per second,
+//!   persisted (fsync'd) and in memory, by requests in flight.
+
+mod persist;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+/// Benchmarks of the ipcbus server.
+#[derive(Debug, Parser)]
+#[command(name = "ipcbus-bench")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Persisted and in-memory writes per second, by requests in flight.
+    Persist(persist::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("ipcbus-bench: cannot start a runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = match cli.command {
+        Command::Persist(args) => runtime.block_on(persist::run(args)),
+    };
+    match result {
+        Ok(table) => {
+            println!("{table}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("ipcbus-bench: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,34 @@
+//! A fraction-of-a-second run of each benchmark, so that they cannot rot.
+//! Figures are not checked: timing belongs in docs/benchmarks.md, not in tests.
+
+use std::process::Command;
+
+#[test]
+fn persist_prints_a_row_per_inflight_setting() {
+    let out = Command::new(env!("CARGO_BIN_EXE_ipcbus-bench"))
+        .args([
+            "persist",
+            "--seconds",
+            "0.2",
+            "--inflight",
+            "1,8",
+            "--keys",
+            "10",
+        ])
+        .output()
+        .expect("run ipcbus-bench");
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{table}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows: Vec<&str> = table.lines().filter(|l| l.starts_with("| ")).collect();
+    assert_eq!(rows.len(), 3, "{table}"); // header + one per setting
+    for (row, inflight) in rows[1..].iter().zip(["1", "8"]) {
+        let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+        assert_eq!(cells[1], inflight, "{row}");
+        let rate: f64 = cells[2].parse().expect("writes/s");
+        assert!(rate > 0.0, "{row}");
+    }
+}
