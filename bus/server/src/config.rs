@@ -218,5 +218,9 @@ mod tests {
         }
         .validate()
         .is_err());
+        let c: Config = toml::from_str("kodi = \"ws://kodi.lan:9090/jsonrpc\"").expect("toml");
+        assert!(c.validate().is_ok());
+        let c: Config = toml::from_str("kodi = \"http://kodi.lan:9090\"").expect("toml");
+        assert!(matches!(c.validate(), Err(ConfigError::KodiUrl { .. })));
     }
 }

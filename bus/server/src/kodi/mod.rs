@@ -119,7 +119,8 @@ pub async fn run(
         };
         if synced {
             backoff.reset();
-            warned = false;
+            // "Lost" says it; the failed attempts that follow need not.
+            warned = true;
             tracing::warn!(%url, "lost Kodi: {why}; reconnecting");
             // The bus does not claim a playback it can no longer see.
             out.set(STATE_KEY, &player::State::stopped()).await;

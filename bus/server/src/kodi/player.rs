@@ -130,11 +130,6 @@ fn label_number(labels: &Value, label: &str) -> Option<f64> {
     text.trim().parse::<f64>().ok().filter(|n| *n > 0.0)
 }
 
-/// Whether the video is open: Kodi reports its width.
-pub(crate) fn video_ready(labels: &Value) -> bool {
-    label_number(labels, WIDTH_LABEL).is_some()
-}
-
 fn round2(x: f64) -> f64 {
     (x * 100.0).round() / 100.0
 }

@@ -8,6 +8,17 @@ use super::{ITEM_KEY, STATE_KEY};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+/// The notifications the bridge acts on; others are ignored.
+const FOLLOWED: [&str; 7] = [
+    "Player.OnPlay",
+    "Player.OnAVStart",
+    "Player.OnAVChange",
+    "Player.OnPause",
+    "Player.OnResume",
+    "Player.OnSpeedChanged",
+    "Player.OnStop",
+];
+
 /// `params` of a `Player.On*` notification, as far as the bridge reads it.
 #[derive(Debug, Deserialize)]
 struct Params {
@@ -32,22 +43,15 @@ fn logged(method: &str, result: Result<(), RpcError>) {
     }
 }
 
-/// What asked for a full read of the player.
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Trigger {
-    /// Connected, `Player.OnAVStart`, or a resync: always publish.
-    Start,
-    /// `Player.OnPlay` or `Player.OnAVChange`: publish only if the video is
-    /// already open (else `OnAVStart` follows and does it).
-    IfReady,
-}
-
 /// The bridge's view of one connection.
 pub(crate) struct Sync<'a> {
     rpc: &'a Rpc,
     out: &'a mut Publisher,
     /// The file of the playback last published, for pause and resume.
     file: Option<String>,
+    /// The item of the current playback is published: set by a read after
+    /// `OnAVStart` (or on connect), cleared by `OnPlay` and `OnStop`.
+    started: bool,
 }
 
 impl<'a> Sync<'a> {
@@ -56,6 +60,7 @@ impl<'a> Sync<'a> {
             rpc,
             out,
             file: None,
+            started: false,
         }
     }
 
@@ -63,7 +68,7 @@ impl<'a> Sync<'a> {
     pub(crate) async fn resync(&mut self) -> Result<(), RpcError> {
         let players = self.rpc.call("Player.GetActivePlayers", json!({})).await?;
         match player::pick_player(&players) {
-            Some(p) => self.refresh(&p, None, Trigger::Start).await,
+            Some(p) => self.refresh(&p, None).await,
             None => {
                 self.stopped().await;
                 Ok(())
@@ -74,6 +79,7 @@ impl<'a> Sync<'a> {
     /// Publishes "stopped" and deletes the item.
     pub(crate) async fn stopped(&mut self) {
         self.file = None;
+        self.started = false;
         self.out.set(STATE_KEY, &State::stopped()).await;
         self.out.del(ITEM_KEY).await;
     }
@@ -85,7 +91,8 @@ impl<'a> Sync<'a> {
             logged(&n.method, result);
         }
         let method = n.method.as_str();
-        if !method.starts_with("Player.On") {
+        tracing::debug!(method, "Kodi notification");
+        if !FOLLOWED.contains(&method) {
             return;
         }
         if method == "Player.OnStop" {
@@ -99,13 +106,17 @@ impl<'a> Sync<'a> {
             Err(e) => return tracing::warn!(method, "skipped a malformed Kodi notification: {e}"),
         };
         let result = match method {
-            "Player.OnAVStart" => {
-                self.refresh_id(player.playerid, player.speed, Trigger::Start)
-                    .await
+            "Player.OnAVStart" => self.refresh_id(player.playerid, player.speed).await,
+            // Kodi's InfoLabels still describe the previous video at this
+            // point (seen with Kodi 20), so the read waits for `OnAVStart`,
+            // which follows within a second.
+            "Player.OnPlay" => {
+                self.started = false;
+                Ok(())
             }
-            "Player.OnPlay" | "Player.OnAVChange" => {
-                self.refresh_id(player.playerid, player.speed, Trigger::IfReady)
-                    .await
+            // Streams changed (another audio track, a new resolution).
+            "Player.OnAVChange" if self.started => {
+                self.refresh_id(player.playerid, player.speed).await
             }
             "Player.OnPause" => self.speed(0).await,
             "Player.OnResume" => {
@@ -134,12 +145,7 @@ impl<'a> Sync<'a> {
         }
     }
 
-    async fn refresh_id(
-        &mut self,
-        id: i64,
-        speed: Option<i64>,
-        why: Trigger,
-    ) -> Result<(), RpcError> {
+    async fn refresh_id(&mut self, id: i64, speed: Option<i64>) -> Result<(), RpcError> {
         let players = self.rpc.call("Player.GetActivePlayers", json!({})).await?;
         let named = players
             .as_array()
@@ -148,24 +154,18 @@ impl<'a> Sync<'a> {
             .filter_map(|p| ActivePlayer::deserialize(p).ok())
             .find(|p| p.playerid == id && (p.kind == "video" || p.kind == "audio"));
         match named.or_else(|| player::pick_player(&players)) {
-            Some(p) => self.refresh(&p, speed, why).await,
+            Some(p) => self.refresh(&p, speed).await,
             // Stopped again before we asked.
-            None if why == Trigger::Start => {
+            None => {
                 self.stopped().await;
                 Ok(())
             }
-            None => Ok(()),
         }
     }
 
     /// Reads the item, its properties and the video InfoLabels together,
     /// then writes the item and the state.
-    async fn refresh(
-        &mut self,
-        p: &ActivePlayer,
-        speed: Option<i64>,
-        why: Trigger,
-    ) -> Result<(), RpcError> {
+    async fn refresh(&mut self, p: &ActivePlayer, speed: Option<i64>) -> Result<(), RpcError> {
         let id = p.playerid;
         let video = p.kind == "video";
         let get_item = self.rpc.call(
@@ -186,6 +186,7 @@ impl<'a> Sync<'a> {
             }
         };
         let (item, props, labels) = tokio::join!(get_item, get_props, get_labels);
+        tracing::debug!(?labels, "read the player");
         let item = item?;
         // The item is worth publishing without these; say why fields are nil.
         let props = props.unwrap_or_else(|e| {
@@ -196,9 +197,6 @@ impl<'a> Sync<'a> {
             tracing::warn!("XBMC.GetInfoLabels failed: {e}");
             Value::Null
         });
-        if why == Trigger::IfReady && !(video && player::video_ready(&labels)) {
-            return Ok(());
-        }
         let Some(item) = player::item(p, &item, &props, &labels) else {
             tracing::warn!("skipped a Player.GetItem reply without an item");
             return Ok(());
@@ -208,6 +206,7 @@ impl<'a> Sync<'a> {
         self.out.set(ITEM_KEY, &item).await;
         self.out.set(STATE_KEY, &state).await;
         self.file = Some(item.file);
+        self.started = true;
         Ok(())
     }
 }
