@@ -185,3 +185,27 @@ async fn malformed_input_is_skipped() {
     let (_, body) = server.http_get("/health").await;
     assert!(body.contains(r#""kodi":"connected""#), "{body}");
 }
+
+#[tokio::test]
+async fn the_keys_are_not_persisted_even_with_persist_all() {
+    let kodi = FakeKodi::start().await;
+    kodi.script(|s| (s.playing, s.speed) = (true, 1));
+    let dir = tempfile::tempdir().expect("data dir");
+    let config = Config {
+        kodi: Some(kodi.url()),
+        persist_all: true,
+        data_dir: Some(dir.path().to_owned()),
+        ..test_config()
+    };
+    let server = TestServer::with_config(config.clone());
+    let (client, mut sub) = subscribe(&server).await;
+    until(&mut sub, STATE, playing(1)).await;
+    drop((sub, client));
+    drop(server);
+    let server = TestServer::with_config(Config {
+        kodi: None,
+        ..config
+    });
+    let keys = server.client().await.keys(Some("kodi.>")).await;
+    assert_eq!(keys.expect("keys"), vec![]);
+}
