@@ -245,3 +245,7 @@ impl Reader {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "rpc_tests.rs"]
+mod tests;
