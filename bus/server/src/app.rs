@@ -2,13 +2,14 @@
 
 use crate::auth::Access;
 use crate::config::Config;
+use crate::kodi::KodiStatus;
 use crate::selftest;
 use actix_web::{middleware, web, App, HttpResponse, HttpServer};
 use ipcbus_actors::{Registry, RegistryOptions, Store};
 use std::future::Future;
 use std::net::TcpListener;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 use tokio::sync::watch;
 
@@ -27,6 +28,8 @@ pub(crate) struct AppState {
     /// Sent in every `hello`. It lives with the data file; a new one (after
     /// a crash or with a new file) tells clients their `since` revs are void.
     pub(crate) store_id: String,
+    /// The Kodi bridge's connection, when `kodi` is set.
+    pub(crate) kodi: Option<Arc<KodiStatus>>,
 }
 
 impl AppState {
@@ -46,7 +49,7 @@ async fn health(state: web::Data<AppState>) -> HttpResponse {
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
         .clone();
-    HttpResponse::Ok().json(serde_json::json!({
+    let mut body = serde_json::json!({
         "status": "ok",
         "server": crate::SERVER_NAME,
         "sessions": stats.sessions.load(Ordering::Relaxed),
@@ -55,7 +58,11 @@ async fn health(state: web::Data<AppState>) -> HttpResponse {
         "skipped": stats.skipped.load(Ordering::Relaxed),
         "store": state.store_id,
         "selftest": selftest,
-    }))
+    });
+    if let Some(kodi) = &state.kodi {
+        body["kodi"] = kodi.as_str().into();
+    }
+    HttpResponse::Ok().json(body)
 }
 
 /// Socket options for every connection: no Nagle delay, and a bound on how
@@ -106,6 +113,10 @@ pub async fn serve(
     let registry = Registry::with_store(store.clone(), options);
     registry.restore(restored.keys);
     let (stop_tx, stop_rx) = watch::channel(false);
+    let kodi = config
+        .kodi
+        .as_ref()
+        .map(|_| Arc::new(KodiStatus::default()));
     let state = web::Data::new(AppState {
         registry,
         config: config.clone(),
@@ -113,6 +124,7 @@ pub async fn serve(
         shutdown: stop_rx,
         session_ids: AtomicU64::new(0),
         store_id: restored.store_id,
+        kodi: kodi.clone(),
         selftest: Mutex::new(
             if config.selftest {
                 "pending"
@@ -159,9 +171,22 @@ pub async fn serve(
     if config.selftest {
         actix_web::rt::spawn(selftest::run(addr, state.clone()));
     }
+    // After the registry exists; it stops when `stop_tx` flips.
+    let bridge = match (&config.kodi, kodi) {
+        (Some(url), Some(status)) => Some(actix_web::rt::spawn(crate::kodi::run(
+            url.clone(),
+            state.registry.clone(),
+            status,
+            state.shutdown.clone(),
+        ))),
+        _ => None,
+    };
     shutdown.await;
     tracing::info!("shutting down");
     let _ = stop_tx.send(true);
+    if let Some(bridge) = bridge {
+        let _ = bridge.await;
+    }
     handle.stop(true).await;
     let result = running.await.map_err(std::io::Error::other)?;
     store.close().await;

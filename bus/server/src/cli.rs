@@ -144,6 +144,10 @@ struct ServeArgs {
     /// Longest key or pattern, in bytes [default: 256].
     #[arg(long, env = "IPCBUS_MAX_KEY_BYTES")]
     max_key_bytes: Option<usize>,
+    /// Publish kodi.player.* from Kodi's JSON-RPC, e.g. ws://192.168.1.20:9090/jsonrpc
+    /// (no addon needed; Kodi must allow remote control from other systems).
+    #[arg(long, env = "IPCBUS_KODI", value_name = "URL")]
+    kodi: Option<String>,
 }
 
 impl ServeArgs {
@@ -176,6 +180,9 @@ impl ServeArgs {
         }
         if self.token_file.is_some() {
             c.token_file = self.token_file;
+        }
+        if self.kodi.is_some() {
+            c.kodi = self.kodi;
         }
         c.allowed_origins.extend(self.allowed_origins);
         if self.no_selftest {

@@ -59,6 +59,9 @@ pub struct Config {
     pub max_keys: usize,
     /// Longest key or pattern, in bytes (at most 256, the protocol's limit).
     pub max_key_bytes: usize,
+    /// Kodi's JSON-RPC WebSocket, e.g. `ws://192.168.1.20:9090/jsonrpc`:
+    /// when set, the server publishes `kodi.player.*` from it (docs/kodi.md).
+    pub kodi: Option<String>,
 }
 
 impl Default for Config {
@@ -84,6 +87,7 @@ impl Default for Config {
             max_connections: 1024,
             max_keys: 1_000_000,
             max_key_bytes: ipcbus_protocol::MAX_KEY_BYTES,
+            kodi: None,
         }
     }
 }
@@ -110,6 +114,14 @@ pub enum ConfigError {
     /// A value is out of range.
     #[error("invalid setting: {0}")]
     Invalid(&'static str),
+    /// The `kodi` URL is not a `ws://` URL with a host.
+    #[error("invalid kodi URL {url:?}: {reason}")]
+    KodiUrl {
+        /// The URL as given.
+        url: String,
+        /// Why it is refused.
+        reason: &'static str,
+    },
     /// No data directory was given and the platform has none.
     #[error("no data directory: set --data-dir or IPCBUS_DATA_DIR")]
     NoDataDir,
@@ -173,6 +185,12 @@ impl Config {
                  a server reachable from the network needs its token",
             ));
         }
+        if let Some(url) = &self.kodi {
+            crate::kodi::check_url(url).map_err(|reason| ConfigError::KodiUrl {
+                url: url.clone(),
+                reason,
+            })?;
+        }
         Ok(())
     }
 
@@ -200,5 +218,9 @@ mod tests {
         }
         .validate()
         .is_err());
+        let c: Config = toml::from_str("kodi = \"ws://kodi.lan:9090/jsonrpc\"").expect("toml");
+        assert!(c.validate().is_ok());
+        let c: Config = toml::from_str("kodi = \"http://kodi.lan:9090\"").expect("toml");
+        assert!(matches!(c.validate(), Err(ConfigError::KodiUrl { .. })));
     }
 }

@@ -9,6 +9,7 @@
 //! - `ws`: the WebSocket transport (the only module that knows `actix-web-actors`).
 //! - `session`: one session's subscriptions and request dispatch.
 //! - `selftest`: the startup self-test, over a real socket.
+//! - [`kodi`]: the bridge from Kodi's JSON-RPC (`serve --kodi`), publishing `kodi.player.*`.
 //! - [`cli`]: the `ipcbus` command line (`serve`, `get`, `set`, `del`, `keys`, `watch`).
 //!
 //! `main.rs` only parses arguments and calls [`cli::run`].
@@ -18,6 +19,7 @@ mod auth;
 pub mod cli;
 pub mod config;
 mod http;
+pub mod kodi;
 mod selftest;
 mod session;
 mod ws;

@@ -164,3 +164,34 @@ fn no_auth_off_loopback_is_refused() {
         "{err}"
     );
 }
+
+#[test]
+fn a_kodi_url_that_is_not_ws_is_refused_at_startup() {
+    let dir = tempfile::tempdir().expect("data dir");
+    for (url, says) in [
+        ("http://127.0.0.1:9090/jsonrpc", "the scheme must be ws://"),
+        ("wss://kodi.lan:9090/jsonrpc", "wss:// is not supported"),
+        ("127.0.0.1:9090", "ws://"),
+    ] {
+        let out = Command::new(BIN)
+            .args(["serve", "--port", "0", "--kodi", url])
+            .env("IPCBUS_DATA_DIR", dir.path())
+            .output()
+            .expect("run");
+        assert!(!out.status.success(), "{url} accepted");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("invalid kodi URL") && err.contains(url) && err.contains(says),
+            "{url}: {err}"
+        );
+    }
+    // The same check for IPCBUS_KODI and the config file's `kodi`.
+    let out = Command::new(BIN)
+        .args(["serve", "--port", "0"])
+        .env("IPCBUS_DATA_DIR", dir.path())
+        .env("IPCBUS_KODI", "ftp://kodi")
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("invalid kodi URL"));
+}
