@@ -1,14 +1,15 @@
 """The processes the Kodi tests run, each started and ended by its PID:
 
 - :class:`Server`: ``ipcbus serve`` (the debug binary) on a free port with
-  its own data dir;
+  its own data dir, and optionally the Kodi bridge (``--kodi``);
 - :class:`Kodi`: Xvfb on a free display (``-displayfd``) and the real
   ``kodi.bin`` with a throwaway home, JSON-RPC on a free port, the other
-  network services off, and the addons installed and enabled.
+  network services off, and the addons installed and enabled (or none).
 
 Every wait polls with a timeout; none sleeps to wait for a result.
 """
 
+import json
 import os
 import pathlib
 import shutil
@@ -18,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 import zipfile
 from typing import Callable, Dict, Optional, TypeVar
 from xml.sax.saxutils import escape
@@ -98,18 +100,21 @@ def stop_process(proc: subprocess.Popen, timeout: float) -> None:
 
 
 class Server:
-    """``ipcbus serve`` on a free port; ``token`` is read from its data dir."""
+    """``ipcbus serve`` on a free port; ``token`` is read from its data dir.
+    With ``kodi``, a JSON-RPC URL, it runs the Kodi bridge (``--kodi``)."""
 
-    def __init__(self) -> None:
+    def __init__(self, kodi: Optional[str] = None) -> None:
         self.port = free_port()
         self.url = "ws://127.0.0.1:%d/ws" % self.port
         self.data_dir = tempfile.mkdtemp(prefix="ipcbus-kodi-")
         self.token_file = os.path.join(self.data_dir, "token")
         self.log = os.path.join(self.data_dir, "serve.log")
+        args = [binary(), "serve", "--port", str(self.port), "--no-selftest", "--data-dir", self.data_dir]
+        if kodi is not None:
+            args += ["--kodi", kodi]
         with open(self.log, "wb") as out:
             self.proc = subprocess.Popen(
-                [binary(), "serve", "--port", str(self.port), "--no-selftest", "--data-dir", self.data_dir],
-                stdout=out, stderr=subprocess.STDOUT, env=clean_env(IPCBUS_LOG="info"))
+                args, stdout=out, stderr=subprocess.STDOUT, env=clean_env(IPCBUS_LOG="info"))
         wait_until(lambda: self._ready(), WAIT, "ipcbus serve to listen on %d" % self.port)
 
     def _ready(self) -> bool:
@@ -120,6 +125,28 @@ class Server:
     @property
     def token(self) -> str:
         return pathlib.Path(self.token_file).read_text().strip()
+
+    def health(self) -> Dict[str, object]:
+        """``GET /health``, parsed."""
+        with urllib.request.urlopen("http://127.0.0.1:%d/health" % self.port, timeout=5) as r:
+            return json.loads(r.read().decode())
+
+    def wait_kodi(self, status: str, timeout: float = WAIT) -> None:
+        """Polls ``/health`` until its ``kodi`` (the bridge's connection) is ``status``."""
+        seen = []
+
+        def check() -> bool:
+            now = self.health().get("kodi")
+            if not seen or seen[-1] != now:
+                seen.append(now)
+            return now == status
+        try:
+            wait_until(check, timeout, "/health kodi %r" % status)
+        except AssertionError as e:
+            raise AssertionError("%s (saw %s)" % (e, seen))
+
+    def log_text(self) -> str:
+        return pathlib.Path(self.log).read_text(errors="replace")
 
     def stop(self) -> None:
         stop_process(self.proc, WAIT)
@@ -154,12 +181,17 @@ def settings_xml(values: Dict[str, object]) -> str:
 
 class Kodi:
     """A real Kodi under Xvfb with service.ipcbus, script.module.ipcbus and
-    the test addons installed and enabled."""
+    the test addons installed and enabled; with ``addons=False``, none of
+    them installed (for ``ipcbus serve --kodi``, which needs none).
+
+    :meth:`stop` then :meth:`start` restarts Kodi with the same home and
+    JSON-RPC port."""
 
     ADDONS = ("script.module.websocket", "script.module.ipcbus", "service.ipcbus", "script.ipcbus.probe",
               "script.ipcbus.nowplaying")
 
-    def __init__(self, addon_settings: Dict[str, object], env: Optional[Dict[str, str]] = None) -> None:
+    def __init__(self, addon_settings: Dict[str, object], env: Optional[Dict[str, str]] = None,
+                 addons: bool = True) -> None:
         #: Extra environment for Kodi (and so for its addons).
         self.env = env or {}
         self.home = pathlib.Path(tempfile.mkdtemp(prefix="kodi-home-"))
@@ -170,16 +202,21 @@ class Kodi:
         self.xvfb: Optional[subprocess.Popen] = None
         self.proc: Optional[subprocess.Popen] = None
         self.rpc: Optional[JsonRpc] = None
-        addons = self.home / ".kodi" / "addons"
-        addons.mkdir(parents=True)
-        built_addons(addons)
-        for name in ("script.module.websocket", "script.ipcbus.probe"):
-            shutil.copytree(str(FIXTURE_ADDONS / name), str(addons / name))
-        shutil.copytree(str(EXAMPLE_ADDONS / "script.ipcbus.nowplaying"), str(addons / "script.ipcbus.nowplaying"))
-        self.profile.mkdir(parents=True)
+        #: The addons installed, enabled at each start.
+        self.addons = self.ADDONS if addons else ()
+        folder = self.home / ".kodi" / "addons"
+        folder.mkdir(parents=True)
+        self.userdata.mkdir(parents=True)
         (self.userdata / "advancedsettings.xml").write_text(
             '<advancedsettings version="1.0"><jsonrpc><compactoutput>true</compactoutput>'
             '<tcpport>%d</tcpport></jsonrpc></advancedsettings>\n' % self.port)
+        if not addons:
+            return
+        built_addons(folder)
+        for name in ("script.module.websocket", "script.ipcbus.probe"):
+            shutil.copytree(str(FIXTURE_ADDONS / name), str(folder / name))
+        shutil.copytree(str(EXAMPLE_ADDONS / "script.ipcbus.nowplaying"), str(folder / "script.ipcbus.nowplaying"))
+        self.profile.mkdir(parents=True)
         self.write_settings(addon_settings)
 
     def write_settings(self, values: Dict[str, object]) -> None:
@@ -214,7 +251,7 @@ class Kodi:
         # before the start is thrown away by Kodi 20.)
         for setting in ("services.zeroconf", "services.wsdiscovery"):
             self.rpc.call("Settings.SetSettingValue", {"setting": setting, "value": False})
-        for addon in self.ADDONS:
+        for addon in self.addons:
             self.rpc.call("Addons.SetAddonEnabled", {"addonid": addon, "enabled": True})
         return self
 
