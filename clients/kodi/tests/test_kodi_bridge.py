@@ -2,6 +2,8 @@
 installed (issue 5 step 5): the same now-playing checks as the addon's
 (player_checks.py), and the bridge following a Kodi restart."""
 
+import time
+
 import pytest
 
 import harness
@@ -85,7 +87,9 @@ def test_follows_a_kodi_restart(kodi, server, bus, clip):
     # 30 s) may wait up to 16 s past Kodi's ~12 s restart.
     kodi.start()
     assert kodi.proc.pid != old
+    answered = time.monotonic()
     server.wait_kodi("connected", timeout=60)
+    print("\nthe bridge reconnected %.2f s after the new Kodi answered JSON-RPC" % (time.monotonic() - answered))
     assert bus.get("kodi.player.state") == STOPPED
     assert bus.get("kodi.player.item", None) is None
     sub.close()

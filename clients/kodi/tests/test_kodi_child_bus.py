@@ -43,9 +43,13 @@ def test_bus_runs_with_its_data_in_the_profile_folder(kodi):
     token_file = kodi.profile / "token"
     assert oct(os.stat(str(token_file)).st_mode & 0o777) == "0o600"
     assert "WebSocket at" in (kodi.profile / "bus.log").read_text()
+    # "connected to" is logged before the self-test and the first state
+    # are written: wait for them rather than race them.
+    kodi.wait_log("[service.ipcbus] self-test passed")
     with ipcbus.Bus(url, token=token_file.read_text().strip()) as bus:
         assert bus.get("kodi.selftest.result")["ok"] is True
-        assert bus.get("kodi.player.state") == {"state": "stopped", "file": None, "speed": 0}
+        state = harness.wait_until(lambda: bus.get("kodi.player.state", None), harness.WAIT, "kodi.player.state")
+        assert state == {"state": "stopped", "file": None, "speed": 0}
     with pytest.raises(ipcbus.Unauthorized):
         ipcbus.Bus(url, token="not-the-token", reconnect=False)
 
