@@ -7,7 +7,14 @@ use std::process::Command;
 fn soak(args: &[&str]) {
     let out = Command::new(env!("CARGO_BIN_EXE_ipcbus-soak"))
         .args(["--seconds", "2", "--writers", "4", "--subscribers", "4"])
-        .args(["--keys", "20", "--disconnect-rate", "0.05"])
+        .args([
+            "--keys",
+            "20",
+            "--disconnect-rate",
+            "0.05",
+            "--warmup-seconds",
+            "1",
+        ])
         .args(args)
         .output()
         .expect("run ipcbus-soak");

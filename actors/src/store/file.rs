@@ -18,10 +18,19 @@ pub(super) fn create_private_dir(dir: &Path) -> std::io::Result<()> {
     builder.create(dir)
 }
 
+/// redb's page cache. The store is read once, at startup, and only
+/// written after, so a big cache buys nothing; redb's default (1 GiB)
+/// lets it grow with every commit's pages.
+const CACHE_BYTES: usize = 4 << 20;
+
 pub(super) fn open_db(path: &Path) -> Result<Database, StoreError> {
     // redb's debug builds assert on some impossible-for-redb states that a
     // damaged file can reach; a damaged file must give an error, not a crash.
-    let opened = std::panic::catch_unwind(|| Database::create(path));
+    let opened = std::panic::catch_unwind(|| {
+        redb::Builder::new()
+            .set_cache_size(CACHE_BYTES)
+            .create(path)
+    });
     match opened {
         Ok(Ok(db)) => Ok(db),
         Ok(Err(e)) => Err(classify(path, e.into())),

@@ -5,6 +5,14 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 use tracing_subscriber::EnvFilter;
 
+/// jemalloc, with its background thread, gives freed memory back to the
+/// system within seconds of a burst (a subscriber's replay, a slow
+/// reader's outbox); glibc's malloc keeps that high-water mark for the
+/// life of the process. docs/reliability.md has the soak figures.
+#[cfg(not(target_env = "msvc"))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> ExitCode {
     let filter = EnvFilter::try_from_env("IPCBUS_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
     tracing_subscriber::fmt()

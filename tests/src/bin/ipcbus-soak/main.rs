@@ -21,6 +21,12 @@ use clap::Parser;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+/// The server's allocator, as in `ipcbus` (see its `main.rs`), since this
+/// program runs the server.
+#[cfg(not(target_env = "msvc"))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// First argument that makes this program run the server instead
 /// (`ipcbus-soak __serve serve --port 0 ...`), so that the soak needs no
 /// other binary.
@@ -33,6 +39,9 @@ pub(crate) struct Args {
     /// How long the load runs, in seconds.
     #[arg(long, default_value_t = 60)]
     pub(crate) seconds: u64,
+    /// Seconds of load before the memory baseline is taken.
+    #[arg(long, default_value_t = 5)]
+    pub(crate) warmup_seconds: u64,
     /// Writer connections; each owns its keys.
     #[arg(long, default_value_t = 16)]
     pub(crate) writers: usize,

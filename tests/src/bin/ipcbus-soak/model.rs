@@ -78,6 +78,11 @@ pub(crate) fn keys(writer: usize, per_class: usize) -> Vec<Key> {
     keys
 }
 
+/// Whether `name` is one of the soak's TTL keys.
+pub(crate) fn is_ttl(name: &str) -> bool {
+    name.split('.').nth(2) == Some(Class::Ttl.tag())
+}
+
 /// When a check is made, which decides what may have been lost.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Moment {
@@ -144,6 +149,13 @@ pub(crate) fn seq_of(value: &[u8]) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ttl_keys_are_known_by_name() {
+        let keys = keys(3, 1);
+        let ttl: Vec<bool> = keys.iter().map(|k| is_ttl(&k.name)).collect();
+        assert_eq!(ttl, [false, false, true]);
+    }
 
     #[test]
     fn values_carry_their_seq() {
