@@ -122,6 +122,21 @@ async fn reconnects_and_republishes_what_plays() {
 }
 
 #[tokio::test]
+async fn a_reconnect_writes_the_keys_afresh() {
+    let mut kodi = FakeKodi::start().await;
+    let server = server(kodi.url());
+    let (client, mut sub) = subscribe(&server).await;
+    until(&mut sub, STATE, stopped()).await;
+    // Another client removes the state; the bridge's next connection,
+    // though nothing changed in Kodi, puts it back.
+    client.del(STATE).await.expect("del");
+    assert_eq!(next(&mut sub).await, (STATE.to_owned(), None));
+    kodi.drop_connection().await;
+    kodi.wait_connections(2).await;
+    until(&mut sub, STATE, stopped()).await;
+}
+
+#[tokio::test]
 async fn kodi_down_at_start_then_up() {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())

@@ -152,6 +152,7 @@ async fn connection(
         Ok(parts) => parts,
         Err(e) => return e,
     };
+    out.forget();
     let work = async {
         let mut sync = sync::Sync::new(&rpc, out);
         if let Err(e) = sync.resync().await {

@@ -48,6 +48,13 @@ impl Publisher {
         }
     }
 
+    /// Forgets what was written, so that the next writes happen even if
+    /// unchanged: after a reconnect the keys are written afresh, in case
+    /// another client deleted or overwrote them meanwhile.
+    pub(crate) fn forget(&mut self) {
+        self.last.clear();
+    }
+
     /// Sets `key` to `value` as a MessagePack map, unless it holds that already.
     pub(crate) async fn set(&mut self, key: &'static str, value: &impl Serialize) {
         let bytes = match rmp_serde::to_vec_named(value) {
