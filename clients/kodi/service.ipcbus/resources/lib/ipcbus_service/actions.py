@@ -2,7 +2,7 @@
 (or ``Addons.ExecuteAddon`` with ``params: ["<action>"]``). Each logs its
 result to kodi.log before it shows a dialog, so it can be read headless."""
 
-from typing import List
+from typing import Any, List, Optional
 
 import xbmc
 import xbmcgui
@@ -14,14 +14,22 @@ from .settings import log
 ACTIONS = ("test", "selftest")
 
 
-def test_connection() -> None:
-    s = settings.load()
+def _connect(s: settings.Settings, action: str, failed: str) -> Optional[Any]:
+    """A connection that does not retry, or None once the failure has been
+    logged as ``<action>: FAILED: ...`` and shown as ``<failed>``."""
     try:
-        bus = connect(s, reconnect=False)
+        return connect(s, reconnect=False)
     except Exception as e:
         message = "cannot connect to %s: %s" % (s.url, e)
-        log("Test connection: FAILED: %s" % message, xbmc.LOGERROR)
-        xbmcgui.Dialog().ok("ipcbus", "Test connection failed:\n%s" % message)
+        log("%s: FAILED: %s" % (action, message), xbmc.LOGERROR)
+        xbmcgui.Dialog().ok("ipcbus", "%s:\n%s" % (failed, message))
+        return None
+
+
+def test_connection() -> None:
+    s = settings.load()
+    bus = _connect(s, "Test connection", "Test connection failed")
+    if bus is None:
         return
     try:
         count = len(bus.keys())
@@ -34,12 +42,8 @@ def test_connection() -> None:
 
 def full_selftest() -> None:
     s = settings.load()
-    try:
-        bus = connect(s, reconnect=False)
-    except Exception as e:
-        message = "cannot connect to %s: %s" % (s.url, e)
-        log("Full self-test: FAILED: %s" % message, xbmc.LOGERROR)
-        xbmcgui.Dialog().ok("ipcbus", "Self-test failed:\n%s" % message)
+    bus = _connect(s, "Full self-test", "Self-test failed")
+    if bus is None:
         return
     try:
         checks, path = selftest.full(bus, s, sorted(bus.keys("kodi.player.>")))
