@@ -14,6 +14,9 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== cargo test"
 cargo test --workspace --locked
 
+echo "== criterion micro-benchmarks, once each as tests (figures: cargo bench)"
+cargo test -p ipcbus-bench --benches --locked
+
 echo "== cargo fuzz (each target for FUZZ_SECONDS, default 60; seeds in fuzz/corpus)"
 bash scripts/fuzz.sh
 
