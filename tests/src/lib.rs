@@ -1,6 +1,9 @@
 //! Test harness: runs the real ipcbus server on `127.0.0.1:0` in a thread of
 //! its own and stops it on `Drop`; plus a raw WebSocket peer for wire-level
-//! tests. The end-to-end tests are in `tests/tests/`.
+//! tests; and [`child`], the server as a child process, for the soak test
+//! and the benchmarks. The end-to-end tests are in `tests/tests/`.
+
+pub mod child;
 
 use futures_util::{SinkExt, StreamExt};
 use ipcbus::Config;

@@ -7,7 +7,6 @@
 //!     cargo run --release -p ipcbus-tests --bin ipcbus-soak -- --seconds 600 --restarts 5
 //!
 //! # Layout
-//! - `server`: the server as a child process (start, SIGKILL, SIGTERM, RSS).
 //! - `model`: what each writer acknowledged, and the check against the server.
 //! - `load`: the writers and subscribers.
 //! - `run`: one soak run, from the first start to the report.
@@ -15,7 +14,6 @@
 mod load;
 mod model;
 mod run;
-mod server;
 
 use clap::Parser;
 use std::path::PathBuf;
@@ -26,11 +24,6 @@ use std::process::ExitCode;
 #[cfg(not(target_env = "msvc"))]
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
-
-/// First argument that makes this program run the server instead
-/// (`ipcbus-soak __serve serve --port 0 ...`), so that the soak needs no
-/// other binary.
-pub(crate) const AS_SERVER: &str = "__serve";
 
 /// Soak test of the ipcbus server.
 #[derive(Debug, Parser)]
@@ -78,9 +71,9 @@ pub(crate) struct Args {
 }
 
 fn main() -> ExitCode {
-    let mut argv = std::env::args_os();
-    if argv.nth(1).is_some_and(|a| a == AS_SERVER) {
-        return serve(argv);
+    // The soak runs the server as this program (`ipcbus_tests::child`).
+    if let Some(code) = ipcbus_tests::child::serve_main() {
+        return code;
     }
     let args = Args::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -104,26 +97,6 @@ fn main() -> ExitCode {
         }
         Err(e) => {
             eprintln!("ipcbus-soak: error: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-/// Runs the server as `ipcbus` would, with the remaining arguments.
-fn serve(args: std::env::ArgsOs) -> ExitCode {
-    use clap::Parser as _;
-    let filter = tracing_subscriber::EnvFilter::try_from_env("IPCBUS_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(false)
-        .init();
-    let cli = ipcbus::cli::Cli::parse_from(std::iter::once("ipcbus".into()).chain(args));
-    match ipcbus::cli::run(cli) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("ipcbus: error: {e}");
             ExitCode::FAILURE
         }
     }

@@ -6,10 +6,10 @@
 
 use crate::load::{self, Phase, Shared, MAX_TTL};
 use crate::model::{self, Moment, State};
-use crate::server::{Launcher, Server};
 use crate::Args;
 use anyhow::Context;
 use ipcbus_client::{Client, ClientOptions, SetOptions};
+use ipcbus_tests::child::{Launcher, Server};
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::Ordering;
@@ -60,18 +60,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<Report> {
     let temp = tempfile::tempdir()?;
     let data_dir = args.data_dir.clone().unwrap_or_else(|| temp.path().into());
     std::fs::create_dir_all(&data_dir)?;
-    let launcher = Launcher {
-        program: match &args.server_bin {
-            Some(p) => p.clone(),
-            None => std::env::current_exe().context("cannot find this program")?,
-        },
-        prefix: match &args.server_bin {
-            Some(_) => vec![],
-            None => vec![crate::AS_SERVER.to_owned()],
-        },
-        data_dir: data_dir.clone(),
-        panics: Default::default(),
-    };
+    let launcher = Launcher::new(args.server_bin.clone(), data_dir.clone())?;
     let mut server = launcher.start()?;
     let (phase_tx, phase_rx) = watch::channel(Some(phase(&server, 0)));
     let shared = Arc::new(Shared {

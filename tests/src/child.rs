@@ -1,11 +1,16 @@
-//! The server under test, as a child process of its own, so that it can be
-//! killed with SIGKILL and its memory read from `/proc`: started on port 0
-//! with the soak's data directory, its log kept in `server.log` there.
+//! The server as a child process of its own, for the soak test and the
+//! benchmarks: so that it can be killed with SIGKILL and its memory read
+//! from `/proc` apart from the load's. Started on port 0 with a data
+//! directory of the caller's, its log kept in `server.log` there.
+//!
+//! The program is `ipcbus`, or the calling program itself: a binary whose
+//! `main` hands its arguments to [`serve_main`] when the first one is
+//! [`AS_SERVER`] needs no other binary to be built.
 
 use anyhow::{bail, Context};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitCode, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
@@ -15,38 +20,90 @@ const START_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How to start the server: a program and the arguments before `serve`'s own.
 #[derive(Debug, Clone)]
-pub(crate) struct Launcher {
-    /// The program: `ipcbus`, or this soak binary, which runs the server
-    /// itself when its first argument is [`crate::AS_SERVER`].
-    pub(crate) program: PathBuf,
+pub struct Launcher {
+    /// The program: `ipcbus`, or one that calls [`serve_main`].
+    pub program: PathBuf,
     /// Arguments before `serve`.
-    pub(crate) prefix: Vec<String>,
+    pub prefix: Vec<String>,
     /// The data directory, kept across restarts.
-    pub(crate) data_dir: PathBuf,
+    pub data_dir: PathBuf,
     /// Lines of the server's log that contain "panicked", over every run.
-    pub(crate) panics: Arc<AtomicU64>,
+    pub panics: Arc<AtomicU64>,
+    /// More arguments for `serve`.
+    pub extra: Vec<String>,
 }
 
 /// A running server.
 #[derive(Debug)]
-pub(crate) struct Server {
+pub struct Server {
     child: Child,
     /// `ws://127.0.0.1:<port>/ws`.
-    pub(crate) url: String,
+    pub url: String,
     /// `127.0.0.1:<port>`, for HTTP.
-    pub(crate) addr: String,
+    pub addr: String,
     /// Read from the token file the server wrote.
-    pub(crate) token: String,
+    pub token: String,
+}
+
+/// The first argument that makes a program that calls [`serve_main`] run
+/// the server (`<program> __serve serve --port 0 ...`).
+pub const AS_SERVER: &str = "__serve";
+
+/// For the `main` of a program that runs the server itself: if its first
+/// argument is [`AS_SERVER`], runs `ipcbus` with the rest (logging to
+/// stderr as `ipcbus` does) and returns its exit code; otherwise `None`.
+pub fn serve_main() -> Option<ExitCode> {
+    let mut args = std::env::args_os();
+    if args.nth(1).is_none_or(|a| a != AS_SERVER) {
+        return None;
+    }
+    let filter = tracing_subscriber::EnvFilter::try_from_env("IPCBUS_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .init();
+    let cli = <ipcbus::cli::Cli as clap::Parser>::parse_from(
+        std::iter::once("ipcbus".into()).chain(args),
+    );
+    Some(match ipcbus::cli::run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ipcbus: error: {e}");
+            ExitCode::FAILURE
+        }
+    })
 }
 
 impl Launcher {
+    /// Runs the server as this program (see [`serve_main`]), or as
+    /// `server_bin` when given, with its data in `data_dir`.
+    pub fn new(server_bin: Option<PathBuf>, data_dir: PathBuf) -> anyhow::Result<Launcher> {
+        let (program, prefix) = match server_bin {
+            Some(p) => (p, vec![]),
+            None => (
+                std::env::current_exe().context("cannot find this program")?,
+                vec![AS_SERVER.to_owned()],
+            ),
+        };
+        Ok(Launcher {
+            program,
+            prefix,
+            data_dir,
+            panics: Default::default(),
+            extra: Vec::new(),
+        })
+    }
+
     /// Starts `serve --port 0` and waits until it listens.
-    pub(crate) fn start(&self) -> anyhow::Result<Server> {
+    pub fn start(&self) -> anyhow::Result<Server> {
         let mut child = Command::new(&self.program)
             .args(&self.prefix)
             .args(["serve", "--port", "0"])
             .arg("--data-dir")
             .arg(&self.data_dir)
+            .args(&self.extra)
             .env("IPCBUS_LOG", "info")
             .stderr(Stdio::piped())
             .spawn()
@@ -94,18 +151,18 @@ impl Launcher {
 
 impl Server {
     /// The resident set size, in KiB, from `/proc/<pid>/status`.
-    pub(crate) fn rss_kib(&self) -> Option<u64> {
+    pub fn rss_kib(&self) -> Option<u64> {
         rss_kib(Path::new(&format!("/proc/{}/status", self.child.id())))
     }
 
     /// SIGKILL: no shutdown code runs.
-    pub(crate) fn kill9(mut self) {
+    pub fn kill9(mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
 
     /// SIGTERM, and waits for the exit.
-    pub(crate) fn stop(mut self) -> anyhow::Result<ExitStatus> {
+    pub fn stop(mut self) -> anyhow::Result<ExitStatus> {
         Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status()
@@ -114,12 +171,12 @@ impl Server {
     }
 
     /// `/health` as JSON.
-    pub(crate) async fn health(&self) -> anyhow::Result<serde_json::Value> {
+    pub async fn health(&self) -> anyhow::Result<serde_json::Value> {
         let request = format!(
             "GET /health HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
             self.addr
         );
-        let (status, body) = ipcbus_tests::http_request(&self.addr, &request).await?;
+        let (status, body) = crate::http_request(&self.addr, &request).await?;
         if status != 200 {
             bail!("/health answered {status}: {body}");
         }
