@@ -1,11 +1,14 @@
 //! `ipcbus-bench`: measures the ipcbus server.
 //!
 //!     cargo run --release -p ipcbus-bench -- persist
+//!     cargo run --release -p ipcbus-bench -- footprint
 //!
 //! # Layout
 //! - `persist`: what durability costs: acknowledged writes per second,
 //!   persisted (fsync'd) and in memory, by requests in flight.
+//! - `footprint`: server memory per idle connection and per stored key.
 
+mod footprint;
 mod persist;
 
 use clap::{Parser, Subcommand};
@@ -23,9 +26,20 @@ struct Cli {
 enum Command {
     /// Persisted and in-memory writes per second, by requests in flight.
     Persist(persist::Args),
+    /// Server memory per idle connection and per stored key.
+    Footprint(footprint::Args),
 }
 
+/// The server's allocator, as in `ipcbus` (see its `main.rs`), since this
+/// program runs the server for `footprint`.
+#[cfg(not(target_env = "msvc"))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> ExitCode {
+    if let Some(code) = ipcbus_tests::child::serve_main() {
+        return code;
+    }
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -40,6 +54,7 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Persist(args) => runtime.block_on(persist::run(args)),
+        Command::Footprint(args) => runtime.block_on(footprint::run(args)),
     };
     match result {
         Ok(table) => {

@@ -32,3 +32,24 @@ fn persist_prints_a_row_per_inflight_setting() {
         assert!(rate > 0.0, "{row}");
     }
 }
+
+#[test]
+fn footprint_measures_connections_and_keys() {
+    let out = Command::new(env!("CARGO_BIN_EXE_ipcbus-bench"))
+        .args(["footprint", "--connections", "20", "--keys", "200"])
+        .output()
+        .expect("run ipcbus-bench");
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{table}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for row in [
+        "| idle server RSS |",
+        "| per idle connection with one subscription (20 connections) |",
+        "| per stored key (200 keys,",
+    ] {
+        assert!(table.contains(row), "no {row:?} in\n{table}");
+    }
+}
