@@ -101,9 +101,10 @@ stop() {
   done
   for pid in "$REDIS_PID" "$NATS_PID" "$MQTT_PID"; do
     for _ in $(seq 1 100); do
-      kill -0 "$pid" 2>/dev/null || break
+      kill -0 "$pid" 2>/dev/null || continue 2
       sleep 0.05
     done
+    echo "brokers.sh: PID $pid ignored SIGTERM for 5 s; killing it" >&2
     kill -9 "$pid" 2>/dev/null || true
   done
 }

@@ -68,8 +68,9 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<String> {
     let with_keys = settled_rss(&server).await;
     drop(clients);
 
-    let per_connection = (with_connections - idle) * 1024 / args.connections.max(1) as u64;
-    let per_key = (with_keys - with_connections) * 1024 / args.keys.max(1) as u64;
+    let per_connection =
+        with_connections.saturating_sub(idle) * 1024 / args.connections.max(1) as u64;
+    let per_key = with_keys.saturating_sub(with_connections) * 1024 / args.keys.max(1) as u64;
     let stored = (value.len() + key_bytes / args.keys.max(1)) as u64;
     let mut table = String::from("| measure | figure |\n|---|---:|\n");
     let _ = writeln!(

@@ -15,6 +15,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
+/// How long a server may take to exit after SIGTERM (its graceful
+/// shutdown allows connections 5 s).
+const STOP_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long a `/health` request may take.
+const HEALTH_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a server may take to start listening.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -137,15 +142,17 @@ impl Launcher {
             .trim_start_matches("ws://")
             .trim_end_matches("/ws")
             .to_owned();
-        let token_file = self.data_dir.join(ipcbus_protocol::auth::TOKEN_FILE_NAME);
-        let token = ipcbus_protocol::auth::read_token_file(&token_file)
-            .with_context(|| format!("no token in {}", token_file.display()))?;
-        Ok(Server {
+        let mut server = Server {
             child,
             url,
             addr,
-            token,
-        })
+            token: String::new(),
+        };
+        // On error, `server` is dropped, which kills the child.
+        let token_file = self.data_dir.join(ipcbus_protocol::auth::TOKEN_FILE_NAME);
+        server.token = ipcbus_protocol::auth::read_token_file(&token_file)
+            .with_context(|| format!("no token in {}", token_file.display()))?;
+        Ok(server)
     }
 }
 
@@ -161,13 +168,26 @@ impl Server {
         let _ = self.child.wait();
     }
 
-    /// SIGTERM, and waits for the exit.
+    /// SIGTERM, and waits for the exit, up to [`STOP_TIMEOUT`]; a server
+    /// still running then is killed and reported as an error.
     pub fn stop(mut self) -> anyhow::Result<ExitStatus> {
-        Command::new("kill")
+        let sent = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status()
             .context("cannot run kill")?;
-        Ok(self.child.wait()?)
+        if !sent.success() {
+            bail!("kill -TERM {} failed: {sent}", self.child.id());
+        }
+        let deadline = std::time::Instant::now() + STOP_TIMEOUT;
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                return Ok(status);
+            }
+            if std::time::Instant::now() >= deadline {
+                bail!("the server did not exit within {STOP_TIMEOUT:?} of SIGTERM; killed it");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// `/health` as JSON.
@@ -176,7 +196,10 @@ impl Server {
             "GET /health HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
             self.addr
         );
-        let (status, body) = crate::http_request(&self.addr, &request).await?;
+        let (status, body) =
+            tokio::time::timeout(HEALTH_TIMEOUT, crate::http_request(&self.addr, &request))
+                .await
+                .context("/health did not answer")??;
         if status != 200 {
             bail!("/health answered {status}: {body}");
         }

@@ -144,13 +144,18 @@ async fn kodi_down_at_start_then_up() {
     let server = server(format!("ws://{port}/jsonrpc"));
     let (_client, mut sub) = subscribe(&server).await;
     // No key until Kodi answers; /health says the bridge retries.
-    loop {
-        let (_, body) = server.http_get("/health").await;
-        if body.contains(r#""kodi":"retrying""#) {
-            break;
+    let retrying = async {
+        loop {
+            let (_, body) = server.http_get("/health").await;
+            if body.contains(r#""kodi":"retrying""#) {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
-        tokio::task::yield_now().await;
-    }
+    };
+    tokio::time::timeout(WAIT, retrying)
+        .await
+        .expect("/health never said retrying");
     let listener = tokio::net::TcpListener::bind(port).await.expect("rebind");
     let mut kodi = FakeKodi::on(listener);
     kodi.script(|s| (s.playing, s.speed) = (true, 0));
@@ -196,7 +201,7 @@ async fn malformed_input_is_skipped() {
     kodi.notify("Player.OnAVStart", 1).await;
     assert_eq!(next(&mut sub).await, (ITEM.to_owned(), Some(clip_item())));
     assert_eq!(next(&mut sub).await, (STATE.to_owned(), playing(1)));
-    kodi.wait_connections(1).await;
+    assert_eq!(kodi.connections(), 1, "the bridge reconnected");
     let (_, body) = server.http_get("/health").await;
     assert!(body.contains(r#""kodi":"connected""#), "{body}");
 }

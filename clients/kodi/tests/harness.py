@@ -12,6 +12,7 @@ Every wait polls with a timeout; none sleeps to wait for a result.
 import json
 import os
 import pathlib
+import select
 import shutil
 import signal
 import socket
@@ -115,7 +116,11 @@ class Server:
         with open(self.log, "wb") as out:
             self.proc = subprocess.Popen(
                 args, stdout=out, stderr=subprocess.STDOUT, env=clean_env(IPCBUS_LOG="info"))
-        wait_until(lambda: self._ready(), WAIT, "ipcbus serve to listen on %d" % self.port)
+        try:
+            wait_until(lambda: self._ready(), WAIT, "ipcbus serve to listen on %d" % self.port)
+        except BaseException:
+            self.stop()
+            raise
 
     def _ready(self) -> bool:
         if self.proc.poll() is not None:
@@ -229,6 +234,9 @@ class Kodi:
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         os.close(write)
         with os.fdopen(read) as f:  # Xvfb writes the display it chose once it is ready
+            if not select.select([f], [], [], WAIT)[0]:
+                stop_process(self.xvfb, WAIT)
+                raise AssertionError("Xvfb did not say its display within %s s" % WAIT)
             display = f.readline().strip()
         if not display:
             raise AssertionError("Xvfb did not start")
@@ -311,10 +319,23 @@ class Kodi:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+                self._end_child_bus()
         if self.rpc is not None:
             self.rpc.close()
         if self.xvfb is not None:
             stop_process(self.xvfb, WAIT)
+
+    def _end_child_bus(self) -> None:
+        """After a SIGKILL, Kodi could not stop the bus service.ipcbus
+        started: end it by the PID the addon wrote."""
+        try:
+            pid = int((self.profile / "bus.pid").read_text().strip())
+        except (OSError, ValueError):
+            return
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
 
     def remove(self) -> None:
         self.stop()

@@ -13,8 +13,9 @@ needs no configuration.
   nor ``$IPCBUS_DATA_DIR`` is set, the token file of the bus that the
   ``service.ipcbus`` addon starts (in its profile folder) is tried before
   the platform default: an addon then needs no setting whichever way the
-  bus runs. That addon removes the file when its bus stops, so a stale one
-  never shadows the platform default.
+  bus runs. That addon removes the file when its bus stops or exits, so a
+  stale one shadows the platform default only after a crash of Kodi, until
+  the addon starts again.
 """
 
 import json

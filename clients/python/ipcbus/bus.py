@@ -129,8 +129,11 @@ class Bus:
     ``token`` is the server's access token, sent as ``Authorization: Bearer``.
     Without it the Bus looks, at every (re)connect, for ``$IPCBUS_TOKEN``,
     then the token file the local server wrote (``$IPCBUS_TOKEN_FILE``, else
-    ``token`` in ``$IPCBUS_DATA_DIR`` or the platform data directory, e.g.
-    ``~/.local/share/ipcbus/token``), unless ``url`` carries ``?token=``.
+    ``token`` in ``$IPCBUS_DATA_DIR``; else, inside Kodi, the token of the
+    bus ``service.ipcbus`` started,
+    ``special://profile/addon_data/service.ipcbus/token``, then the platform
+    data directory's, e.g. ``~/.local/share/ipcbus/token``), unless ``url``
+    carries ``?token=``.
     A refused connection raises :class:`Unauthorized` (401: no or wrong
     token) or :class:`Forbidden` (403: origin not allowed); while
     reconnecting, these are logged and retried, as the token may change.

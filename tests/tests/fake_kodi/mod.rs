@@ -111,6 +111,11 @@ impl FakeKodi {
         change(&mut self.shared.lock().expect("lock").script);
     }
 
+    /// How many connections have been accepted so far.
+    pub fn connections(&self) -> usize {
+        *self.connections.borrow()
+    }
+
     /// Waits until `n` connections have been accepted.
     pub async fn wait_connections(&mut self, n: usize) {
         let waiting = self.connections.wait_for(|c| *c >= n);

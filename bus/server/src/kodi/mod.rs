@@ -7,8 +7,8 @@
 //! - `player`: Kodi's replies turned into the two key values.
 //! - `publish`: writes into the [`Registry`] in-process, like the HTTP API.
 //!
-//! [`run`] connects, reconnects with exponential backoff, pings a quiet
-//! Kodi, and ends when the server shuts down.
+//! [`run`] connects, reconnects with exponential backoff, pings Kodi
+//! every [`PING_INTERVAL`], and ends when the server shuts down.
 
 mod player;
 mod publish;
@@ -30,7 +30,7 @@ pub const ITEM_KEY: &str = "kodi.player.item";
 pub const BACKOFF_INITIAL: Duration = Duration::from_millis(250);
 /// Longest wait between attempts.
 pub const BACKOFF_MAX: Duration = Duration::from_secs(30);
-/// How often a quiet connection is checked with `JSONRPC.Ping`; a ping
+/// How often the connection is checked with `JSONRPC.Ping`, busy or not; a ping
 /// without reply (after `rpc::REQUEST_TIMEOUT`) ends the connection, so a
 /// Kodi that vanished from the LAN without closing is noticed.
 pub const PING_INTERVAL: Duration = Duration::from_secs(15);

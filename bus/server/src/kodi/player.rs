@@ -170,9 +170,15 @@ pub(crate) fn item(
 fn total_seconds(props: &Value) -> Option<i64> {
     let t = props.get("totaltime")?;
     let part = |f| int(t, f).unwrap_or(0);
-    let ms = ((part("hours") * 60 + part("minutes")) * 60 + part("seconds")) * 1000
-        + part("milliseconds");
-    (ms > 0).then_some((ms + 500) / 1000)
+    // The parts come from the peer: a huge one must not overflow.
+    let ms = part("hours")
+        .checked_mul(60)?
+        .checked_add(part("minutes"))?
+        .checked_mul(60)?
+        .checked_add(part("seconds"))?
+        .checked_mul(1000)?
+        .checked_add(part("milliseconds"))?;
+    (ms > 0).then(|| ms.saturating_add(500) / 1000)
 }
 
 /// Stream details when Kodi has them (library items), else InfoLabels.
@@ -278,6 +284,14 @@ mod tests {
             &Value::Null
         )
         .is_none());
+    }
+
+    #[test]
+    fn a_total_time_too_big_to_add_up_is_unknown() {
+        let huge = serde_json::json!({"totaltime": {"hours": i64::MAX, "minutes": 1}});
+        assert_eq!(total_seconds(&huge), None);
+        let clip = serde_json::json!({"totaltime": {"seconds": 4, "milliseconds": 600}});
+        assert_eq!(total_seconds(&clip), Some(5));
     }
 
     #[test]

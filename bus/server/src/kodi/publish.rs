@@ -23,6 +23,8 @@ pub(crate) struct Publisher {
     registry: Registry,
     outbox: Arc<Outbox>,
     woken: Arc<Notify>,
+    /// The id of the next write's reply.
+    ids: std::sync::atomic::AtomicU64,
     /// What each key was last set to by us (`Some(None)`: deleted).
     last: std::collections::HashMap<&'static str, Option<Bytes>>,
 }
@@ -44,6 +46,7 @@ impl Publisher {
             registry,
             outbox,
             woken,
+            ids: Default::default(),
             last: Default::default(),
         }
     }
@@ -115,12 +118,14 @@ impl Publisher {
         create: bool,
         make: impl FnOnce(ReplyTo) -> Msg,
     ) -> Result<(), ErrorBody> {
-        // A reply that came after its write timed out must not answer this one.
+        // Each write has its own id, so a reply that came after its write
+        // timed out is never taken for this one's.
+        let id = self.ids.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.outbox.take(&mut VecDeque::new());
         self.outbox.begin();
         let reply = ReplyTo {
             outbox: self.outbox.clone(),
-            id: Some(0),
+            id: Some(id),
         };
         let sent = match make(reply) {
             Msg::Set(m) => self.registry.send(key, create, m).map_err(|_| ()),
@@ -134,8 +139,16 @@ impl Publisher {
             let mut got = VecDeque::new();
             loop {
                 self.outbox.take(&mut got);
-                if let Some(Out::Reply { result, .. }) = got.pop_front() {
-                    return result.map(|_: Done| ());
+                while let Some(out) = got.pop_front() {
+                    if let Out::Reply {
+                        id: Some(i),
+                        result,
+                    } = out
+                    {
+                        if i == id {
+                            return result.map(|_: Done| ());
+                        }
+                    }
                 }
                 self.woken.notified().await;
             }

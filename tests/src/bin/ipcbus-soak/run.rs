@@ -44,7 +44,8 @@ pub(crate) struct Report {
     events: u64,
     skipped: u64,
     restarts: u32,
-    keys_checked: usize,
+    /// Keys compared at the end, and how many of them held a value.
+    keys_checked: (usize, usize),
     rss_kib: [Option<u64>; 3],
     /// How long the RSS took to settle after the load (without restarts).
     rss_return: Option<Duration>,
@@ -53,14 +54,28 @@ pub(crate) struct Report {
     pub(crate) violations: Vec<String>,
 }
 
-/// Runs the soak described by `args`.
+/// Runs the soak described by `args`. Unless `--data-dir` names one, the
+/// data directory is a temporary one, kept (and named) if the run fails.
 pub(crate) async fn run(args: Args) -> anyhow::Result<Report> {
-    let seed = args.seed.unwrap_or_else(|| fastrand::u64(..));
-    let mut rng = fastrand::Rng::with_seed(seed);
     let temp = tempfile::tempdir()?;
     let data_dir = args.data_dir.clone().unwrap_or_else(|| temp.path().into());
     std::fs::create_dir_all(&data_dir)?;
-    let launcher = Launcher::new(args.server_bin.clone(), data_dir.clone())?;
+    let result = soak(&args, data_dir).await;
+    let failed = result.as_ref().map_or(true, |r| !r.violations.is_empty());
+    if failed && args.data_dir.is_none() {
+        let kept = temp.keep();
+        eprintln!(
+            "ipcbus-soak: the data and the server's log are kept in {}",
+            kept.display()
+        );
+    }
+    result
+}
+
+async fn soak(args: &Args, data_dir: std::path::PathBuf) -> anyhow::Result<Report> {
+    let seed = args.seed.unwrap_or_else(|| fastrand::u64(..));
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let launcher = Launcher::new(args.server_bin.clone(), data_dir)?;
     let mut server = launcher.start()?;
     let (phase_tx, phase_rx) = watch::channel(Some(phase(&server, 0)));
     let shared = Arc::new(Shared {
@@ -86,7 +101,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<Report> {
     // size; the baseline is taken after it, so that what the check finds
     // is what the long run kept, not what any first use allocates.
     let warm_up = Duration::from_secs(args.warmup_seconds);
-    spawn_load(&shared, &args, &mut rng)
+    spawn_load(&shared, args, &mut rng)
         .run_for(warm_up, &shared)
         .await;
     settle(&shared, &server).await;
@@ -96,7 +111,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<Report> {
     };
     let mut peak = baseline;
 
-    let load = spawn_load(&shared, &args, &mut rng);
+    let load = spawn_load(&shared, args, &mut rng);
     let started = Instant::now();
     let run_for = Duration::from_secs(args.seconds);
     let mut kills: Vec<Duration> = (0..args.restarts)
@@ -125,6 +140,9 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<Report> {
     load.stop(&shared).await;
     settle(&shared, &server).await;
     report.keys_checked = check(&shared, &server, Moment::Live).await?;
+    if report.keys_checked.1 == 0 {
+        shared.violation("no key held a value at the end: nothing was checked".to_owned());
+    }
     tokio::time::sleep(MAX_TTL).await;
     check(&shared, &server, Moment::Expired).await?;
     settle(&shared, &server).await;
@@ -135,6 +153,9 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<Report> {
     };
     report.rss_kib = [baseline, peak, after];
     report.rss_return = (args.restarts == 0).then_some(waited);
+    if args.restarts == 0 && (baseline.is_none() || after.is_none()) {
+        shared.violation("the server's RSS could not be read from /proc".to_owned());
+    }
     if let (0, Some(base), Some(after)) = (args.restarts, baseline, after) {
         if after > base + base * args.rss_slack_percent / 100 {
             shared.violation(format!(
@@ -172,13 +193,6 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<Report> {
             .lock()
             .unwrap_or_else(PoisonError::into_inner),
     );
-    if !report.violations.is_empty() && args.data_dir.is_none() {
-        let kept = temp.keep();
-        eprintln!(
-            "ipcbus-soak: the data and the server's log are kept in {}",
-            kept.display()
-        );
-    }
     Ok(report)
 }
 
@@ -192,10 +206,12 @@ async fn settled_rss(server: &Server) -> (Option<u64>, Duration) {
     let mut low_at = Instant::now();
     while low_at.elapsed() < SETTLED_FOR && started.elapsed() < RSS_RETURN_TIMEOUT {
         tokio::time::sleep(Duration::from_millis(250)).await;
-        let now = server.rss_kib();
-        if now < low {
-            low = now;
-            low_at = Instant::now();
+        // A failed read of /proc (None) is not a new low.
+        if let Some(now) = server.rss_kib() {
+            if low.is_none_or(|low| now < low) {
+                low = Some(now);
+                low_at = Instant::now();
+            }
         }
     }
     (low, low_at.duration_since(started))
@@ -288,34 +304,36 @@ async fn fill(shared: &Shared, server: &Server) -> anyhow::Result<()> {
 /// Waits until the server has closed every session and deleted every last
 /// will; a violation if it does not within [`SETTLE_TIMEOUT`].
 async fn settle(shared: &Shared, server: &Server) {
-    let deadline = Instant::now() + SETTLE_TIMEOUT;
     let mut last = String::new();
-    while Instant::now() < deadline {
-        match server.health().await {
-            Ok(h) if h["sessions"] == 0 => {
-                if let Ok(client) = connect(server).await {
-                    if let Ok(wills) = client.keys(Some("soak.online.>")).await {
-                        if wills.is_empty() {
-                            return;
-                        }
-                        last = format!("last wills still set: {wills:?}");
-                    }
-                }
+    let settled = tokio::time::timeout(SETTLE_TIMEOUT, async {
+        loop {
+            match server.health().await {
+                Ok(h) if h["sessions"] == 0 => match connect(server).await {
+                    Ok(client) => match client.keys(Some("soak.online.>")).await {
+                        Ok(wills) if wills.is_empty() => return,
+                        Ok(wills) => last = format!("last wills still set: {wills:?}"),
+                        Err(e) => last = format!("keys failed: {e}"),
+                    },
+                    Err(e) => last = format!("cannot connect: {e}"),
+                },
+                Ok(h) => last = format!("{} sessions still open", h["sessions"]),
+                Err(e) => last = format!("/health failed: {e}"),
             }
-            Ok(h) => last = format!("{} sessions still open", h["sessions"]),
-            Err(e) => last = format!("/health failed: {e}"),
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    })
+    .await;
+    if settled.is_err() {
+        shared.violation(format!(
+            "the server did not settle in {SETTLE_TIMEOUT:?}: {last}"
+        ));
     }
-    shared.violation(format!(
-        "the server did not settle in {SETTLE_TIMEOUT:?}: {last}"
-    ));
 }
 
 /// Reads every soak key from the server, through a subscription and
 /// through `keys`, and checks both against the writers' records.
-/// Returns how many keys were checked.
-async fn check(shared: &Shared, server: &Server, moment: Moment) -> anyhow::Result<usize> {
+/// Returns how many keys were checked, and how many of them held a value.
+async fn check(shared: &Shared, server: &Server, moment: Moment) -> anyhow::Result<(usize, usize)> {
     let client = connect(server).await?;
     let watch = client.watch("soak.>").await?;
     tokio::time::timeout(load::OP_TIMEOUT, watch.synced())
@@ -359,7 +377,7 @@ async fn check(shared: &Shared, server: &Server, moment: Moment) -> anyhow::Resu
     for v in violations {
         shared.violation(v);
     }
-    Ok(checked)
+    Ok((checked, seen.len()))
 }
 
 impl fmt::Display for Report {
@@ -389,7 +407,7 @@ impl fmt::Display for Report {
         )?;
         writeln!(
             f,
-            "| connections | {} opened, {} dropped at random |",
+            "| connections | {} opened, {} closed by the clients |",
             self.connects, self.disconnects
         )?;
         writeln!(
@@ -397,7 +415,11 @@ impl fmt::Display for Report {
             "| SIGKILL restarts | {} ({} answers lost in flight) |",
             self.restarts, self.lost_answers
         )?;
-        writeln!(f, "| keys checked | {} |", self.keys_checked)?;
+        let (checked, present) = self.keys_checked;
+        writeln!(
+            f,
+            "| keys checked | {checked} ({present} holding a value) |"
+        )?;
         let back = self.rss_return.map_or(String::new(), |d| {
             format!(" (settled {:.1} s after the load)", d.as_secs_f64())
         });

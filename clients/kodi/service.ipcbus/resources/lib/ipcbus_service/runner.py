@@ -8,12 +8,17 @@ import subprocess
 import time
 from typing import Optional
 
+import xbmc
+
 from .settings import Settings, log, profile_dir
 
 #: How long the child has to say it is listening before start() gives up.
 START_TIMEOUT = 15.0
 #: How long the child has to exit after SIGTERM before it is killed.
 STOP_TIMEOUT = 5.0
+#: Holds the child's PID while it runs, so that a bus left over by a Kodi
+#: that crashed is ended at the next start instead of holding the port.
+PID_FILE = "bus.pid"
 #: The line the server logs once it accepts connections.
 READY_LINE = "WebSocket at"
 #: Settings of the caller's environment that would move the child's data
@@ -37,6 +42,10 @@ class ChildBus:
         return os.path.join(profile_dir(), "bus.log")
 
     @property
+    def pid_path(self) -> str:
+        return os.path.join(profile_dir(), PID_FILE)
+
+    @property
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
@@ -45,6 +54,7 @@ class ChildBus:
         (with the end of its log) if it exits or stays silent."""
         self.stop()
         self.data_dir = profile_dir()
+        end_stale(self.pid_path, self.data_dir)
         args = [settings.binary, "serve", "--host", settings.host, "--port", str(settings.port),
                 "--data-dir", self.data_dir]
         env = {k: v for k, v in os.environ.items() if k not in CHILD_UNSET_ENV}
@@ -58,6 +68,8 @@ class ChildBus:
                                              stderr=subprocess.STDOUT, env=env, close_fds=True)
             except OSError as e:
                 raise BusStartError("cannot run %s: %s" % (settings.binary, e)) from e
+        with open(self.pid_path, "w") as f:
+            f.write("%d\n" % self.proc.pid)
         log("started the bus (PID %d): %s" % (self.proc.pid, " ".join(args)))
         deadline = time.monotonic() + START_TIMEOUT
         while True:
@@ -98,16 +110,44 @@ class ChildBus:
                 proc.kill()
                 proc.wait()
         log("stopped the bus (PID %d, status %s)" % (proc.pid, proc.returncode))
-        try:
-            os.remove(os.path.join(self.data_dir, "token"))
-        except OSError:
-            pass
+        for name in ("token", PID_FILE):
+            try:
+                os.remove(os.path.join(self.data_dir, name))
+            except OSError:
+                pass
 
     def exited(self) -> Optional[int]:
         """The exit status if the child died on its own, else None."""
         if self.proc is not None and self.proc.poll() is not None:
             return self.proc.returncode
         return None
+
+
+def end_stale(pid_path: str, data_dir: str) -> None:
+    """Ends a bus that an earlier run of Kodi started and left running (Kodi
+    crashed or was killed): the PID in ``pid_path``, if /proc says it is
+    still an ``ipcbus serve`` with this data dir (a PID can be reused).
+    SIGTERM, then SIGKILL after STOP_TIMEOUT. Without /proc (not Linux),
+    nothing is checked and nothing is killed."""
+    try:
+        with open(pid_path) as f:
+            pid = int(f.read().strip())
+        with open("/proc/%d/cmdline" % pid, "rb") as f:
+            cmdline = f.read().split(b"\0")
+    except (OSError, ValueError):
+        return
+    if b"serve" not in cmdline or data_dir.encode() not in cmdline:
+        return
+    log("ending the bus (PID %d) that an earlier run of Kodi left running" % pid, xbmc.LOGWARNING)
+    try:
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + STOP_TIMEOUT
+        while os.path.exists("/proc/%d" % pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if os.path.exists("/proc/%d" % pid):
+            os.kill(pid, signal.SIGKILL)
+    except OSError:
+        pass
 
 
 def _tail(text: str, lines: int = 5) -> str:

@@ -66,6 +66,7 @@ class Service(xbmc.Monitor):
                 log("the bus exited on its own with status %s; see %s" % (status, self.child.log_path),
                     xbmc.LOGERROR)
                 notify("The bus stopped (status %s)" % status)
+                self.child.stop()  # removes its token file, which no longer opens anything
         self.shutdown()
 
     def apply(self, new: Settings) -> None:
