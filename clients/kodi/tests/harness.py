@@ -325,6 +325,19 @@ class Kodi:
         if self.xvfb is not None:
             stop_process(self.xvfb, WAIT)
 
+    def crash(self) -> None:
+        """SIGKILL Kodi, as a crash would: nothing of it runs its shutdown,
+        so a bus it started is left running. Then stops Xvfb (``start``
+        makes a new one)."""
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait()
+        if self.rpc is not None:
+            self.rpc.close()
+            self.rpc = None
+        if self.xvfb is not None:
+            stop_process(self.xvfb, WAIT)
+
     def _end_child_bus(self) -> None:
         """After a SIGKILL, Kodi could not stop the bus service.ipcbus
         started: end it by the PID the addon wrote."""

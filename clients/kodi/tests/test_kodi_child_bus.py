@@ -4,6 +4,7 @@ its token with no setting, and it ends when Kodi quits."""
 
 import os
 import re
+import signal
 
 import pytest
 
@@ -63,6 +64,24 @@ def test_another_addon_finds_the_token_with_no_setting(kodi):
     assert "token OK (codec ipcbus.v1.json)" in line, line
     with ipcbus.Bus(url, token=(kodi.profile / "token").read_text().strip()) as bus:
         assert bus.get("kodi.probe.token") == {"ok": True, "codec": "ipcbus.v1.json"}
+
+
+def test_a_bus_left_by_a_crashed_kodi_is_ended_at_the_next_start(kodi):
+    url = "ws://127.0.0.1:%d/ws" % kodi.bus_port
+    kodi.wait_log("[service.ipcbus] connected to %s" % url)
+    left = child_pid(kodi)
+    kodi.crash()
+    try:
+        assert not harness.process_gone(left)  # orphaned, still holding the port
+        kodi.start()
+        kodi.wait_log("[service.ipcbus] ending the bus (PID %d) that an earlier run of Kodi left running" % left)
+        assert harness.process_gone(left)
+    finally:
+        if not harness.process_gone(left):
+            os.kill(left, signal.SIGKILL)  # the addon did not: leave nothing behind
+    kodi.wait_log("[service.ipcbus] connected to %s" % url)
+    assert child_pid(kodi) != left
+    assert int((kodi.profile / "bus.pid").read_text()) == child_pid(kodi)
 
 
 def test_the_example_addon_follows_playback(kodi, clip):

@@ -142,12 +142,22 @@ def end_stale(pid_path: str, data_dir: str) -> None:
     try:
         os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + STOP_TIMEOUT
-        while os.path.exists("/proc/%d" % pid) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        if os.path.exists("/proc/%d" % pid):
+        while _running(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)  # poll interval while it shuts down
+        if _running(pid):
             os.kill(pid, signal.SIGKILL)
     except OSError:
         pass
+
+
+def _running(pid: int) -> bool:
+    """Whether ``pid`` still runs: an exited process nobody has reaped yet
+    (a zombie, state Z in /proc) does not."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
 
 
 def _tail(text: str, lines: int = 5) -> str:
