@@ -3,26 +3,32 @@
 
 use std::process::Command;
 
-#[test]
-fn persist_prints_a_row_per_inflight_setting() {
+/// Runs `ipcbus-bench` with `args`; returns what it printed, once it succeeded.
+fn bench(args: &[&str]) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_ipcbus-bench"))
-        .args([
-            "persist",
-            "--seconds",
-            "0.2",
-            "--inflight",
-            "1,8",
-            "--keys",
-            "10",
-        ])
+        .args(args)
         .output()
         .expect("run ipcbus-bench");
-    let table = String::from_utf8_lossy(&out.stdout);
+    let table = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),
         "{table}{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    table
+}
+
+#[test]
+fn persist_prints_a_row_per_inflight_setting() {
+    let table = bench(&[
+        "persist",
+        "--seconds",
+        "0.2",
+        "--inflight",
+        "1,8",
+        "--keys",
+        "10",
+    ]);
     let rows: Vec<&str> = table.lines().filter(|l| l.starts_with("| ")).collect();
     assert_eq!(rows.len(), 3, "{table}"); // header + one per setting
     for (row, inflight) in rows[1..].iter().zip(["1", "8"]) {
@@ -35,16 +41,7 @@ fn persist_prints_a_row_per_inflight_setting() {
 
 #[test]
 fn footprint_measures_connections_and_keys() {
-    let out = Command::new(env!("CARGO_BIN_EXE_ipcbus-bench"))
-        .args(["footprint", "--connections", "20", "--keys", "200"])
-        .output()
-        .expect("run ipcbus-bench");
-    let table = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{table}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let table = bench(&["footprint", "--connections", "20", "--keys", "200"]);
     for row in [
         "| idle server RSS |",
         "| per idle connection with one subscription (20 connections) |",
