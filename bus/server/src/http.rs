@@ -3,18 +3,16 @@
 //! Same limits and error codes as the WebSocket API; docs/http.md is its spec.
 
 use crate::app::AppState;
+use crate::request::{KeyMsg, Requester};
 use actix_web::http::header::{self, HeaderMap};
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
-use ipcbus_actors::{Del, Done, Get, Out, Outbox, OutboxConfig, ReplyTo, Set};
+use ipcbus_actors::{Del, Done, Get, ReplyTo, Set};
 use ipcbus_protocol::transcode::json_to_msgpack;
 use ipcbus_protocol::{msgpack, validate_key, ErrorBody, ErrorCode, Life, Pattern, MAX_TTL_MS};
 use serde::Deserialize;
-use std::collections::VecDeque;
-use std::sync::Arc;
-use tokio::sync::Notify;
 
 /// MessagePack media type; `application/x-msgpack` is accepted too.
 const MSGPACK: &str = "application/msgpack";
@@ -50,58 +48,16 @@ fn respond(result: Result<HttpResponse, ErrorBody>) -> HttpResponse {
 }
 
 /// Hands one request to a key actor and waits for its outcome, through a
-/// one-off outbox (the same path a WebSocket session's requests take).
+/// one-off [`Requester`] (the same path a WebSocket session's requests take).
 async fn call(
     state: &AppState,
     key: &str,
     create: bool,
-    make: impl FnOnce(ReplyTo) -> Op,
+    make: impl FnOnce(ReplyTo) -> KeyMsg,
 ) -> Result<Done, ErrorBody> {
-    let woken = Arc::new(Notify::new());
-    let wake = woken.clone();
-    let config = OutboxConfig {
-        max_bytes: usize::MAX,
-        max_inflight: 1,
-    };
-    let stats = state.registry.stats().clone();
-    let outbox = Arc::new(Outbox::new(0, config, stats, move || wake.notify_one()));
-    outbox.begin();
-    let reply = ReplyTo {
-        outbox: outbox.clone(),
-        id: Some(0),
-    };
-    let sent = match make(reply) {
-        Op::Set(m) => state.registry.send(key, create, m).map_err(|_| ()),
-        Op::Get(m) => state.registry.send(key, create, m).map_err(|_| ()),
-        Op::Del(m) => state.registry.send(key, create, m).map_err(|_| ()),
-    };
-    if sent.is_err() {
-        return Err(ErrorBody::not_found());
-    }
-    let reply = async {
-        let mut got = VecDeque::new();
-        loop {
-            woken.notified().await;
-            outbox.take(&mut got);
-            if let Some(Out::Reply { result, .. }) = got.pop_front() {
-                return result;
-            }
-        }
-    };
-    tokio::time::timeout(REPLY_TIMEOUT, reply)
+    Requester::new(state.registry.clone(), 0, REPLY_TIMEOUT)
+        .call(key, create, make)
         .await
-        .unwrap_or_else(|_| {
-            Err(ErrorBody::new(
-                ErrorCode::Internal,
-                "no reply from the key's actor",
-            ))
-        })
-}
-
-enum Op {
-    Set(Set),
-    Get(Get),
-    Del(Del),
 }
 
 /// The key in `/v1/keys/{key}`, percent-decoded. Bytes that are not UTF-8
@@ -191,7 +147,8 @@ async fn try_get(
     state: &AppState,
 ) -> Result<HttpResponse, ErrorBody> {
     let key = checked_key(key)?;
-    let Done::Value(update) = call(state, key, false, |reply| Op::Get(Get { reply })).await? else {
+    let Done::Value(update) = call(state, key, false, |reply| KeyMsg::Get(Get { reply })).await?
+    else {
         return Err(ErrorBody::new(ErrorCode::Internal, "unexpected reply"));
     };
     let value = update.value.as_ref().ok_or_else(ErrorBody::not_found)?;
@@ -250,7 +207,7 @@ async fn try_put(
         return Err(ErrorBody::new(ErrorCode::TooLarge, msg));
     }
     let done = call(state, key, true, |reply| {
-        Op::Set(Set {
+        KeyMsg::Set(Set {
             value,
             if_rev,
             life,
@@ -348,7 +305,12 @@ async fn try_delete(
         return Err(bad("If-None-Match applies to PUT only"));
     }
     let if_rev = if_rev(req.headers())?;
-    rev_body(&call(state, key, false, |reply| Op::Del(Del { if_rev, reply })).await?)
+    rev_body(
+        &call(state, key, false, |reply| {
+            KeyMsg::Del(Del { if_rev, reply })
+        })
+        .await?,
+    )
 }
 
 #[derive(Deserialize)]

@@ -6,6 +6,8 @@
 //! - `auth`: the access token and the browser `Origin` check.
 //! - `app`: the HTTP app (`/ws`, `/health`) and [`serve`], which runs it on a bound listener.
 //! - `http`: the HTTP API (`/v1/keys`), for curl and shell scripts.
+//! - `request`: `Requester`, requests to key actors from outside a session
+//!   (the HTTP API, the Kodi bridge).
 //! - `ws`: the WebSocket transport (the only module that knows `actix-web-actors`).
 //! - `session`: one session's subscriptions and request dispatch.
 //! - `selftest`: the startup self-test, over a real socket.
@@ -20,6 +22,7 @@ pub mod cli;
 pub mod config;
 mod http;
 pub mod kodi;
+mod request;
 mod selftest;
 mod session;
 mod ws;

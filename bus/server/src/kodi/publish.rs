@@ -1,15 +1,13 @@
-//! Writes the bridge's keys into the registry in-process, the way the HTTP
-//! API does (a `Set` or `Del` to the key's actor, the outcome read from a
-//! private outbox), and skips writes that would not change the value.
+//! Writes the bridge's keys into the registry in-process through a
+//! [`Requester`], as the HTTP API does, and skips writes that would not
+//! change the value.
 
+use crate::request::{KeyMsg, Requester};
 use bytes::Bytes;
-use ipcbus_actors::{Del, Done, Out, Outbox, OutboxConfig, Registry, ReplyTo, Set};
-use ipcbus_protocol::{ErrorBody, ErrorCode, Life};
+use ipcbus_actors::{Del, Registry, Set};
+use ipcbus_protocol::Life;
 use serde::Serialize;
-use std::collections::VecDeque;
-use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::Notify;
 
 /// The owner id of the bridge's writes. Sessions count up from 1 and the
 /// HTTP API uses 0, so no session's end ever releases the bridge's keys.
@@ -17,14 +15,9 @@ const BRIDGE_OWNER: u64 = u64::MAX;
 /// How long a write waits for its key actor; only a server fault exhausts it.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The bridge's writer. One write at a time (each awaits its reply), so its
-/// outbox holds at most one reply.
+/// The bridge's writer. One write at a time (each awaits its reply).
 pub(crate) struct Publisher {
-    registry: Registry,
-    outbox: Arc<Outbox>,
-    woken: Arc<Notify>,
-    /// The id of the next write's reply.
-    ids: std::sync::atomic::AtomicU64,
+    requests: Requester,
     /// What each key was last set to by us (`Some(None)`: deleted).
     last: std::collections::HashMap<&'static str, Option<Bytes>>,
 }
@@ -32,21 +25,8 @@ pub(crate) struct Publisher {
 impl Publisher {
     /// A writer into `registry`.
     pub(crate) fn new(registry: Registry) -> Publisher {
-        let woken = Arc::new(Notify::new());
-        let wake = woken.clone();
-        let config = OutboxConfig {
-            max_bytes: usize::MAX,
-            max_inflight: 1,
-        };
-        let stats = registry.stats().clone();
-        let outbox = Arc::new(Outbox::new(BRIDGE_OWNER, config, stats, move || {
-            wake.notify_one();
-        }));
         Publisher {
-            registry,
-            outbox,
-            woken,
-            ids: Default::default(),
+            requests: Requester::new(registry, BRIDGE_OWNER, WRITE_TIMEOUT),
             last: Default::default(),
         }
     }
@@ -75,8 +55,9 @@ impl Publisher {
         };
         let value = bytes.clone();
         let result = self
+            .requests
             .call(key, true, |reply| {
-                Msg::Set(Set {
+                KeyMsg::Set(Set {
                     value,
                     if_rev: None,
                     life,
@@ -85,7 +66,7 @@ impl Publisher {
             })
             .await;
         match result {
-            Ok(()) => {
+            Ok(_) => {
                 self.last.insert(key, Some(bytes));
             }
             Err(e) => {
@@ -102,8 +83,9 @@ impl Publisher {
         }
         // `not_found` is as good as a deletion.
         let _ = self
+            .requests
             .call(key, false, |reply| {
-                Msg::Del(Del {
+                KeyMsg::Del(Del {
                     if_rev: None,
                     reply,
                 })
@@ -111,60 +93,4 @@ impl Publisher {
             .await;
         self.last.insert(key, None);
     }
-
-    async fn call(
-        &self,
-        key: &str,
-        create: bool,
-        make: impl FnOnce(ReplyTo) -> Msg,
-    ) -> Result<(), ErrorBody> {
-        // Each write has its own id, so a reply that came after its write
-        // timed out is never taken for this one's.
-        let id = self.ids.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        self.outbox.take(&mut VecDeque::new());
-        self.outbox.begin();
-        let reply = ReplyTo {
-            outbox: self.outbox.clone(),
-            id: Some(id),
-        };
-        let sent = match make(reply) {
-            Msg::Set(m) => self.registry.send(key, create, m).map_err(|_| ()),
-            Msg::Del(m) => self.registry.send(key, create, m).map_err(|_| ()),
-        };
-        if sent.is_err() {
-            self.outbox.complete();
-            return Err(ErrorBody::not_found());
-        }
-        let reply = async {
-            let mut got = VecDeque::new();
-            loop {
-                self.outbox.take(&mut got);
-                while let Some(out) = got.pop_front() {
-                    if let Out::Reply {
-                        id: Some(i),
-                        result,
-                    } = out
-                    {
-                        if i == id {
-                            return result.map(|_: Done| ());
-                        }
-                    }
-                }
-                self.woken.notified().await;
-            }
-        };
-        tokio::time::timeout(WRITE_TIMEOUT, reply)
-            .await
-            .unwrap_or_else(|_| {
-                Err(ErrorBody::new(
-                    ErrorCode::Internal,
-                    "no reply from the key's actor",
-                ))
-            })
-    }
-}
-
-enum Msg {
-    Set(Set),
-    Del(Del),
 }
