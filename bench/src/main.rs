@@ -9,6 +9,7 @@
 //! - `footprint`: server memory per idle connection and per stored key.
 
 mod footprint;
+mod load;
 mod persist;
 
 use clap::{Parser, Subcommand};
