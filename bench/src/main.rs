@@ -1,16 +1,31 @@
 //! `ipcbus-bench`: measures the ipcbus server.
 //!
+//!     cargo run --release -p ipcbus-bench -- compare
 //!     cargo run --release -p ipcbus-bench -- persist
 //!     cargo run --release -p ipcbus-bench -- footprint
 //!
 //! # Layout
+//! - `compare`: the side-by-side comparison (scenarios a to e and g) over
+//!   `systems`, in interleaved rounds; `report` and `chart` turn its results
+//!   into markdown and SVG.
+//! - `load`: the load generator's interface and one implementation per
+//!   protocol; `scenario`: the scenarios, written once over it.
+//! - `floor`: the floor server, a plain fan-out server to measure against.
+//! - `procs`: CPU time, RSS and core pinning of processes, from `/proc`.
 //! - `persist`: what durability costs: acknowledged writes per second,
 //!   persisted (fsync'd) and in memory, by requests in flight.
 //! - `footprint`: server memory per idle connection and per stored key.
 
+mod chart;
+mod compare;
+mod floor;
 mod footprint;
 mod load;
 mod persist;
+mod procs;
+mod report;
+mod scenario;
+mod systems;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -25,6 +40,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Every scenario on every system, side by side, in interleaved rounds.
+    Compare(compare::Args),
     /// Persisted and in-memory writes per second, by requests in flight.
     Persist(persist::Args),
     /// Server memory per idle connection and per stored key.
@@ -41,6 +58,9 @@ fn main() -> ExitCode {
     if let Some(code) = ipcbus_tests::child::serve_main() {
         return code;
     }
+    if let Some(code) = floor::floor_main() {
+        return code;
+    }
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -54,6 +74,7 @@ fn main() -> ExitCode {
         }
     };
     let result = match cli.command {
+        Command::Compare(args) => runtime.block_on(compare::run(args)),
         Command::Persist(args) => runtime.block_on(persist::run(args)),
         Command::Footprint(args) => runtime.block_on(footprint::run(args)),
     };

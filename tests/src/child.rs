@@ -157,6 +157,11 @@ impl Launcher {
 }
 
 impl Server {
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// The resident set size, in KiB, from `/proc/<pid>/status`.
     pub fn rss_kib(&self) -> Option<u64> {
         rss_kib(Path::new(&format!("/proc/{}/status", self.child.id())))

@@ -41,6 +41,12 @@ pub(crate) trait Broker: Send + Sync + 'static {
     type Reader: Fetch;
     /// Opens a connection for [`Fetch::fetch`].
     fn reader(&self) -> impl Future<Output = anyhow::Result<Self::Reader>> + Send;
+    /// A connection that subscribes to `topic` and then never reads again,
+    /// so that what the server sends it backs up: scenario (g).
+    type Stalled: Send + 'static;
+    /// Opens a [`Broker::Stalled`] connection; returns once its
+    /// subscription is in place.
+    fn stalled(&self, topic: &str) -> impl Future<Output = anyhow::Result<Self::Stalled>> + Send;
 }
 
 /// A connection that publishes.

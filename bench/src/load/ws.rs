@@ -16,7 +16,8 @@ use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+/// A client connection.
+pub(crate) type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// An ipcbus (or floor) server at `url`.
 #[derive(Debug, Clone)]
@@ -84,6 +85,14 @@ impl Broker for WsBroker {
         let mut ws = self.connect().await?;
         WsBroker::subscribe(&mut ws, topics).await?;
         Ok(WsSubscriber { ws })
+    }
+
+    type Stalled = Ws;
+
+    async fn stalled(&self, topic: &str) -> anyhow::Result<Ws> {
+        let mut ws = self.connect().await?;
+        WsBroker::subscribe(&mut ws, &[topic.to_owned()]).await?;
+        Ok(ws)
     }
 
     async fn reader(&self) -> anyhow::Result<WsReader> {
