@@ -103,11 +103,25 @@ async fn scenario_once(
     let seconds = Duration::from_secs_f64(args.seconds);
     let warmup = Duration::from_secs_f64((args.seconds / 6.0).min(0.5));
     let shape = |pubs, subs| throughput::Shape { pubs, subs };
-    let (rate, cpu_per) = match scenario {
-        'a' => (Metric::A_RATE, Metric::A_CPU),
-        'b' => (Metric::B_RATE, Metric::B_CPU),
-        'c' => (Metric::C_RATE, Metric::C_CPU),
-        _ => (Metric::A_RATE, Metric::A_CPU),
+    let [rate, cpu_per, server_use, load_use] = match scenario {
+        'a' => [
+            Metric::A_RATE,
+            Metric::A_CPU,
+            Metric::A_SERVER,
+            Metric::A_LOAD,
+        ],
+        'b' => [
+            Metric::B_RATE,
+            Metric::B_CPU,
+            Metric::B_SERVER,
+            Metric::B_LOAD,
+        ],
+        _ => [
+            Metric::C_RATE,
+            Metric::C_CPU,
+            Metric::C_SERVER,
+            Metric::C_LOAD,
+        ],
     };
     match scenario {
         'a' | 'b' | 'c' => {
@@ -125,6 +139,8 @@ async fn scenario_once(
                 t.cpu.server * 1e9 / t.deliveries.max(1) as f64,
                 noisy,
             );
+            results.add(server_use, system, 100.0 * t.cpu.server / t.cpu.wall, noisy);
+            results.add(load_use, system, 100.0 * t.cpu.own / t.cpu.wall, noisy);
         }
         'd' => {
             let l =

@@ -39,6 +39,8 @@ pub(crate) enum Unit {
     Count,
     /// MiB.
     Mib,
+    /// Percent of one core: context for the other measures, not compared.
+    Cpu,
 }
 
 macro_rules! metric {
@@ -63,6 +65,8 @@ impl Metric {
         true
     );
     metric!(A_CPU, 'a', 1, "(a) server CPU per delivery", Ns, false);
+    metric!(A_SERVER, 'a', 2, "(a) server CPU use", Cpu, false);
+    metric!(A_LOAD, 'a', 3, "(a) load generator CPU use", Cpu, false);
     metric!(
         B_RATE,
         'b',
@@ -72,6 +76,8 @@ impl Metric {
         true
     );
     metric!(B_CPU, 'b', 1, "(b) server CPU per delivery", Ns, false);
+    metric!(B_SERVER, 'b', 2, "(b) server CPU use", Cpu, false);
+    metric!(B_LOAD, 'b', 3, "(b) load generator CPU use", Cpu, false);
     metric!(
         C_RATE,
         'c',
@@ -81,6 +87,8 @@ impl Metric {
         true
     );
     metric!(C_CPU, 'c', 1, "(c) server CPU per delivery", Ns, false);
+    metric!(C_SERVER, 'c', 2, "(c) server CPU use", Cpu, false);
+    metric!(C_LOAD, 'c', 3, "(c) load generator CPU use", Cpu, false);
     metric!(D_P50, 'd', 0, "(d) latency p50", Us, false);
     metric!(D_P99, 'd', 1, "(d) latency p99", Us, false);
     metric!(D_P999, 'd', 2, "(d) latency p99.9", Us, false);
@@ -135,6 +143,7 @@ impl Metric {
             Unit::Percent => format!("{v:.0}%"),
             Unit::Count => format!("{v:.0}"),
             Unit::Mib => format!("{v:.1} MiB"),
+            Unit::Cpu => format!("{v:.0}% of a core"),
         }
     }
 }
@@ -231,7 +240,7 @@ impl Results {
             out.push_str(&"---:|".repeat(others.len()));
             out.push('\n');
             for metric in self.values.keys() {
-                if metric.unit == Unit::Count {
+                if matches!(metric.unit, Unit::Count | Unit::Cpu) {
                     continue;
                 }
                 let _ = write!(out, "| {} |", metric.label);

@@ -50,3 +50,55 @@ fn footprint_measures_connections_and_keys() {
         assert!(table.contains(row), "no {row:?} in\n{table}");
     }
 }
+
+#[test]
+fn compare_runs_every_scenario_and_writes_the_report() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let md = dir.path().join("benchmarks.md");
+    std::fs::write(
+        &md,
+        "# Before\n<!-- compare:begin -->\nold\n<!-- compare:end -->\nAfter\n",
+    )
+    .expect("write markdown");
+    let charts = dir.path().join("charts");
+    let table = bench(&[
+        "compare",
+        "--smoke",
+        "--systems",
+        "ipcbus,floor",
+        "--write",
+        md.to_str().expect("utf-8 path"),
+        "--charts",
+        charts.to_str().expect("utf-8 path"),
+    ]);
+    for measure in [
+        "(a) 1 publisher → 1 subscriber, deliveries/s",
+        "(b) 1 publisher → N subscribers, deliveries/s",
+        "(c) 10 publishers × 10 subscribers, deliveries/s",
+        "(d) latency p99 ",
+        "(e) new clients get the current value, connect included",
+        "(g) messages the healthy subscriber lost",
+    ] {
+        let row = table
+            .lines()
+            .find(|l| l.starts_with(&format!("| {measure}")))
+            .unwrap_or_else(|| panic!("no {measure:?} row in\n{table}"));
+        let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+        assert_eq!(cells.len(), 5, "{row}"); // measure, ipcbus, floor
+        assert!(cells[2..4].iter().all(|c| *c != "—"), "{row}");
+    }
+    assert!(table.contains("| measure | vs floor |"), "{table}");
+    let written = std::fs::read_to_string(&md).expect("read markdown");
+    assert!(
+        written.starts_with("# Before\n<!-- compare:begin -->\n| measure |"),
+        "{written}"
+    );
+    assert!(
+        written.ends_with("<!-- compare:end -->\nAfter\n") && !written.contains("old"),
+        "{written}"
+    );
+    for chart in ["throughput.svg", "stall.svg"] {
+        let svg = std::fs::read_to_string(charts.join(chart)).expect("chart written");
+        assert!(svg.starts_with("<svg") && svg.contains("ipcbus"), "{chart}");
+    }
+}

@@ -25,10 +25,6 @@ pub(crate) struct Latency {
     pub(crate) p99: f64,
     /// 99.9th percentile, in µs.
     pub(crate) p999: f64,
-    /// The slowest, in µs.
-    pub(crate) max: f64,
-    /// Messages counted.
-    pub(crate) count: usize,
     /// CPU used while measuring.
     pub(crate) cpu: CpuUse,
 }
@@ -102,8 +98,6 @@ pub(crate) async fn run<B: Broker>(
         p50: at(0.50),
         p99: at(0.99),
         p999: at(0.999),
-        max: samples.last().map_or(0.0, |&ns| ns as f64 / 1000.0),
-        count: samples.len(),
         cpu,
     })
 }
