@@ -54,9 +54,13 @@ start() {
     --dir "$dir/redis" --daemonize no --logfile "$dir/redis.log" >>"$dir/redis.log" 2>&1 &
   local redis_pid=$!
 
-  # NATS core keeps nothing on disk (JetStream is off unless asked for);
-  # Go sets TCP_NODELAY by default.
-  nats-server -a 127.0.0.1 -p "$nats_port" -l "$dir/nats.log" >>"$dir/nats.log" 2>&1 &
+  # NATS: JetStream on, for the key-value bucket that store and fetch use
+  # (the load generator makes it in memory; the store dir is required all
+  # the same). Core pub/sub does not go through JetStream. Go sets
+  # TCP_NODELAY by default.
+  mkdir -p "$dir/nats"
+  nats-server -a 127.0.0.1 -p "$nats_port" -js -sd "$dir/nats" -l "$dir/nats.log" \
+    >>"$dir/nats.log" 2>&1 &
   local nats_pid=$!
 
   # Mosquitto: no persistence, Nagle off.

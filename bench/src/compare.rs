@@ -3,11 +3,12 @@
 //! turn, starting one system later each round), then medians, spreads and
 //! ratios as markdown, and charts as SVG.
 
+use crate::load::peers::Brokers;
 use crate::procs::{self, CpuUse};
 use crate::report::{Metric, Results};
-use crate::scenario::{fresh, latency, stall, throughput};
+use crate::scenario::{durable, fresh, latency, stall, throughput};
 use crate::systems::{with_broker, Running, System};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// Options of `ipcbus-bench compare`.
@@ -20,10 +21,14 @@ pub(crate) struct Args {
     #[arg(long, default_value_t = 3.0)]
     pub(crate) seconds: f64,
     /// Systems to run.
-    #[arg(long, value_delimiter = ',', default_value = "ipcbus,floor")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "ipcbus,floor,redis,nats,mosquitto"
+    )]
     pub(crate) systems: Vec<System>,
-    /// Scenarios to run (a, b, c, d, e, g).
-    #[arg(long, value_delimiter = ',', default_value = "a,b,c,d,e,g")]
+    /// Scenarios to run (a, b, c, d, e, g, h).
+    #[arg(long, value_delimiter = ',', default_value = "a,b,c,d,e,g,h")]
     pub(crate) scenarios: Vec<char>,
     /// Subscribers in scenario (b).
     #[arg(long, default_value_t = 100)]
@@ -58,9 +63,13 @@ pub(crate) async fn run(mut args: Args) -> anyhow::Result<String> {
     if pinned {
         procs::pin(std::process::id(), &format!("1-{}", procs::cores() - 1))?;
     }
+    let brokers = match args.systems.iter().any(|s| s.is_peer()) {
+        true => Some(Brokers::start()?),
+        false => None,
+    };
     let mut running = Vec::new();
     for &system in &args.systems {
-        let started = Running::start(system, dir.path())?;
+        let started = Running::start(system, dir.path(), brokers.as_ref())?;
         if pinned {
             procs::pin(started.pid(), "0")?;
         }
@@ -77,7 +86,14 @@ pub(crate) async fn run(mut args: Args) -> anyhow::Result<String> {
                     args.rounds
                 );
                 let prefix = format!("bench.r{round}.{scenario}");
-                scenario_once(&args, scenario, *system, server, &prefix, &mut results).await?;
+                let run = Run {
+                    args: &args,
+                    system: *system,
+                    server,
+                    prefix: &prefix,
+                    dir: dir.path(),
+                };
+                scenario_once(&run, scenario, &mut results).await?;
             }
         }
     }
@@ -91,14 +107,25 @@ pub(crate) async fn run(mut args: Args) -> anyhow::Result<String> {
     Ok(report)
 }
 
-async fn scenario_once(
-    args: &Args,
-    scenario: char,
+/// One system in one round.
+struct Run<'a> {
+    args: &'a Args,
     system: System,
-    server: &Running,
-    prefix: &str,
-    results: &mut Results,
-) -> anyhow::Result<()> {
+    server: &'a Running,
+    /// Makes the keys of this run its own.
+    prefix: &'a str,
+    /// For data files.
+    dir: &'a Path,
+}
+
+async fn scenario_once(run: &Run<'_>, scenario: char, results: &mut Results) -> anyhow::Result<()> {
+    let Run {
+        args,
+        system,
+        server,
+        prefix,
+        ..
+    } = *run;
     let pid = server.pid();
     let seconds = Duration::from_secs_f64(args.seconds);
     let warmup = Duration::from_secs_f64((args.seconds / 6.0).min(0.5));
@@ -178,7 +205,45 @@ async fn scenario_once(
             results.add(Metric::G_RSS, system, growth, false);
             results.rss_trace(system, s.rss);
         }
-        other => anyhow::bail!("no scenario ({other}); the scenarios are a, b, c, d, e, g"),
+        'h' => durable(run, seconds, results).await?,
+        other => anyhow::bail!("no scenario ({other}); the scenarios are a, b, c, d, e, g, h"),
+    }
+    Ok(())
+}
+
+/// Scenario (h), for ipcbus and Redis only: the others keep no data on disk.
+async fn durable(run: &Run<'_>, seconds: Duration, results: &mut Results) -> anyhow::Result<()> {
+    let depths = [
+        (1, Metric::H_1, Metric::H_1_EVERYSEC),
+        (64, Metric::H_64, Metric::H_64_EVERYSEC),
+    ];
+    match run.server {
+        Running::Ipcbus(ws, _) => {
+            let token = ws.token.as_deref().unwrap_or_default();
+            for (inflight, metric, _) in depths {
+                let rate = durable::ipcbus(&ws.url, token, inflight, seconds, run.prefix).await?;
+                results.add(metric, run.system, rate, false);
+            }
+        }
+        Running::Redis(..) => {
+            let always = durable::AofRedis::start(run.dir, "always").await?;
+            let everysec = durable::AofRedis::start(run.dir, "everysec").await?;
+            for (inflight, metric, relaxed) in depths {
+                results.add(
+                    metric,
+                    run.system,
+                    always.writes(inflight, seconds).await?,
+                    false,
+                );
+                results.add(
+                    relaxed,
+                    run.system,
+                    everysec.writes(inflight, seconds).await?,
+                    false,
+                );
+            }
+        }
+        _ => {}
     }
     Ok(())
 }

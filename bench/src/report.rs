@@ -132,13 +132,40 @@ impl Metric {
         Mib,
         false
     );
+    metric!(
+        H_1,
+        'h',
+        0,
+        "(h) durable writes/s (fsync before the reply), 1 in flight",
+        Rate,
+        true
+    );
+    metric!(H_64, 'h', 1, "(h) the same, 64 in flight", Rate, true);
+    metric!(
+        H_1_EVERYSEC,
+        'h',
+        2,
+        "(h) Redis appendfsync everysec (reply before the fsync), 1 in flight",
+        Rate,
+        true
+    );
+    metric!(
+        H_64_EVERYSEC,
+        'h',
+        3,
+        "(h) the same, 64 in flight",
+        Rate,
+        true
+    );
 
     fn format(&self, v: f64) -> String {
         match self.unit {
             Unit::Rate if v >= 1e6 => format!("{:.2} M", v / 1e6),
-            Unit::Rate => format!("{:.0} k", v / 1e3),
+            Unit::Rate if v >= 1e4 => format!("{:.0} k", v / 1e3),
+            Unit::Rate => format!("{v:.0}"),
             Unit::Ns => format!("{v:.0} ns"),
             Unit::Us => format!("{v:.0} µs"),
+            Unit::Ms if v < 10.0 => format!("{v:.1} ms"),
             Unit::Ms => format!("{v:.0} ms"),
             Unit::Percent => format!("{v:.0}%"),
             Unit::Count => format!("{v:.0}"),

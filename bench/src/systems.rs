@@ -1,8 +1,12 @@
 //! The systems a comparison runs side by side: ipcbus (a child process of
 //! this program, see `ipcbus_tests::child`), the floor server, and the
-//! peers started by `bench/brokers.sh`. Each server is pinned to core 0
+//! peers started by `bench/brokers.sh` (`crate::load::peers`). Each server is pinned to core 0
 //! and this program to the others, when the machine has two or more.
 
+use crate::load::mqtt::MqttBroker;
+use crate::load::nats::NatsBroker;
+use crate::load::peers::Brokers;
+use crate::load::redis::RedisBroker;
 use crate::load::ws::WsBroker;
 use crate::procs::{self, Owned};
 use anyhow::Context;
@@ -17,6 +21,19 @@ pub(crate) enum System {
     Ipcbus,
     /// The plain tokio-tungstenite fan-out server (`crate::floor`).
     Floor,
+    /// Redis 7 pub/sub.
+    Redis,
+    /// NATS core pub/sub (JetStream key-value for scenario e).
+    Nats,
+    /// Mosquitto, MQTT 3.1.1 at QoS 0.
+    Mosquitto,
+}
+
+impl System {
+    /// Whether `bench/brokers.sh` runs it.
+    pub(crate) fn is_peer(self) -> bool {
+        matches!(self, System::Redis | System::Nats | System::Mosquitto)
+    }
 }
 
 impl fmt::Display for System {
@@ -24,6 +41,9 @@ impl fmt::Display for System {
         f.write_str(match self {
             System::Ipcbus => "ipcbus",
             System::Floor => "floor",
+            System::Redis => "redis",
+            System::Nats => "nats",
+            System::Mosquitto => "mosquitto",
         })
     }
 }
@@ -34,11 +54,22 @@ pub(crate) enum Running {
     Ipcbus(WsBroker, Server),
     /// The floor server.
     Floor(WsBroker, Owned),
+    /// Redis, and its server's PID.
+    Redis(RedisBroker, u32),
+    /// NATS, and its server's PID.
+    Nats(NatsBroker, u32),
+    /// Mosquitto, and its PID.
+    Mosquitto(MqttBroker, u32),
 }
 
 impl Running {
-    /// Starts `system`, with its data (if any) under `dir`.
-    pub(crate) fn start(system: System, dir: &Path) -> anyhow::Result<Running> {
+    /// Starts `system`, with its data (if any) under `dir`; a peer is
+    /// taken from `brokers`, which must then be running.
+    pub(crate) fn start(
+        system: System,
+        dir: &Path,
+        brokers: Option<&Brokers>,
+    ) -> anyhow::Result<Running> {
         let running = match system {
             System::Ipcbus => {
                 let data = dir.join("ipcbus");
@@ -58,6 +89,14 @@ impl Running {
                 let (child, url) = procs::start_floor()?;
                 Running::Floor(WsBroker { url, token: None }, child)
             }
+            peer => {
+                let ports = &brokers.context("the peers are not running")?.ports;
+                match peer {
+                    System::Redis => Running::Redis(ports.redis(), ports.redis_pid),
+                    System::Nats => Running::Nats(ports.nats(), ports.nats_pid),
+                    _ => Running::Mosquitto(ports.mqtt(), ports.mqtt_pid),
+                }
+            }
         };
         Ok(running)
     }
@@ -67,6 +106,7 @@ impl Running {
         match self {
             Running::Ipcbus(_, server) => server.pid(),
             Running::Floor(_, child) => child.pid(),
+            Running::Redis(_, pid) | Running::Nats(_, pid) | Running::Mosquitto(_, pid) => *pid,
         }
     }
 }
@@ -78,6 +118,9 @@ macro_rules! with_broker {
         match $running {
             $crate::systems::Running::Ipcbus($b, _) => $body,
             $crate::systems::Running::Floor($b, _) => $body,
+            $crate::systems::Running::Redis($b, _) => $body,
+            $crate::systems::Running::Nats($b, _) => $body,
+            $crate::systems::Running::Mosquitto($b, _) => $body,
         }
     };
 }

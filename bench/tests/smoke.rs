@@ -88,6 +88,18 @@ fn compare_runs_every_scenario_and_writes_the_report() {
         assert!(cells[2..4].iter().all(|c| *c != "—"), "{row}");
     }
     assert!(table.contains("| measure | vs floor |"), "{table}");
+    // (h) is measured for ipcbus only of these two: the floor keeps no data.
+    let durable = table
+        .lines()
+        .find(|l| l.starts_with("| (h) durable writes/s"))
+        .unwrap_or_else(|| {
+            panic!(
+                "no (h) row in
+{table}"
+            )
+        });
+    let cells: Vec<&str> = durable.split('|').map(str::trim).collect();
+    assert!(cells[2] != "—" && cells[3] == "—", "{durable}");
     let written = std::fs::read_to_string(&md).expect("read markdown");
     assert!(
         written.starts_with("# Before\n<!-- compare:begin -->\n| measure |"),

@@ -11,8 +11,17 @@
 //! # Layout
 //! - `ws`: ipcbus's protocol (tokio-tungstenite and MessagePack), for the
 //!   ipcbus server and the floor server alike.
-//! - `redis`, `nats`, `mqtt`: the peers, through their usual Rust clients.
+//! - `redis`, `nats`, `mqtt`: the peers, through their usual Rust clients
+//!   (`redis`, `async-nats`, `rumqttc`).
+//! - `peers`: the peers as `bench/brokers.sh` runs them: where they listen
+//!   (`brokers.env`), a [`Broker`] for each, and a guard that starts and
+//!   stops them.
 
+pub(crate) mod mqtt;
+pub(crate) mod nats;
+pub(crate) mod peers;
+pub(crate) mod redis;
+pub(crate) mod stalled;
 pub(crate) mod ws;
 
 use bytes::Bytes;

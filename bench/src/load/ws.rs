@@ -152,7 +152,7 @@ impl Subscribe for WsSubscriber {
         loop {
             let frame = next_msg(&mut self.ws).await?;
             match decode_server(&frame)? {
-                ServerMsg::Val { value, .. } => return bin_body(value),
+                ServerMsg::Val { value, .. } => return bin_body(&value),
                 ServerMsg::Error(e) => bail!("error event: {}: {}", e.code.as_str(), e.msg),
                 _ => {}
             }
@@ -174,7 +174,7 @@ impl Fetch for WsReader {
         loop {
             let frame = next_msg(&mut self.ws).await?;
             match decode_server(&frame)? {
-                ServerMsg::Val { value, .. } => return bin_body(value),
+                ServerMsg::Val { value, .. } => return bin_body(&value),
                 ServerMsg::Synced { .. } => bail!("{topic} has no value"),
                 ServerMsg::Reply { result: Err(e), .. } | ServerMsg::Error(e) => {
                     bail!("sub refused: {}: {}", e.code.as_str(), e.msg)
@@ -262,7 +262,7 @@ fn put_bin(buf: &mut BytesMut, b: &[u8]) {
 }
 
 /// The bytes of a MessagePack `bin` value.
-pub(crate) fn bin_body(value: Bytes) -> anyhow::Result<Bytes> {
+pub(crate) fn bin_body(value: &Bytes) -> anyhow::Result<Bytes> {
     let start = match value.first() {
         Some(0xc4) => 2,
         Some(0xc5) => 3,
@@ -290,7 +290,7 @@ mod tests {
         match req.op {
             Op::Set { key, value, .. } => {
                 assert_eq!(key, "bench.t");
-                assert_eq!(bin_body(value).expect("bin"), body.as_slice());
+                assert_eq!(bin_body(&value).expect("bin"), body.as_slice());
             }
             other => panic!("not a set: {other:?}"),
         }

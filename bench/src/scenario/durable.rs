@@ -59,10 +59,19 @@ impl AofRedis {
     pub(crate) async fn start(dir: &Path, policy: &str) -> anyhow::Result<AofRedis> {
         let data = dir.join(format!("redis-aof-{policy}"));
         std::fs::create_dir_all(&data)?;
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
         let server = Owned(
             Command::new("redis-server")
-                .args(["--bind", "127.0.0.1", "--port", &port.to_string(), "--save", ""])
+                .args([
+                    "--bind",
+                    "127.0.0.1",
+                    "--port",
+                    &port.to_string(),
+                    "--save",
+                    "",
+                ])
                 .args(["--appendonly", "yes", "--appendfsync", policy])
                 .arg("--dir")
                 .arg(&data)
@@ -81,7 +90,10 @@ impl AofRedis {
                 Err(e) => bail!("redis-server with appendfsync {policy} did not start: {e}"),
             }
         };
-        Ok(AofRedis { _server: server, conn })
+        Ok(AofRedis {
+            _server: server,
+            conn,
+        })
     }
 
     /// Durable writes per second with `inflight` `SET`s in flight.
@@ -89,7 +101,10 @@ impl AofRedis {
         let value = vec![b'x'; crate::load::VALUE_BYTES];
         closed_loop(inflight, duration, |i| {
             let mut conn = self.conn.clone();
-            let cmd = redis::cmd("SET").arg(format!("k{}", i % KEYS)).arg(&value).clone();
+            let cmd = redis::cmd("SET")
+                .arg(format!("k{}", i % KEYS))
+                .arg(&value)
+                .clone();
             async move { cmd.exec_async(&mut conn).await.map_err(anyhow::Error::from) }
         })
         .await
@@ -98,7 +113,11 @@ impl AofRedis {
 
 /// Keeps `inflight` requests outstanding for `duration`; returns the
 /// acknowledged requests per second.
-async fn closed_loop<F, Fut>(inflight: usize, duration: Duration, mut request: F) -> anyhow::Result<f64>
+async fn closed_loop<F, Fut>(
+    inflight: usize,
+    duration: Duration,
+    mut request: F,
+) -> anyhow::Result<f64>
 where
     F: FnMut(usize) -> Fut,
     Fut: Future<Output = anyhow::Result<()>>,

@@ -6,7 +6,9 @@
 //! - `latency`: (d): publish-to-delivery latency at a fixed rate.
 //! - `fresh`: (e): many new clients get one key's current value.
 //! - `stall`: (g): a subscriber that stops reading, beside a healthy one.
+//! - `durable`: (h): writes acknowledged once on disk, ipcbus and Redis.
 
+pub(crate) mod durable;
 pub(crate) mod fresh;
 pub(crate) mod latency;
 pub(crate) mod stall;
