@@ -19,7 +19,7 @@ use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
-use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
+use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -68,12 +68,7 @@ async fn serve() -> anyhow::Result<()> {
 
 async fn connection(stream: TcpStream, shared: &Shared) -> anyhow::Result<()> {
     stream.set_nodelay(true)?;
-    let ws = tokio_tungstenite::accept_hdr_async(stream, |_: &Request, mut resp: Response| {
-        let proto = HeaderValue::from_static(SUBPROTOCOL_MSGPACK);
-        resp.headers_mut().insert("Sec-WebSocket-Protocol", proto);
-        Ok(resp)
-    })
-    .await?;
+    let ws = tokio_tungstenite::accept_hdr_async(stream, subprotocol).await?;
     let (mut sink, mut source) = ws.split();
     let (tx, mut rx) = mpsc::channel::<Bytes>(QUEUE);
     tokio::spawn(async move {
@@ -177,6 +172,15 @@ async fn connection(stream: TcpStream, shared: &Shared) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Accepts the MessagePack subprotocol, the only one the floor speaks.
+// The signature is tungstenite's `Callback`, large error type included.
+#[allow(clippy::result_large_err)]
+fn subprotocol(_: &Request, mut resp: Response) -> Result<Response, ErrorResponse> {
+    let proto = HeaderValue::from_static(SUBPROTOCOL_MSGPACK);
+    resp.headers_mut().insert("Sec-WebSocket-Protocol", proto);
+    Ok(resp)
 }
 
 fn send(tx: &mpsc::Sender<Bytes>, buf: &mut BytesMut, msg: &ServerMsg<'_>) {

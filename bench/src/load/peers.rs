@@ -223,6 +223,11 @@ mod tests {
     async fn pub_sub_in_order<B: Broker>(name: &str, broker: &B) -> anyhow::Result<()> {
         let topics = [format!("bench.{name}.a"), format!("bench.{name}.b")];
         let mut sub = timeout(STEP, broker.subscriber(&topics)).await??;
+        // A subscriber that never reads (scenario g) confirms its
+        // subscription and does not hold up the healthy one.
+        let _stalled = timeout(STEP, broker.stalled(&topics[0]))
+            .await?
+            .context("the stalled subscriber")?;
         let mut publisher = timeout(STEP, broker.publisher()).await??;
         let sender = async move {
             for seq in 0..MESSAGES {
