@@ -7,7 +7,7 @@
 //! # Layout
 //! - `compare`: the side-by-side comparison (scenarios a to e and g) over
 //!   `systems`, in interleaved rounds; `report` and `chart` turn its results
-//!   into markdown and SVG.
+//!   into markdown and SVG, and `about` says where and with what.
 //! - `load`: the load generator's interface and one implementation per
 //!   protocol; `scenario`: the scenarios, written once over it.
 //! - `floor`: the floor server, a plain fan-out server to measure against.
@@ -16,6 +16,7 @@
 //!   persisted (fsync'd) and in memory, by requests in flight.
 //! - `footprint`: server memory per idle connection and per stored key.
 
+mod about;
 mod chart;
 mod compare;
 mod floor;

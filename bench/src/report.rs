@@ -222,7 +222,8 @@ impl Results {
         let mut systems: Vec<System> = args.systems.clone();
         systems.sort();
         systems.dedup();
-        let mut out = String::new();
+        let mut out = crate::about::describe(&systems);
+        out.push('\n');
         let _ = write!(out, "| measure |");
         for s in &systems {
             let _ = write!(out, " {s} |");

@@ -102,7 +102,7 @@ fn compare_runs_every_scenario_and_writes_the_report() {
     assert!(cells[2] != "—" && cells[3] == "—", "{durable}");
     let written = std::fs::read_to_string(&md).expect("read markdown");
     assert!(
-        written.starts_with("# Before\n<!-- compare:begin -->\n| measure |"),
+        written.starts_with("# Before\n<!-- compare:begin -->\nMade by `cargo run"),
         "{written}"
     );
     assert!(
