@@ -1,9 +1,11 @@
 //! `KeyActor`: owns one key's last value, its subscribers, its expiry and
-//! its place in the data file.
+//! its place in the data file, while the key has something to do; at rest,
+//! the key is a [`Passive`] entry of the registry instead.
 
 use crate::hold::{Held, Hold};
 use crate::messages::{Attach, Del, Detach, Get, Release, ReplyTo, Set, Subscriber};
 use crate::outbox::{Done, Out};
+use crate::passive::Passive;
 use crate::registry::{KeyState, Registry};
 use crate::store::{now_ms, Durable, Record};
 use crate::update::Update;
@@ -14,8 +16,10 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// The actor that owns one key. It stops itself (and leaves the registry)
-/// once the key is deleted and nobody subscribes to it.
+/// The actor that owns one key. It stops itself once it has nothing to
+/// do: no subscriber, no pending expiry, no output held for the data file
+/// and no queued message. A key with a value then stays in the registry at
+/// rest ([`Passive`]); a deleted one leaves it.
 pub struct KeyActor {
     pub(crate) key: Arc<str>,
     pub(crate) state: Arc<KeyState>,
@@ -46,15 +50,10 @@ impl Actor for KeyActor {
 
 impl KeyActor {
     /// A key with no value yet, and the wildcard subscribers that match it.
-    pub(crate) fn new(
-        key: Arc<str>,
-        state: Arc<KeyState>,
-        registry: Registry,
-        subscribers: Vec<Subscriber>,
-    ) -> KeyActor {
+    pub(crate) fn new(key: Arc<str>, registry: Registry, subscribers: Vec<Subscriber>) -> KeyActor {
         KeyActor {
             key,
-            state,
+            state: Arc::default(),
             registry,
             current: None,
             subscribers,
@@ -190,12 +189,22 @@ impl KeyActor {
         self.retire_if_idle(ctx);
     }
 
+    /// Stops the actor if it has nothing to do, leaving the key at rest
+    /// (or gone, without a value).
     fn retire_if_idle(&mut self, ctx: &mut Context<Self>) {
-        if self.live_rev() == 0
-            && self.subscribers.is_empty()
-            && !self.hold.is_holding()
-            && self.registry.retire(&self.key, &self.state)
+        if !self.subscribers.is_empty()
+            || self.hold.is_holding()
+            || self.expiry.is_some()
+            || self.state.queued.load(Ordering::Acquire) != 0
         {
+            return;
+        }
+        let (current, owner, persisted) = (&mut self.current, self.owner, self.persisted);
+        let rest = || {
+            let update = current.take()?;
+            Passive::new(update, owner, persisted)
+        };
+        if self.registry.retire(&self.key, &self.state, rest) {
             ctx.stop();
         }
     }

@@ -7,6 +7,7 @@
 //! - [`outbox`]: [`Outbox`], a session's bounded, conflating output queue.
 //! - [`key_actor`]: [`KeyActor`], which owns one key.
 //! - [`messages`]: what a key actor takes (`Set`, `Get`, `Del`, `Attach`, `Detach`, `Release`) and [`ReplyTo`].
+//! - [`passive`]: [`Passive`], a key at rest without an actor, and [`KeyMessage`], what such a key answers itself.
 //! - [`registry`]: [`Registry`], the key map, the wildcard pattern index and the rev counter.
 //! - [`store`]: [`Store`], persisted keys in a redb file, written in batches by one thread.
 //! - `hold`: a key actor's output held back until its persisted write is on disk.
@@ -22,6 +23,7 @@ mod hold;
 pub mod key_actor;
 pub mod messages;
 pub mod outbox;
+pub mod passive;
 pub mod registry;
 pub mod store;
 pub mod update;
@@ -29,6 +31,7 @@ pub mod update;
 pub use key_actor::KeyActor;
 pub use messages::{Attach, Del, Detach, Get, Release, ReplyTo, Set, Subscriber};
 pub use outbox::{Done, Out, Outbox, OutboxConfig};
+pub use passive::{KeyMessage, Passive};
 pub use registry::{Registry, RegistryOptions, Stats};
 pub use store::{Store, StoreError};
 pub use update::Update;

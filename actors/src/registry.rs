@@ -2,17 +2,18 @@
 //! index, and owns the store-wide rev counter.
 //!
 //! Messages to key actors are sent while holding the registry lock (read for
-//! existing keys, write for new ones). That is what makes creation,
-//! subscription and retirement race-free: a key actor leaves the map only
-//! under the write lock and only when no message for it is queued, so no
-//! message is ever sent to a stopped actor, and a new key is created with
-//! every matching wildcard subscription already attached.
+//! running actors, write for new ones). That is what makes creation,
+//! subscription, passivation and retirement race-free: a key actor leaves
+//! the map (or hands its value back as a [`Passive`] entry) only under the
+//! write lock and only when no message for it is queued, so no message is
+//! ever sent to a stopped actor, and an actor is started with every
+//! matching wildcard subscription already attached.
 
 use crate::key_actor::KeyActor;
 use crate::messages::{Attach, Detach, Release, Subscriber, SyncCountdown};
 use crate::outbox::{Out, Outbox};
+use crate::passive::{KeyMessage, Passive};
 use crate::store::{Record, Store};
-use crate::update::Update;
 use actix::prelude::*;
 use ipcbus_protocol::{KeyRev, Pattern};
 use std::collections::HashMap;
@@ -59,7 +60,7 @@ struct KeyHandle {
 impl KeyHandle {
     fn send<M>(&self, msg: M)
     where
-        M: Message<Result = ()> + Send + 'static,
+        M: KeyMessage,
         KeyActor: Handler<M>,
     {
         self.state.queued.fetch_add(1, Ordering::AcqRel);
@@ -69,9 +70,15 @@ impl KeyHandle {
     }
 }
 
+/// A key the registry knows: with its actor, or at rest without one.
+enum Entry {
+    Active(KeyHandle),
+    Passive(Passive),
+}
+
 #[derive(Default)]
 struct State {
-    keys: HashMap<Arc<str>, KeyHandle>,
+    keys: HashMap<Arc<str>, Entry>,
     /// Subscriptions with a wildcard; exact ones live only in their key actor.
     patterns: Vec<(Pattern, Subscriber)>,
 }
@@ -137,26 +144,28 @@ impl Registry {
         }))
     }
 
-    /// Starts a key actor for each persisted key. Call once, before
-    /// serving, inside the actix system.
+    /// Takes in the persisted keys: at rest, or with an actor when an
+    /// expiry must run. Call once, before serving, inside the actix system.
     pub fn restore(&self, keys: Vec<(String, Record)>) {
         let mut state = self.write();
         for (key, record) in keys {
             let key: Arc<str> = key.into();
-            let rev = record.rev;
-            let update = Update::new(key.clone(), rev, Some(record.value));
-            let key_state = Arc::new(KeyState::default());
-            key_state.live_rev.store(rev, Ordering::Release);
-            let mut actor = KeyActor::new(key.clone(), key_state.clone(), self.clone(), Vec::new());
-            actor.current = Some(Arc::new(update));
-            actor.persisted = true;
-            actor.expires_at_ms = record.expires_at_ms;
             self.0.stats.live_keys.fetch_add(1, Ordering::Relaxed);
-            let handle = KeyHandle {
-                addr: actor.start(),
-                state: key_state,
+            let rest = Passive {
+                value: Vec::from(record.value).into_boxed_slice(),
+                rev: record.rev,
+                owner: None,
+                persisted: true,
             };
-            state.keys.insert(key, handle);
+            let entry = match record.expires_at_ms {
+                None => Entry::Passive(rest),
+                Some(at) => {
+                    let mut actor = self.actor(&key, rest, &state.patterns);
+                    actor.expires_at_ms = Some(at);
+                    Entry::Active(self.run(actor))
+                }
+            };
+            state.keys.insert(key, entry);
         }
     }
 
@@ -216,41 +225,66 @@ impl Registry {
         self.0.state.write().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Sends `msg` to the actor of `key`. If the key has no actor, one is
-    /// started on the current arbiter when `create` is set; otherwise `msg`
-    /// is handed back.
+    /// Sends `msg` to the actor of `key`. A key at rest answers what it
+    /// can itself ([`KeyMessage::at_rest`]) and otherwise gets its actor
+    /// back. An unknown key gets a new actor on the current arbiter when
+    /// `create` is set; otherwise `msg` is handed back.
     pub fn send<M>(&self, key: &str, create: bool, msg: M) -> Result<(), M>
     where
-        M: Message<Result = ()> + Send + 'static,
+        M: KeyMessage,
         KeyActor: Handler<M>,
     {
-        if let Some(handle) = self.read().keys.get(key) {
-            handle.send(msg);
-            return Ok(());
-        }
-        if !create {
-            return Err(msg);
-        }
-        let mut state = self.write();
-        if let Some(handle) = state.keys.get(key) {
-            handle.send(msg);
-            return Ok(());
-        }
-        let handle = self.start(key, &state.patterns);
+        let msg = match self.read().keys.get_key_value(key) {
+            Some((_, Entry::Active(handle))) => {
+                handle.send(msg);
+                return Ok(());
+            }
+            Some((key, Entry::Passive(rest))) => match msg.at_rest(key, rest) {
+                Ok(()) => return Ok(()),
+                Err(msg) => msg,
+            },
+            None if !create => return Err(msg),
+            None => msg,
+        };
+        let mut guard = self.write();
+        let state = &mut *guard;
+        let key: Arc<str> = match state.keys.get_key_value(key) {
+            Some((_, Entry::Active(handle))) => {
+                handle.send(msg);
+                return Ok(());
+            }
+            Some((key, Entry::Passive(_))) => key.clone(),
+            // Retired between the two locks.
+            None if !create => return Err(msg),
+            None => key.into(),
+        };
+        let handle = match state.keys.remove(&key) {
+            Some(Entry::Active(handle)) => handle,
+            Some(Entry::Passive(rest)) => self.run(self.actor(&key, rest, &state.patterns)),
+            None => {
+                let subscribers = subscribers_of(&key, &state.patterns);
+                self.run(KeyActor::new(key.clone(), self.clone(), subscribers))
+            }
+        };
         handle.send(msg);
-        state.keys.insert(key.into(), handle);
+        state.keys.insert(key, Entry::Active(handle));
         Ok(())
     }
 
-    fn start(&self, key: &str, patterns: &[(Pattern, Subscriber)]) -> KeyHandle {
-        let state = Arc::new(KeyState::default());
-        let key: Arc<str> = key.into();
-        let subscribers = patterns
-            .iter()
-            .filter(|(p, s)| p.matches(&key) && !s.outbox.is_closed())
-            .map(|(_, s)| s.clone())
-            .collect();
-        let actor = KeyActor::new(key, state.clone(), self.clone(), subscribers);
+    /// An actor for a key at rest, with the wildcard subscribers that match it.
+    fn actor(&self, key: &Arc<str>, rest: Passive, patterns: &[(Pattern, Subscriber)]) -> KeyActor {
+        let mut actor = KeyActor::new(key.clone(), self.clone(), subscribers_of(key, patterns));
+        actor.owner = rest.owner;
+        actor.persisted = rest.persisted;
+        let update = rest.into_update(key);
+        actor.state.live_rev.store(update.rev, Ordering::Release);
+        actor.current = Some(Arc::new(update));
+        actor
+    }
+
+    /// Starts `actor` on the current arbiter.
+    fn run(&self, actor: KeyActor) -> KeyHandle {
+        let state = actor.state.clone();
         KeyHandle {
             addr: actor.start(),
             state,
@@ -283,22 +317,31 @@ impl Registry {
         }
         let mut state = self.write();
         state.patterns.push((pattern.clone(), subscriber.clone()));
-        let matching: Vec<&KeyHandle> = state
+        let matching: Vec<(&Arc<str>, &Entry)> = state
             .keys
             .iter()
             .filter(|(k, _)| pattern.matches(k))
-            .map(|(_, h)| h)
             .collect();
-        if matching.is_empty() {
-            subscriber.outbox.push(Out::Synced {
-                sub: subscriber.sub,
-            });
-            return;
+        // Counts itself down at the end, so `synced` cannot come before
+        // every key's replay.
+        let sync = countdown(matching.len() + 1);
+        for (key, entry) in matching {
+            match entry {
+                Entry::Active(handle) => handle.send(attach(sync.clone())),
+                // A key at rest replays here and stays at rest: an actor
+                // started for it later takes the subscriber from `patterns`.
+                Entry::Passive(rest) => {
+                    if since.is_none_or(|s| rest.rev > s) {
+                        subscriber.outbox.push(Out::Event {
+                            sub: subscriber.sub,
+                            update: Arc::new(rest.update(key)),
+                        });
+                    }
+                    sync.done();
+                }
+            }
         }
-        let sync = countdown(matching.len());
-        for handle in matching {
-            handle.send(attach(sync.clone()));
-        }
+        sync.done();
     }
 
     /// Ends a subscription made with [`Registry::subscribe`].
@@ -321,8 +364,9 @@ impl Registry {
         state
             .patterns
             .retain(|(_, s)| !(s.sub == sub && s.outbox.id() == id));
-        for (key, handle) in &state.keys {
-            if pattern.matches(key) {
+        for (key, entry) in &state.keys {
+            // A key at rest has no subscriber to remove.
+            if let (Entry::Active(handle), true) = (entry, pattern.matches(key)) {
                 handle.send(detach());
             }
         }
@@ -335,8 +379,11 @@ impl Registry {
             .keys
             .iter()
             .filter(|(k, _)| pattern.is_none_or(|p| p.matches(k)))
-            .filter_map(|(k, h)| {
-                let rev = h.state.live_rev.load(Ordering::Acquire);
+            .filter_map(|(k, entry)| {
+                let rev = match entry {
+                    Entry::Active(h) => h.state.live_rev.load(Ordering::Acquire),
+                    Entry::Passive(rest) => rest.rev,
+                };
                 (rev != 0).then(|| KeyRev {
                     key: k.to_string().into(),
                     rev,
@@ -347,19 +394,56 @@ impl Registry {
         keys
     }
 
-    /// Removes an idle key actor, unless a message for it is still queued.
-    /// Called by the actor itself, which stops when this returns true.
-    pub(crate) fn retire(&self, key: &str, state: &Arc<KeyState>) -> bool {
+    /// Removes an idle key actor, unless a message for it is still queued:
+    /// the key stays at rest with what `rest` gives, or leaves the map if
+    /// it gives nothing (no live value). Called by the actor itself, which
+    /// stops when this returns true.
+    pub(crate) fn retire(
+        &self,
+        key: &str,
+        state: &Arc<KeyState>,
+        rest: impl FnOnce() -> Option<Passive>,
+    ) -> bool {
         let mut map = self.write();
         if state.queued.load(Ordering::Acquire) != 0 {
             return false;
         }
-        match map.keys.get(key) {
-            Some(h) if Arc::ptr_eq(&h.state, state) => {
-                map.keys.remove(key);
+        match map.keys.get_mut(key) {
+            Some(entry @ Entry::Active(_)) if entry.is_actor(state) => {
+                match rest() {
+                    Some(rest) => *entry = Entry::Passive(rest),
+                    None => {
+                        map.keys.remove(key);
+                    }
+                }
                 true
             }
             _ => false,
         }
     }
+
+    /// Whether `key` has a running actor (`Some(false)`: at rest; `None`:
+    /// unknown). For tests of passivation.
+    #[doc(hidden)]
+    pub fn has_actor(&self, key: &str) -> Option<bool> {
+        self.read()
+            .keys
+            .get(key)
+            .map(|e| matches!(e, Entry::Active(_)))
+    }
+}
+
+impl Entry {
+    fn is_actor(&self, state: &Arc<KeyState>) -> bool {
+        matches!(self, Entry::Active(h) if Arc::ptr_eq(&h.state, state))
+    }
+}
+
+/// The live wildcard subscribers whose pattern matches `key`.
+fn subscribers_of(key: &str, patterns: &[(Pattern, Subscriber)]) -> Vec<Subscriber> {
+    patterns
+        .iter()
+        .filter(|(p, s)| p.matches(key) && !s.outbox.is_closed())
+        .map(|(_, s)| s.clone())
+        .collect()
 }

@@ -25,6 +25,10 @@ pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(10);
 /// default (`client_timeout_ms`).
 pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Room the encoding buffer takes for a batch of output. It is let go at
+/// the end of the batch, so an idle connection holds none.
+const ENCODE_BUF_BYTES: usize = 4096;
+
 /// Tells the session its outbox has items.
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -89,6 +93,7 @@ pub(crate) struct WsSession {
     partial: Option<(bool, BytesMut)>,
     /// Reused between drains.
     batch: VecDeque<Out>,
+    /// Encoded frames are split off it; empty (no allocation) between batches.
     buf: BytesMut,
 }
 
@@ -125,7 +130,7 @@ impl WsSession {
             last_seen: Instant::now(),
             partial: None,
             batch: VecDeque::new(),
-            buf: BytesMut::with_capacity(4096),
+            buf: BytesMut::new(),
         }
     }
 
@@ -259,6 +264,7 @@ impl Actor for WsSession {
             store: Cow::Owned(self.store_id.clone()),
         };
         self.write(&hello, None, ctx);
+        self.buf = BytesMut::new();
         ctx.run_interval(self.heartbeat, |act, ctx| {
             if act.last_seen.elapsed() > act.client_timeout {
                 act.close(ctx, CloseCode::Away, "heartbeat timeout");

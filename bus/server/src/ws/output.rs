@@ -2,6 +2,7 @@
 
 use super::WsSession;
 use actix_web_actors::ws::WebsocketContext;
+use bytes::BytesMut;
 use ipcbus_actors::{Done, Out};
 use ipcbus_protocol::{json, msgpack, Codec, ErrorBody, Reply, ServerMsg};
 use std::borrow::Cow;
@@ -37,10 +38,14 @@ impl WsSession {
     pub(super) fn drain(&mut self, ctx: &mut WebsocketContext<Self>) {
         self.session.outbox.take(&mut self.batch);
         let mut batch = std::mem::take(&mut self.batch);
+        self.buf.reserve(super::ENCODE_BUF_BYTES);
         for out in batch.drain(..) {
             self.write_out(out, ctx);
         }
         self.batch = batch;
+        // The frames written keep the buffer's memory until they are sent;
+        // between batches the session holds none of it.
+        self.buf = BytesMut::new();
     }
 
     fn write_out(&mut self, out: Out, ctx: &mut WebsocketContext<Self>) {

@@ -1,0 +1,295 @@
+//! Keys at rest: a key actor with nothing to do stops and leaves its value
+//! in the registry; the key keeps its value, rev and ties, answers `get`
+//! and wildcard replays without an actor, and gets one back for writes,
+//! exact subscriptions and its owner's end.
+
+use bytes::Bytes;
+use ipcbus_actors::{
+    Del, Done, Get, Out, Outbox, OutboxConfig, Registry, ReplyTo, Set, Subscriber,
+};
+use ipcbus_protocol::{ErrorBody, Life, Pattern};
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Notify;
+
+/// An outbox, the bell it rings when it has items, and what was taken
+/// from it but not yet looked at.
+struct Inbox {
+    outbox: Arc<Outbox>,
+    bell: Arc<Notify>,
+    taken: RefCell<VecDeque<Out>>,
+}
+
+impl Inbox {
+    fn new(id: u64, registry: &Registry) -> Inbox {
+        let bell = Arc::new(Notify::new());
+        let ring = bell.clone();
+        let outbox = Outbox::new(
+            id,
+            OutboxConfig::default(),
+            registry.stats().clone(),
+            move || {
+                ring.notify_one();
+            },
+        );
+        Inbox {
+            outbox: Arc::new(outbox),
+            bell,
+            taken: RefCell::default(),
+        }
+    }
+
+    /// Waits for the next item.
+    async fn next(&self) -> Out {
+        loop {
+            if let Some(out) = self.taken.borrow_mut().pop_front() {
+                return out;
+            }
+            self.outbox.take(&mut self.taken.borrow_mut());
+            if self.taken.borrow().is_empty() {
+                self.bell.notified().await;
+            }
+        }
+    }
+
+    fn reply_to(&self) -> ReplyTo {
+        self.outbox.begin();
+        ReplyTo {
+            outbox: self.outbox.clone(),
+            id: Some(1),
+        }
+    }
+
+    fn subscriber(&self, sub: u64) -> Subscriber {
+        Subscriber {
+            outbox: self.outbox.clone(),
+            sub,
+        }
+    }
+}
+
+fn value(byte: u8) -> Bytes {
+    Bytes::copy_from_slice(&[byte])
+}
+
+/// The outcome of the request the inbox is waiting for.
+async fn outcome(inbox: &Inbox) -> Result<Done, ErrorBody> {
+    match inbox.next().await {
+        Out::Reply { result, .. } => result,
+        other => panic!("expected a reply, got {other:?}"),
+    }
+}
+
+async fn set(registry: &Registry, inbox: &Inbox, key: &str, byte: u8, life: Life) -> u64 {
+    let msg = Set {
+        value: value(byte),
+        if_rev: None,
+        life,
+        reply: inbox.reply_to(),
+    };
+    assert!(registry.send(key, true, msg).is_ok());
+    match outcome(inbox).await {
+        Ok(Done::Rev(rev)) => rev,
+        other => panic!("set failed: {other:?}"),
+    }
+}
+
+async fn get(registry: &Registry, inbox: &Inbox, key: &str) -> Option<(u64, Bytes)> {
+    let msg = Get {
+        reply: inbox.reply_to(),
+    };
+    if let Err(Get { reply }) = registry.send(key, false, msg) {
+        reply.send(Err(ErrorBody::not_found()));
+    }
+    match outcome(inbox).await {
+        Ok(Done::Value(u)) => Some((u.rev, u.value.clone().expect("a value"))),
+        _ => None,
+    }
+}
+
+/// Lets the actors run until `key` has no actor (or `tries` turns pass).
+async fn at_rest(registry: &Registry, key: &str) -> bool {
+    for _ in 0..1000 {
+        if registry.has_actor(key) == Some(false) {
+            return true;
+        }
+        tokio::task::yield_now().await;
+    }
+    false
+}
+
+fn event(out: &Out) -> (u64, String, u64, Option<Bytes>) {
+    match out {
+        Out::Event { sub, update } => (
+            *sub,
+            update.key.to_string(),
+            update.rev,
+            update.value.clone(),
+        ),
+        other => panic!("expected an event, got {other:?}"),
+    }
+}
+
+#[actix::test]
+async fn an_idle_key_rests_and_keeps_its_value_and_rev() {
+    let registry = Registry::new();
+    let writer = Inbox::new(1, &registry);
+    let rev = set(&registry, &writer, "k", 7, Life::default()).await;
+    assert!(at_rest(&registry, "k").await, "no rest after a set");
+
+    // `get` is answered at rest.
+    assert_eq!(get(&registry, &writer, "k").await, Some((rev, value(7))));
+    assert_eq!(registry.has_actor("k"), Some(false));
+    assert_eq!(registry.keys(None)[0].rev, rev);
+
+    // A compare-and-set sees the rev the key had.
+    let msg = Set {
+        value: value(8),
+        if_rev: Some(rev),
+        life: Life::default(),
+        reply: writer.reply_to(),
+    };
+    assert!(registry.send("k", true, msg).is_ok());
+    assert!(matches!(outcome(&writer).await, Ok(Done::Rev(r)) if r == rev + 1));
+    assert!(at_rest(&registry, "k").await);
+    assert_eq!(
+        get(&registry, &writer, "k").await,
+        Some((rev + 1, value(8)))
+    );
+
+    // A deleted key leaves the registry.
+    let msg = Del {
+        if_rev: None,
+        reply: writer.reply_to(),
+    };
+    assert!(registry.send("k", false, msg).is_ok());
+    assert!(matches!(outcome(&writer).await, Ok(Done::Rev(r)) if r == rev + 2));
+    for _ in 0..1000 {
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(registry.has_actor("k"), None);
+    assert_eq!(get(&registry, &writer, "k").await, None);
+}
+
+#[actix::test]
+async fn subscriptions_reach_a_key_at_rest() {
+    let registry = Registry::new();
+    let writer = Inbox::new(1, &registry);
+    let rev = set(&registry, &writer, "a.b", 1, Life::default()).await;
+    assert!(at_rest(&registry, "a.b").await);
+
+    // A wildcard replays from the registry; the key stays at rest.
+    let wild = Inbox::new(2, &registry);
+    let pattern = Pattern::parse("a.*").expect("pattern");
+    registry.subscribe(&pattern, &wild.subscriber(1), None);
+    assert_eq!(
+        event(&wild.next().await),
+        (1, "a.b".into(), rev, Some(value(1)))
+    );
+    assert!(matches!(wild.next().await, Out::Synced { sub: 1 }));
+    assert_eq!(registry.has_actor("a.b"), Some(false));
+    // Resuming past the key's rev replays nothing.
+    registry.subscribe(&pattern, &wild.subscriber(2), Some(rev));
+    assert!(matches!(wild.next().await, Out::Synced { sub: 2 }));
+
+    // An exact subscription brings the actor back, with the value.
+    let exact = Inbox::new(3, &registry);
+    let key = Pattern::parse("a.b").expect("pattern");
+    registry.subscribe(&key, &exact.subscriber(1), None);
+    assert_eq!(
+        event(&exact.next().await),
+        (1, "a.b".into(), rev, Some(value(1)))
+    );
+    assert!(matches!(exact.next().await, Out::Synced { sub: 1 }));
+    assert_eq!(registry.has_actor("a.b"), Some(true));
+
+    // A write reaches both wildcard subscriptions and the exact one.
+    let next = set(&registry, &writer, "a.b", 2, Life::default()).await;
+    assert_eq!(
+        event(&exact.next().await),
+        (1, "a.b".into(), next, Some(value(2)))
+    );
+    let mut subs = [event(&wild.next().await), event(&wild.next().await)];
+    subs.sort_by_key(|e| e.0);
+    assert_eq!(subs[0], (1, "a.b".into(), next, Some(value(2))));
+    assert_eq!(subs[1].0, 2);
+
+    // Once the last subscriber is gone, the key rests again.
+    registry.unsubscribe(&key, &exact.outbox, 1);
+    registry.unsubscribe(&pattern, &wild.outbox, 1);
+    registry.unsubscribe(&pattern, &wild.outbox, 2);
+    assert!(at_rest(&registry, "a.b").await, "subscribers left, no rest");
+    assert_eq!(get(&registry, &writer, "a.b").await, Some((next, value(2))));
+}
+
+#[actix::test]
+async fn a_key_at_rest_is_written_with_its_wildcard_subscribers() {
+    let registry = Registry::new();
+    let writer = Inbox::new(1, &registry);
+    set(&registry, &writer, "w.x", 1, Life::default()).await;
+    assert!(at_rest(&registry, "w.x").await);
+    let wild = Inbox::new(2, &registry);
+    registry.subscribe(
+        &Pattern::parse("w.>").expect("pattern"),
+        &wild.subscriber(5),
+        None,
+    );
+    wild.next().await;
+    assert!(matches!(wild.next().await, Out::Synced { sub: 5 }));
+
+    // The actor started for this write takes the subscriber from the pattern.
+    let rev = set(&registry, &writer, "w.x", 2, Life::default()).await;
+    assert_eq!(
+        event(&wild.next().await),
+        (5, "w.x".into(), rev, Some(value(2)))
+    );
+}
+
+#[actix::test]
+async fn an_ephemeral_key_at_rest_is_released_by_its_owner_only() {
+    let registry = Registry::new();
+    let owner = Inbox::new(9, &registry);
+    let life = Life {
+        ephemeral: true,
+        ..Life::default()
+    };
+    let rev = set(&registry, &owner, "e", 1, life).await;
+    assert!(at_rest(&registry, "e").await);
+
+    registry.release("e", 8);
+    assert!(at_rest(&registry, "e").await);
+    assert_eq!(registry.last_rev(), rev, "another session's end deleted it");
+
+    registry.release("e", 9);
+    for _ in 0..1000 {
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(registry.has_actor("e"), None, "the owner's end kept it");
+    assert_eq!(registry.last_rev(), rev + 1);
+    assert!(registry.keys(None).is_empty());
+}
+
+#[actix::test]
+async fn a_key_with_a_ttl_keeps_its_actor_until_it_expires() {
+    tokio::time::pause();
+    let registry = Registry::new();
+    let writer = Inbox::new(1, &registry);
+    let life = Life {
+        ttl_ms: Some(1_000),
+        ..Life::default()
+    };
+    let rev = set(&registry, &writer, "t", 1, life).await;
+    assert!(!at_rest(&registry, "t").await, "rested with a countdown");
+    // The paused clock jumps to the expiry once the actors are idle.
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    for _ in 0..1000 {
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(registry.has_actor("t"), None, "not expired");
+    assert_eq!(registry.last_rev(), rev + 1);
+    // Without a TTL, the next value of the key rests.
+    set(&registry, &writer, "t", 2, Life::default()).await;
+    assert!(at_rest(&registry, "t").await);
+}
