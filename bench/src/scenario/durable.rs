@@ -50,15 +50,19 @@ pub(crate) async fn ipcbus(
 
 /// A Redis server with an append-only file, killed when dropped.
 pub(crate) struct AofRedis {
-    _server: Owned,
     conn: MultiplexedConnection,
+    _server: Owned,
+    /// A new one per server: a second server in the same directory would
+    /// first load the first one's file.
+    _data: tempfile::TempDir,
 }
 
 impl AofRedis {
     /// Starts `redis-server` with `appendfsync <policy>`, its data in `dir`.
     pub(crate) async fn start(dir: &Path, policy: &str) -> anyhow::Result<AofRedis> {
-        let data = dir.join(format!("redis-aof-{policy}"));
-        std::fs::create_dir_all(&data)?;
+        let data = tempfile::Builder::new()
+            .prefix(&format!("redis-aof-{policy}"))
+            .tempdir_in(dir)?;
         let port = std::net::TcpListener::bind("127.0.0.1:0")?
             .local_addr()?
             .port();
@@ -74,7 +78,7 @@ impl AofRedis {
                 ])
                 .args(["--appendonly", "yes", "--appendfsync", policy])
                 .arg("--dir")
-                .arg(&data)
+                .arg(data.path())
                 .stdout(Stdio::null())
                 .spawn()
                 .context("cannot start redis-server (bash bench/brokers.sh install)")?,
@@ -91,8 +95,9 @@ impl AofRedis {
             }
         };
         Ok(AofRedis {
-            _server: server,
             conn,
+            _server: server,
+            _data: data,
         })
     }
 
