@@ -49,7 +49,10 @@ impl Inbox {
             }
             self.outbox.take(&mut self.taken.borrow_mut());
             if self.taken.borrow().is_empty() {
-                self.bell.notified().await;
+                // A regression fails the test instead of hanging it.
+                tokio::time::timeout(WAIT, self.bell.notified())
+                    .await
+                    .expect("nothing arrived in the inbox");
             }
         }
     }
@@ -69,6 +72,9 @@ impl Inbox {
         }
     }
 }
+
+/// The longest wait for an item in an inbox.
+const WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 fn value(byte: u8) -> Bytes {
     Bytes::copy_from_slice(&[byte])
