@@ -21,11 +21,19 @@ fn color(system: System) -> RGBColor {
     PALETTE[system as usize % PALETTE.len()]
 }
 
-/// Writes `throughput.svg` and `stall.svg` into `dir`.
+/// Writes `throughput.svg` and `stall.svg` into `dir`. The second shows
+/// each server's RSS growth since the subscriber stalled: the servers'
+/// absolute sizes differ by orders of magnitude.
 pub(crate) fn write(dir: &Path, results: &Results) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir)?;
-    throughput(&dir.join("throughput.svg"), results).map_err(|e| anyhow!("throughput.svg: {e}"))?;
-    stall(&dir.join("stall.svg"), results).map_err(|e| anyhow!("stall.svg: {e}"))?;
+    // A chart of scenarios that were not run would be empty: it is left as it is.
+    if !results.systems(Metric::A_RATE).is_empty() {
+        throughput(&dir.join("throughput.svg"), results)
+            .map_err(|e| anyhow!("throughput.svg: {e}"))?;
+    }
+    if !results.traces().is_empty() {
+        stall(&dir.join("stall.svg"), results).map_err(|e| anyhow!("stall.svg: {e}"))?;
+    }
     Ok(())
 }
 
@@ -103,29 +111,31 @@ fn stall(path: &Path, results: &Results) -> Drawn {
         .flatten()
         .map(|&(t, _)| t)
         .fold(1.0f64, f64::max);
-    let top = traces
+    let points: Vec<f64> = traces
         .values()
-        .flatten()
-        .map(|&(_, k)| k as f64 / 1024.0)
-        .fold(1.0f64, f64::max);
+        .flat_map(|t| growth(t))
+        .map(|(_, m)| m)
+        .collect();
+    let top = points.iter().copied().fold(1.0f64, f64::max);
+    let bottom = points.iter().copied().fold(0.0f64, f64::min);
     let root = SVGBackend::new(path, (760, 420)).into_drawing_area();
     root.fill(&WHITE)?;
     let mut chart = ChartBuilder::on(&root)
         .caption(
-            "(g) Server RSS while one subscriber is stalled",
+            "(g) Server RSS growth while one subscriber is stalled",
             ("sans-serif", 18),
         )
         .margin(12)
         .x_label_area_size(36)
         .y_label_area_size(50)
-        .build_cartesian_2d(0.0..end, 0.0..top * 1.15)?;
+        .build_cartesian_2d(0.0..end, bottom * 1.15..top * 1.15)?;
     chart
         .configure_mesh()
         .x_desc("seconds")
-        .y_desc("MiB")
+        .y_desc("MiB since the stall began")
         .draw()?;
     for (&system, trace) in traces {
-        let points = trace.iter().map(|&(t, kib)| (t, kib as f64 / 1024.0));
+        let points = growth(trace);
         chart
             .draw_series(LineSeries::new(points, color(system).stroke_width(2)))?
             .label(system.to_string())
@@ -138,4 +148,13 @@ fn stall(path: &Path, results: &Results) -> Drawn {
         .draw()?;
     root.present()?;
     Ok(())
+}
+
+/// A trace as MiB above its first sample.
+fn growth(trace: &[(f64, u64)]) -> Vec<(f64, f64)> {
+    let base = trace.first().map_or(0, |&(_, kib)| kib) as f64;
+    trace
+        .iter()
+        .map(|&(t, kib)| (t, (kib as f64 - base) / 1024.0))
+        .collect()
 }
