@@ -304,11 +304,14 @@ impl Handler<Attach> for KeyActor {
                 self.hold.emit(Held::Push(s.outbox.clone(), out));
             }
         }
-        self.hold.emit(Held::Complete(s.outbox.clone()));
-        self.subscribers.push(s);
+        // `synced` (if this key is the last to replay) is queued before the
+        // request counts as finished: a `keys` waiting for the session to be
+        // idle must find it already queued.
         if let Some(sync) = msg.sync {
             self.hold.emit(Held::Synced(sync));
         }
+        self.hold.emit(Held::Complete(s.outbox.clone()));
+        self.subscribers.push(s);
     }
 }
 
