@@ -286,8 +286,17 @@ impl Actor for WsSession {
 impl Handler<Wake> for WsSession {
     type Result = ();
 
+    /// Writes the outbox once this thread has run everything else it had
+    /// to do (Tokio defers a yielded task until the runtime next polls for
+    /// I/O). Whatever the other sessions and key actors of this thread
+    /// queue meanwhile goes out in the same batch, so one write to the
+    /// socket carries many events instead of a few.
     fn handle(&mut self, _: Wake, ctx: &mut Self::Context) {
-        self.drain(ctx);
+        ctx.spawn(
+            tokio::task::yield_now()
+                .into_actor(self)
+                .map(|(), act, ctx| act.drain(ctx)),
+        );
     }
 }
 
