@@ -2,6 +2,7 @@
 //! machine, and the version of every system measured.
 
 use crate::systems::System;
+use std::path::Path;
 use std::process::Command;
 
 /// First line of a command's output (stdout, else stderr), or "unknown".
@@ -34,24 +35,29 @@ fn cpu_model() -> String {
 }
 
 /// The version of `system`, as its program reports it.
-fn version(system: System) -> String {
-    match system {
-        System::Ipcbus => format!(
+fn version(system: System, server: Option<&Path>) -> String {
+    match (system, server) {
+        (System::Ipcbus, Some(path)) => format!(
+            "{} ({})",
+            first_line(&path.to_string_lossy(), &["--version"]),
+            path.display()
+        ),
+        (System::Ipcbus, None) => format!(
             "ipcbus {} (commit {})",
             env!("CARGO_PKG_VERSION"),
             first_line("git", &["rev-parse", "--short", "HEAD"])
         ),
-        System::Floor => "floor (bench/src/floor.rs)".to_owned(),
-        System::Redis => first_line("redis-server", &["--version"]),
-        System::Nats => format!("nats-server {}", first_line("nats-server", &["--version"])),
-        System::Mosquitto => first_line("mosquitto", &["-h"]),
+        (System::Floor, _) => "floor (bench/src/floor.rs)".to_owned(),
+        (System::Redis, _) => first_line("redis-server", &["--version"]),
+        (System::Nats, _) => format!("nats-server {}", first_line("nats-server", &["--version"])),
+        (System::Mosquitto, _) => first_line("mosquitto", &["-h"]),
     }
 }
 
 /// A markdown paragraph: command, date, machine, versions.
-pub(crate) fn describe(systems: &[System]) -> String {
+pub(crate) fn describe(systems: &[System], server: Option<&Path>) -> String {
     let command: Vec<String> = std::env::args().skip(1).collect();
-    let versions: Vec<String> = systems.iter().map(|&s| version(s)).collect();
+    let versions: Vec<String> = systems.iter().map(|&s| version(s, server)).collect();
     format!(
         "Made by `cargo run --release -p ipcbus-bench -- {}` on {}.\n\
          Machine: {}, {} cores, Linux {}. Versions: {}; clients: redis-rs, async-nats, rumqttc (see Cargo.lock).\n",

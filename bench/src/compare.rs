@@ -39,6 +39,10 @@ pub(crate) struct Args {
     /// Messages per second in scenario (d).
     #[arg(long, default_value_t = 10_000)]
     pub(crate) rate: u64,
+    /// Run this ipcbus binary (e.g. one built from another commit) instead
+    /// of the server built into this program.
+    #[arg(long)]
+    pub(crate) server: Option<PathBuf>,
     /// Do not pin the servers and this program to separate cores.
     #[arg(long)]
     pub(crate) no_pin: bool,
@@ -59,9 +63,14 @@ pub(crate) async fn run(mut args: Args) -> anyhow::Result<String> {
         (args.rounds, args.seconds, args.clients, args.fanout) = (1, 0.3, 10, 10);
     }
     let dir = tempfile::tempdir()?;
-    let pinned = !args.no_pin && procs::cores() >= 2;
+    let cores = procs::cores();
+    let pinned = !args.no_pin && cores >= 2;
+    let me = std::process::id();
     if pinned {
-        procs::pin(std::process::id(), &format!("1-{}", procs::cores() - 1))?;
+        // The servers start from here on core 0 and inherit it, so that
+        // each sizes itself (worker threads, GOMAXPROCS) to the one core
+        // it gets, as it would if started with `taskset -c 0`.
+        procs::pin(me, "0")?;
     }
     let brokers = match args.systems.iter().any(|s| s.is_peer()) {
         true => Some(Brokers::start()?),
@@ -69,11 +78,11 @@ pub(crate) async fn run(mut args: Args) -> anyhow::Result<String> {
     };
     let mut running = Vec::new();
     for &system in &args.systems {
-        let started = Running::start(system, dir.path(), brokers.as_ref())?;
-        if pinned {
-            procs::pin(started.pid(), "0")?;
-        }
+        let started = Running::start(system, dir.path(), brokers.as_ref(), args.server.as_deref())?;
         running.push((system, started));
+    }
+    if pinned {
+        procs::pin(me, &format!("1-{}", cores - 1))?;
     }
     let mut results = Results::default();
     for round in 0..args.rounds {

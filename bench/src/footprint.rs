@@ -1,7 +1,8 @@
 //! Scenario (f) of the benchmark suite: what the server holds in memory
 //! per idle connection with one subscription, and per stored key. The
 //! server runs as a child process (this program, see
-//! `ipcbus_tests::child`), so its RSS is apart from the load's. Each
+//! `ipcbus_tests::child`, or the `ipcbus` binary given with `--server`),
+//! so its RSS is apart from the load's. Each
 //! figure is the growth of its settled RSS divided by the count.
 
 use bytes::Bytes;
@@ -32,12 +33,21 @@ pub(crate) struct Args {
     /// Bytes per value (a MessagePack string of this many bytes of text).
     #[arg(long, default_value_t = 100)]
     value_bytes: usize,
+    /// The server binary to measure, e.g. target/release/ipcbus. By default
+    /// this program serves (the same server code, but its bigger binary
+    /// adds its own pages to the idle RSS).
+    #[arg(long)]
+    server: Option<std::path::PathBuf>,
 }
 
 /// Measures; returns a markdown table.
 pub(crate) async fn run(args: Args) -> anyhow::Result<String> {
     let dir = tempfile::tempdir()?;
-    let mut launcher = Launcher::new(None, dir.path().to_owned())?;
+    let program = match &args.server {
+        Some(path) => path.display().to_string(),
+        None => "ipcbus-bench, serving".to_owned(),
+    };
+    let mut launcher = Launcher::new(args.server.clone(), dir.path().to_owned())?;
     let max = (args.connections + 16).to_string();
     launcher.extra = vec!["--max-connections".into(), max, "--no-selftest".into()];
     let server = launcher.start()?;
@@ -75,7 +85,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<String> {
     let mut table = String::from("| measure | figure |\n|---|---:|\n");
     let _ = writeln!(
         table,
-        "| idle server RSS | {:.1} MiB |",
+        "| idle server RSS ({program}) | {:.1} MiB |",
         idle as f64 / 1024.0
     );
     let _ = writeln!(

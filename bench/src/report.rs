@@ -222,7 +222,7 @@ impl Results {
         let mut systems: Vec<System> = args.systems.clone();
         systems.sort();
         systems.dedup();
-        let mut out = crate::about::describe(&systems);
+        let mut out = crate::about::describe(&systems, args.server.as_deref());
         out.push('\n');
         let _ = write!(out, "| measure |");
         for s in &systems {

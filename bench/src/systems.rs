@@ -1,7 +1,9 @@
 //! The systems a comparison runs side by side: ipcbus (a child process of
 //! this program, see `ipcbus_tests::child`), the floor server, and the
-//! peers started by `bench/brokers.sh` (`crate::load::peers`). Each server is pinned to core 0
-//! and this program to the others, when the machine has two or more.
+//! peers started by `bench/brokers.sh` (`crate::load::peers`). When the
+//! machine has two cores or more, every server is started on core 0 (and
+//! so sizes its thread pool to one core) and this program then moves to
+//! the others (`crate::compare`).
 
 use crate::load::mqtt::MqttBroker;
 use crate::load::nats::NatsBroker;
@@ -65,16 +67,18 @@ pub(crate) enum Running {
 impl Running {
     /// Starts `system`, with its data (if any) under `dir`; a peer is
     /// taken from `brokers`, which must then be running.
+    /// `server` is an ipcbus binary to run instead of this program's.
     pub(crate) fn start(
         system: System,
         dir: &Path,
         brokers: Option<&Brokers>,
+        server: Option<&Path>,
     ) -> anyhow::Result<Running> {
         let running = match system {
             System::Ipcbus => {
                 let data = dir.join("ipcbus");
                 std::fs::create_dir_all(&data)?;
-                let mut launcher = Launcher::new(None, data)?;
+                let mut launcher = Launcher::new(server.map(Path::to_owned), data)?;
                 launcher.extra = ["--no-selftest", "--max-connections", "20000"]
                     .map(str::to_owned)
                     .to_vec();

@@ -43,7 +43,7 @@ fn persist_prints_a_row_per_inflight_setting() {
 fn footprint_measures_connections_and_keys() {
     let table = bench(&["footprint", "--connections", "20", "--keys", "200"]);
     for row in [
-        "| idle server RSS |",
+        "| idle server RSS (ipcbus-bench, serving) |",
         "| per idle connection with one subscription (20 connections) |",
         "| per stored key (200 keys,",
     ] {
