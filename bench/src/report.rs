@@ -296,7 +296,7 @@ impl Results {
             "\n{} rounds of {} s per run; {}. ⚠n: n runs during which other processes used more than a fifth of a core.\n",
             args.rounds,
             args.seconds,
-            if pinned { "servers pinned to core 0, the load generator to the other cores" } else { "not pinned" }
+            if pinned { "servers started on core 0 (each sized to one core), the load generator on the other cores" } else { "not pinned" }
         );
         out
     }
