@@ -48,9 +48,11 @@ start() {
   nats_port=$(free_port)
   mqtt_port=$(free_port)
 
-  # Redis: no RDB snapshots, no AOF. It sets TCP_NODELAY on every client
-  # socket itself.
+  # Redis: no RDB snapshots, no AOF, room for the footprint's 10 000 idle
+  # connections (its default is 10 000 in all). It sets TCP_NODELAY on
+  # every client socket itself.
   redis-server --bind 127.0.0.1 --port "$redis_port" --save "" --appendonly no \
+    --maxclients 20000 \
     --dir "$dir/redis" --daemonize no --logfile "$dir/redis.log" >>"$dir/redis.log" 2>&1 &
   local redis_pid=$!
 

@@ -1,14 +1,14 @@
-//! Scenario (f) of the benchmark suite: what the server holds in memory
-//! per idle connection with one subscription, and per stored key. The
-//! server runs as a child process (this program, see
-//! `ipcbus_tests::child`, or the `ipcbus` binary given with `--server`),
-//! so its RSS is apart from the load's. Each
+//! Scenario (f) of the benchmark suite: what a server holds in memory per
+//! idle connection with one subscription, and per stored key, for every
+//! system side by side. Each system runs fresh (nothing else was asked of
+//! it), as a process of its own, so its RSS is apart from the load's. Each
 //! figure is the growth of its settled RSS divided by the count.
 
-use bytes::Bytes;
+use crate::load::peers::Brokers;
+use crate::load::{Broker, Publish};
+use crate::procs;
+use crate::systems::{with_broker, Running, System};
 use futures_util::stream::{self, StreamExt, TryStreamExt};
-use ipcbus_client::{Client, ClientOptions, Event};
-use ipcbus_tests::child::{Launcher, Server};
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
@@ -18,8 +18,8 @@ const SETTLED_FOR: Duration = Duration::from_secs(2);
 const SETTLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Connections opened at once.
 const CONNECT_CONCURRENCY: usize = 64;
-/// Writes in flight while the keys are stored.
-const WRITES_IN_FLIGHT: usize = 256;
+/// Connections storing keys at once, each one key at a time.
+const WRITERS: usize = 16;
 
 /// Options of `ipcbus-bench footprint`.
 #[derive(Debug, clap::Args)]
@@ -30,109 +30,146 @@ pub(crate) struct Args {
     /// Keys stored, of `--value-bytes` each.
     #[arg(long, default_value_t = 100_000)]
     keys: usize,
-    /// Bytes per value (a MessagePack string of this many bytes of text).
+    /// Bytes per value.
     #[arg(long, default_value_t = 100)]
     value_bytes: usize,
-    /// The server binary to measure, e.g. target/release/ipcbus. By default
+    /// Systems to measure.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "ipcbus,floor,redis,nats,mosquitto"
+    )]
+    systems: Vec<System>,
+    /// The ipcbus binary to measure, e.g. target/release/ipcbus. By default
     /// this program serves (the same server code, but its bigger binary
     /// adds its own pages to the idle RSS).
     #[arg(long)]
     server: Option<std::path::PathBuf>,
 }
 
-/// Measures; returns a markdown table.
+/// What one system measured, in KiB and bytes.
+struct Footprint {
+    idle_kib: u64,
+    per_connection: u64,
+    per_key: u64,
+}
+
+/// Measures every system; returns a markdown table.
 pub(crate) async fn run(args: Args) -> anyhow::Result<String> {
     let dir = tempfile::tempdir()?;
-    let program = match &args.server {
-        Some(path) => path.display().to_string(),
-        None => "ipcbus-bench, serving".to_owned(),
+    let brokers = match args.systems.iter().any(|s| s.is_peer()) {
+        true => Some(Brokers::start()?),
+        false => None,
     };
-    let mut launcher = Launcher::new(args.server.clone(), dir.path().to_owned())?;
-    let max = (args.connections + 16).to_string();
-    launcher.extra = vec!["--max-connections".into(), max, "--no-selftest".into()];
-    let server = launcher.start()?;
-    let options = ClientOptions {
-        token: Some(server.token.clone()),
-        ..ClientOptions::default()
-    };
-    let idle = settled_rss(&server).await;
+    let mut measured = Vec::new();
+    for &system in &args.systems {
+        eprintln!("footprint: {system}");
+        let running = Running::start(system, dir.path(), brokers.as_ref(), args.server.as_deref())?;
+        let pid = running.pid();
+        let f = with_broker!(&running, b => measure(b, pid, &args).await)?;
+        measured.push((system, f));
+    }
+    Ok(table(&args, &measured))
+}
 
-    let clients: Vec<(Client, ipcbus_client::Subscription)> = stream::iter(0..args.connections)
-        .map(|i| subscribed(&server.url, options.clone(), i))
+/// Idle RSS, then `args.keys` stored keys, then `args.connections` idle
+/// subscribed connections, on a system nothing else has used. Keys come
+/// first because what they hold stays put, while a server may trim the
+/// buffers of idle connections as time passes (Redis does, in its cron).
+async fn measure<B: Broker>(broker: &B, pid: u32, args: &Args) -> anyhow::Result<Footprint> {
+    let idle = settled_rss(pid).await;
+    let body: Vec<u8> = (0..args.value_bytes)
+        .map(|i| b'a' + (i % 26) as u8)
+        .collect();
+    let per_writer = args.keys.div_ceil(WRITERS);
+    let writers: Vec<B::Pub> = stream::iter(0..WRITERS)
+        .map(|w| {
+            let body = &body;
+            async move {
+                let mut publ = broker.publisher().await?;
+                for i in (w * per_writer)..((w + 1) * per_writer).min(args.keys) {
+                    publ.store(&key(i), body).await?;
+                }
+                anyhow::Ok(publ)
+            }
+        })
+        .buffer_unordered(WRITERS)
+        .try_collect()
+        .await?;
+    drop(writers);
+    let with_keys = settled_rss(pid).await;
+
+    let connections: Vec<B::Stalled> = stream::iter(0..args.connections)
+        .map(|i| async move { broker.stalled(&format!("bench.conn.{i}")).await })
         .buffer_unordered(CONNECT_CONCURRENCY)
         .try_collect()
         .await?;
-    let with_connections = settled_rss(&server).await;
-
-    let writer = Client::connect_with(&server.url, options.clone()).await?;
-    let value = Bytes::from(rmp_serde::to_vec(&"x".repeat(args.value_bytes))?);
-    let key_bytes: usize = (0..args.keys).map(|i| key(i).len()).sum();
-    stream::iter(0..args.keys)
-        .map(|i| {
-            let (writer, value) = (&writer, value.clone());
-            async move { writer.set_raw(&key(i), value, None).await }
-        })
-        .buffer_unordered(WRITES_IN_FLIGHT)
-        .try_for_each(|_| async { Ok(()) })
-        .await?;
-    let with_keys = settled_rss(&server).await;
-    drop(clients);
-
-    let per_connection =
-        with_connections.saturating_sub(idle) * 1024 / args.connections.max(1) as u64;
-    let per_key = with_keys.saturating_sub(with_connections) * 1024 / args.keys.max(1) as u64;
-    let stored = (value.len() + key_bytes / args.keys.max(1)) as u64;
-    let mut table = String::from("| measure | figure |\n|---|---:|\n");
-    let _ = writeln!(
-        table,
-        "| idle server RSS ({program}) | {:.1} MiB |",
-        idle as f64 / 1024.0
-    );
-    let _ = writeln!(
-        table,
-        "| per idle connection with one subscription ({} connections) | {:.1} KiB |",
-        args.connections,
-        per_connection as f64 / 1024.0
-    );
-    let _ = writeln!(
-        table,
-        "| per stored key ({} keys, {} B of key and value each) | {per_key} B ({} B beyond key and value) |",
-        args.keys,
-        stored,
-        per_key.saturating_sub(stored)
-    );
-    server.stop()?;
-    Ok(table)
+    let with_connections = settled_rss(pid).await;
+    drop(connections);
+    Ok(Footprint {
+        idle_kib: idle,
+        per_key: with_keys.saturating_sub(idle) * 1024 / args.keys.max(1) as u64,
+        per_connection: with_connections.saturating_sub(with_keys) * 1024
+            / args.connections.max(1) as u64,
+    })
 }
 
 fn key(i: usize) -> String {
     format!("bench.footprint.{i}")
 }
 
-/// A connection subscribed to a key of its own, once its replay is done.
-async fn subscribed(
-    url: &str,
-    options: ClientOptions,
-    i: usize,
-) -> anyhow::Result<(Client, ipcbus_client::Subscription)> {
-    let client = Client::connect_with(url, options).await?;
-    let mut sub = client.subscribe(&format!("bench.conn.{i}")).await?;
-    while let Some(event) = sub.next().await {
-        if event == Event::Synced {
-            return Ok((client, sub));
-        }
+/// The markdown report: one column per system.
+fn table(args: &Args, measured: &[(System, Footprint)]) -> String {
+    let stored = (args.value_bytes
+        + (0..args.keys).map(|i| key(i).len()).sum::<usize>() / args.keys.max(1))
+        as u64;
+    let mut out = String::from("| measure |");
+    for (system, _) in measured {
+        let _ = write!(out, " {system} |");
     }
-    anyhow::bail!("subscription {i} ended before it synced")
+    out.push_str("\n|---|");
+    out.push_str(&"---:|".repeat(measured.len()));
+    let cells = |cell: fn(&Footprint, u64) -> String| -> Vec<String> {
+        measured.iter().map(|(_, f)| cell(f, stored)).collect()
+    };
+    let rows = [
+        (
+            "idle server RSS".to_owned(),
+            cells(|f, _| format!("{:.1} MiB", f.idle_kib as f64 / 1024.0)),
+        ),
+        (
+            format!(
+                "per idle connection with one subscription ({} connections)",
+                args.connections
+            ),
+            cells(|f, _| format!("{:.1} KiB", f.per_connection as f64 / 1024.0)),
+        ),
+        (
+            format!(
+                "per stored key ({} keys, {stored} B of key and value each), beyond key and value",
+                args.keys
+            ),
+            cells(|f, stored| format!("{} B", f.per_key.saturating_sub(stored))),
+        ),
+    ];
+    for (name, row) in rows {
+        let _ = write!(out, "\n| {name} | {} |", row.join(" | "));
+    }
+    if let Some(server) = &args.server {
+        let _ = write!(out, "\n\nipcbus: {}", server.display());
+    }
+    out.push('\n');
+    out
 }
 
-/// The server's RSS in KiB once it has stopped moving.
-async fn settled_rss(server: &Server) -> u64 {
+/// The RSS of process `pid` in KiB once it has stopped moving.
+async fn settled_rss(pid: u32) -> u64 {
     let started = Instant::now();
-    let mut last = server.rss_kib().unwrap_or(0);
+    let mut last = procs::rss_kib(pid).unwrap_or(0);
     let mut since = Instant::now();
     while since.elapsed() < SETTLED_FOR && started.elapsed() < SETTLE_TIMEOUT {
         tokio::time::sleep(Duration::from_millis(250)).await;
-        let now = server.rss_kib().unwrap_or(0);
+        let now = procs::rss_kib(pid).unwrap_or(0);
         if now.abs_diff(last) * 100 > last {
             since = Instant::now();
         }

@@ -41,13 +41,36 @@ fn persist_prints_a_row_per_inflight_setting() {
 
 #[test]
 fn footprint_measures_connections_and_keys() {
-    let table = bench(&["footprint", "--connections", "20", "--keys", "200"]);
-    for row in [
-        "| idle server RSS (ipcbus-bench, serving) |",
-        "| per idle connection with one subscription (20 connections) |",
-        "| per stored key (200 keys,",
+    let table = bench(&[
+        "footprint",
+        "--connections",
+        "20",
+        "--keys",
+        "200",
+        "--systems",
+        "ipcbus,floor",
+    ]);
+    assert!(table.starts_with("| measure | ipcbus | floor |"), "{table}");
+    for (row, unit) in [
+        ("| idle server RSS |", "MiB"),
+        (
+            "| per idle connection with one subscription (20 connections) |",
+            "KiB",
+        ),
+        ("| per stored key (200 keys,", "B"),
     ] {
-        assert!(table.contains(row), "no {row:?} in\n{table}");
+        let line = table
+            .lines()
+            .find(|l| l.starts_with(row))
+            .unwrap_or_else(|| panic!("no {row:?} in\n{table}"));
+        let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+        // "", the measure, ipcbus, floor, ""
+        assert_eq!(cells.len(), 5, "{line}");
+        for cell in &cells[2..4] {
+            let (figure, got) = cell.split_once(' ').expect("figure and unit");
+            assert_eq!(got, unit, "{line}");
+            figure.parse::<f64>().expect("a figure");
+        }
     }
 }
 

@@ -60,7 +60,10 @@ pub(crate) async fn nats(addr: &str, topic: &str) -> anyhow::Result<TcpStream> {
 /// at QoS 0, confirmed by SUBACK.
 pub(crate) async fn mqtt(addr: &str, topic: &str) -> anyhow::Result<TcpStream> {
     let mut stream = connect(addr).await?;
-    let client_id = format!("stalled-{}", std::process::id());
+    // Unique: a broker drops the older of two connections with one id.
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let client_id = format!("stalled-{}-{n}", std::process::id());
     let mut connect = vec![0, 4, b'M', b'Q', b'T', b'T', 4, 0x02, 0, 60];
     put_str(&mut connect, &client_id);
     stream.write_all(&packet(0x10, &connect)).await?;
