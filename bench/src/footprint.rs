@@ -25,6 +25,7 @@ const WRITERS: usize = 16;
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
     /// Idle connections, each with one subscription to a key of its own.
+    /// ipcbus and Redis are started with room for 20 000 in all.
     #[arg(long, default_value_t = 10_000)]
     connections: usize,
     /// Keys stored, of `--value-bytes` each.
