@@ -142,10 +142,18 @@ impl KeyActor {
         Some(seq)
     }
 
+    /// Makes `owner` the session whose end deletes the key.
+    fn set_owner(&mut self, owner: Option<u64>) {
+        if let Some(old) = self.owner.filter(|&old| Some(old) != owner) {
+            self.registry.unclaim(&self.key, old);
+        }
+        self.owner = owner;
+    }
+
     /// Deletes the live value: subscribers get a `del` and the rev advances.
     fn delete(&mut self, ctx: &mut Context<Self>) -> (u64, Option<u64>) {
         self.set_expiry(None, ctx);
-        self.owner = None;
+        self.set_owner(None);
         self.write(None, false, ctx)
     }
 
@@ -218,6 +226,13 @@ impl Handler<Set> for KeyActor {
         if let Err(e) = self.check(msg.if_rev) {
             return self.finish(msg.reply, Err(e), None, ctx);
         }
+        let life = msg.life;
+        // An ephemeral key of a session that has ended is not written: the
+        // end of its session would have deleted it at once.
+        if life.ephemeral && !self.registry.claim(&self.key, &msg.reply.outbox) {
+            let e = ErrorBody::new(ErrorCode::Internal, "the session has ended");
+            return self.finish(msg.reply, Err(e), None, ctx);
+        }
         if self.live_rev() == 0 && !self.registry.add_live_key() {
             let msg_ = format!(
                 "the store holds max_keys ({}) keys; delete some first",
@@ -226,8 +241,7 @@ impl Handler<Set> for KeyActor {
             let e = ErrorBody::new(ErrorCode::Limit, msg_);
             return self.finish(msg.reply, Err(e), None, ctx);
         }
-        let life = msg.life;
-        self.owner = life.ephemeral.then(|| msg.reply.outbox.id());
+        self.set_owner(life.ephemeral.then(|| msg.reply.outbox.id()));
         self.set_expiry(life.ttl_ms, ctx);
         let persist = !life.ephemeral && (life.persist || self.registry.persist_all());
         let (rev, seq) = self.write(Some(msg.value), persist, ctx);

@@ -177,7 +177,8 @@ impl Outbox {
                     .index
                     .get_or_insert_with(|| build_index(&inner.queue, inner.head));
                 let slot_key = (*sub, update.key.clone());
-                if let Some(&pos) = index.get(&slot_key) {
+                // A position before `head` was taken already.
+                if let Some(&pos) = index.get(&slot_key).filter(|&&pos| pos >= inner.head) {
                     let slot = &mut inner.queue[(pos - inner.head) as usize];
                     inner.bytes = inner.bytes - slot.cost() + cost;
                     *slot = out;
@@ -210,15 +211,38 @@ impl Outbox {
         }
     }
 
-    /// Moves every queued item into `into` (which should be empty; its
-    /// allocation is reused) and re-arms the wake-up.
-    pub fn take(&self, into: &mut VecDeque<Out>) {
+    /// Moves queued items into `into` (which should be empty; its
+    /// allocation is reused): at least one, and more while their cost stays
+    /// within `max_bytes`. Returns whether items remain; the caller must
+    /// then take again, since no wake-up comes for them. Otherwise the
+    /// wake-up is re-armed.
+    pub fn take(&self, into: &mut VecDeque<Out>, max_bytes: usize) -> bool {
         let mut g = self.lock();
-        std::mem::swap(&mut g.queue, into);
-        g.head += into.len() as u64;
-        g.bytes = 0;
-        g.index = None;
-        g.scheduled = false;
+        let inner = &mut *g;
+        let mut taken = 0;
+        while let Some(out) = inner.queue.pop_front() {
+            let cost = out.cost();
+            taken += cost;
+            inner.bytes = inner.bytes.saturating_sub(cost);
+            inner.head += 1;
+            into.push_back(out);
+            if taken >= max_bytes {
+                break;
+            }
+        }
+        let more = !inner.queue.is_empty();
+        if !more {
+            // Every position in the index is taken: start afresh.
+            inner.bytes = 0;
+            inner.index = None;
+            inner.scheduled = false;
+        }
+        more
+    }
+
+    /// Moves every queued item into `into` and re-arms the wake-up.
+    pub fn take_all(&self, into: &mut VecDeque<Out>) {
+        self.take(into, usize::MAX);
     }
 
     /// Counts a request handed to a key actor.
@@ -342,7 +366,7 @@ mod tests {
         outbox.push(event(1, "b", 6, Some(b"2")));
         outbox.push(event(2, "a", 7, Some(b"1")));
         let mut got = VecDeque::new();
-        outbox.take(&mut got);
+        assert!(!outbox.take(&mut got, usize::MAX));
         let expect = [
             ("a", 1, true),
             ("a", 2, true),

@@ -11,7 +11,6 @@ use crate::messages::{Attach, Del, Detach, Get, Release, Set};
 use crate::outbox::Done;
 use crate::update::Update;
 use actix::prelude::*;
-use bytes::Bytes;
 use std::sync::Arc;
 
 /// A key with a live value and no actor: all that an actor needs to take
@@ -19,10 +18,9 @@ use std::sync::Arc;
 /// write not yet on disk always have an actor.
 #[derive(Debug)]
 pub struct Passive {
-    /// The value, as MessagePack (boxed rather than `Bytes`: 16 bytes less per key).
-    pub(crate) value: Box<[u8]>,
-    /// The rev of the value.
-    pub(crate) rev: u64,
+    /// The last write, always with a value. Shared, never copied, by every
+    /// `get` reply and replay, so its JSON rendering is made at most once.
+    pub(crate) update: Arc<Update>,
     /// The session (outbox id) whose end deletes the key: an ephemeral `set`.
     pub(crate) owner: Option<u64>,
     /// Whether the data file holds the key.
@@ -30,30 +28,19 @@ pub struct Passive {
 }
 
 impl Passive {
-    /// Takes the value out of the actor's last write, without copying it
-    /// when nobody else holds that write any more.
+    /// Keeps the actor's last write, if it has a value.
     pub(crate) fn new(update: Arc<Update>, owner: Option<u64>, persisted: bool) -> Option<Passive> {
-        let (rev, value) = match Arc::try_unwrap(update) {
-            Ok(update) => (update.rev, update.value?),
-            Err(shared) => (shared.rev, shared.value.clone()?),
-        };
+        update.value.as_ref()?;
         Some(Passive {
-            value: Vec::from(value).into_boxed_slice(),
-            rev,
+            update,
             owner,
             persisted,
         })
     }
 
-    /// The value as a write of `key`, for an actor or a `get` reply.
-    pub(crate) fn update(&self, key: &Arc<str>) -> Update {
-        let value = Bytes::copy_from_slice(&self.value);
-        Update::new(key.clone(), self.rev, Some(value))
-    }
-
-    /// The value as a write of `key`, moved rather than copied.
-    pub(crate) fn into_update(self, key: &Arc<str>) -> Update {
-        Update::new(key.clone(), self.rev, Some(Bytes::from(self.value)))
+    /// The rev of the value.
+    pub(crate) fn rev(&self) -> u64 {
+        self.update.rev
     }
 }
 
@@ -73,9 +60,8 @@ impl KeyMessage for Del {}
 impl KeyMessage for Attach {}
 
 impl KeyMessage for Get {
-    fn at_rest(self, key: &Arc<str>, rest: &Passive) -> Result<(), Self> {
-        let update = Arc::new(rest.update(key));
-        self.reply.send(Ok(Done::Value(update)));
+    fn at_rest(self, _key: &Arc<str>, rest: &Passive) -> Result<(), Self> {
+        self.reply.send(Ok(Done::Value(rest.update.clone())));
         Ok(())
     }
 }

@@ -14,11 +14,12 @@ use crate::messages::{Attach, Detach, Release, Subscriber, SyncCountdown};
 use crate::outbox::{Out, Outbox};
 use crate::passive::{KeyMessage, Passive};
 use crate::store::{Record, Store};
+use crate::update::Update;
 use actix::prelude::*;
 use ipcbus_protocol::{KeyRev, Pattern};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 /// Counters for health and metrics.
 #[derive(Debug, Default)]
@@ -85,6 +86,10 @@ struct State {
 
 struct Inner {
     state: RwLock<State>,
+    /// The keys each session (outbox id) owns through an ephemeral `set`,
+    /// kept by the key actors: bounded by the live keys, whatever a session
+    /// set and deleted before.
+    owners: Mutex<HashMap<u64, HashSet<Arc<str>>>>,
     rev: Arc<AtomicU64>,
     stats: Arc<Stats>,
     store: Option<Store>,
@@ -125,6 +130,7 @@ impl Registry {
     pub fn new() -> Registry {
         Registry(Arc::new(Inner {
             state: RwLock::default(),
+            owners: Mutex::default(),
             rev: Arc::default(),
             stats: Arc::default(),
             store: None,
@@ -137,6 +143,7 @@ impl Registry {
     pub fn with_store(store: Store, options: RegistryOptions) -> Registry {
         Registry(Arc::new(Inner {
             state: RwLock::default(),
+            owners: Mutex::default(),
             rev: store.rev_counter(),
             stats: Arc::default(),
             store: Some(store),
@@ -151,9 +158,9 @@ impl Registry {
         for (key, record) in keys {
             let key: Arc<str> = key.into();
             self.0.stats.live_keys.fetch_add(1, Ordering::Relaxed);
+            let update = Update::new(key.clone(), record.rev, Some(record.value));
             let rest = Passive {
-                value: Vec::from(record.value).into_boxed_slice(),
-                rev: record.rev,
+                update: Arc::new(update),
                 owner: None,
                 persisted: true,
             };
@@ -211,9 +218,47 @@ impl Registry {
         self.0.stats.live_keys.fetch_sub(1, Ordering::AcqRel);
     }
 
-    /// Tells `key` that the session with outbox id `owner` has ended.
-    pub fn release(&self, key: &str, owner: u64) {
-        let _gone = self.send(key, false, Release { owner });
+    /// The session of `outbox` has ended: deletes the keys it owns
+    /// through an ephemeral `set` (unless they were written since).
+    /// Close the outbox first, so that no key can be claimed for it after.
+    pub fn release_owned(&self, outbox: &Outbox) {
+        let owner = outbox.id();
+        let keys = self.lock_owners().remove(&owner).unwrap_or_default();
+        for key in keys {
+            let _gone = self.send(&key, false, Release { owner });
+        }
+    }
+
+    /// Records that `key` belongs to the session of `outbox`; false if that
+    /// session has ended (its outbox is closed), which then owns nothing.
+    pub(crate) fn claim(&self, key: &Arc<str>, outbox: &Outbox) -> bool {
+        let mut owners = self.lock_owners();
+        // Under the lock: `release_owned` closes first, then takes the set.
+        if outbox.is_closed() {
+            return false;
+        }
+        owners.entry(outbox.id()).or_default().insert(key.clone());
+        true
+    }
+
+    /// Forgets that `key` belongs to session `owner`.
+    pub(crate) fn unclaim(&self, key: &str, owner: u64) {
+        let mut owners = self.lock_owners();
+        if let Some(keys) = owners.get_mut(&owner) {
+            keys.remove(key);
+            if keys.is_empty() {
+                owners.remove(&owner);
+            }
+        }
+    }
+
+    /// Keys owned through ephemeral `set`s, over every session.
+    pub fn owned_keys(&self) -> usize {
+        self.lock_owners().values().map(HashSet::len).sum()
+    }
+
+    fn lock_owners(&self) -> MutexGuard<'_, HashMap<u64, HashSet<Arc<str>>>> {
+        self.0.owners.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn read(&self) -> RwLockReadGuard<'_, State> {
@@ -276,9 +321,8 @@ impl Registry {
         let mut actor = KeyActor::new(key.clone(), self.clone(), subscribers_of(key, patterns));
         actor.owner = rest.owner;
         actor.persisted = rest.persisted;
-        let update = rest.into_update(key);
-        actor.state.live_rev.store(update.rev, Ordering::Release);
-        actor.current = Some(Arc::new(update));
+        actor.state.live_rev.store(rest.rev(), Ordering::Release);
+        actor.current = Some(rest.update);
         actor
     }
 
@@ -325,16 +369,16 @@ impl Registry {
         // Counts itself down at the end, so `synced` cannot come before
         // every key's replay.
         let sync = countdown(matching.len() + 1);
-        for (key, entry) in matching {
+        for (_, entry) in matching {
             match entry {
                 Entry::Active(handle) => handle.send(attach(sync.clone())),
                 // A key at rest replays here and stays at rest: an actor
                 // started for it later takes the subscriber from `patterns`.
                 Entry::Passive(rest) => {
-                    if since.is_none_or(|s| rest.rev > s) {
+                    if since.is_none_or(|s| rest.rev() > s) {
                         subscriber.outbox.push(Out::Event {
                             sub: subscriber.sub,
-                            update: Arc::new(rest.update(key)),
+                            update: rest.update.clone(),
                         });
                     }
                     sync.done();
@@ -382,7 +426,7 @@ impl Registry {
             .filter_map(|(k, entry)| {
                 let rev = match entry {
                     Entry::Active(h) => h.state.live_rev.load(Ordering::Acquire),
-                    Entry::Passive(rest) => rest.rev,
+                    Entry::Passive(rest) => rest.rev(),
                 };
                 (rev != 0).then(|| KeyRev {
                     key: k.to_string().into(),

@@ -5,7 +5,7 @@
 
 use bytes::Bytes;
 use ipcbus_actors::{
-    Del, Done, Get, Out, Outbox, OutboxConfig, Registry, ReplyTo, Set, Subscriber,
+    Del, Done, Get, Out, Outbox, OutboxConfig, Registry, ReplyTo, Set, Subscriber, Update,
 };
 use ipcbus_protocol::{ErrorBody, Life, Pattern};
 use std::cell::RefCell;
@@ -47,7 +47,7 @@ impl Inbox {
             if let Some(out) = self.taken.borrow_mut().pop_front() {
                 return out;
             }
-            self.outbox.take(&mut self.taken.borrow_mut());
+            self.outbox.take_all(&mut self.taken.borrow_mut());
             if self.taken.borrow().is_empty() {
                 // A regression fails the test instead of hanging it.
                 tokio::time::timeout(WAIT, self.bell.notified())
@@ -99,6 +99,27 @@ async fn set(registry: &Registry, inbox: &Inbox, key: &str, byte: u8, life: Life
     match outcome(inbox).await {
         Ok(Done::Rev(rev)) => rev,
         other => panic!("set failed: {other:?}"),
+    }
+}
+
+async fn del(registry: &Registry, inbox: &Inbox, key: &str) {
+    let msg = Del {
+        if_rev: None,
+        reply: inbox.reply_to(),
+    };
+    assert!(registry.send(key, false, msg).is_ok());
+    assert!(outcome(inbox).await.is_ok(), "del failed");
+}
+
+/// The `get` reply itself: the write it shares.
+async fn get_shared(registry: &Registry, inbox: &Inbox, key: &str) -> Arc<Update> {
+    let msg = Get {
+        reply: inbox.reply_to(),
+    };
+    assert!(registry.send(key, false, msg).is_ok());
+    match outcome(inbox).await {
+        Ok(Done::Value(u)) => u,
+        other => panic!("get failed: {other:?}"),
     }
 }
 
@@ -264,11 +285,14 @@ async fn an_ephemeral_key_at_rest_is_released_by_its_owner_only() {
     let rev = set(&registry, &owner, "e", 1, life).await;
     assert!(at_rest(&registry, "e").await);
 
-    registry.release("e", 8);
+    let other = Inbox::new(8, &registry);
+    other.outbox.close();
+    registry.release_owned(&other.outbox);
     assert!(at_rest(&registry, "e").await);
     assert_eq!(registry.last_rev(), rev, "another session's end deleted it");
 
-    registry.release("e", 9);
+    owner.outbox.close();
+    registry.release_owned(&owner.outbox);
     for _ in 0..1000 {
         tokio::task::yield_now().await;
     }
@@ -298,4 +322,69 @@ async fn a_key_with_a_ttl_keeps_its_actor_until_it_expires() {
     // Without a TTL, the next value of the key rests.
     set(&registry, &writer, "t", 2, Life::default()).await;
     assert!(at_rest(&registry, "t").await);
+}
+
+#[actix::test]
+async fn ephemeral_keys_deleted_or_overwritten_leave_no_trace_of_their_owner() {
+    let registry = Registry::new();
+    let owner = Inbox::new(9, &registry);
+    let other = Inbox::new(8, &registry);
+    let life = Life {
+        ephemeral: true,
+        ..Life::default()
+    };
+    for i in 0..100 {
+        let key = format!("e.{i}");
+        set(&registry, &owner, &key, 1, life).await;
+        match i % 3 {
+            // Deleted by the owner, overwritten by another session, or kept.
+            0 => del(&registry, &owner, &key).await,
+            1 => _ = set(&registry, &other, &key, 2, Life::default()).await,
+            _ => {}
+        }
+    }
+    assert_eq!(
+        registry.owned_keys(),
+        33,
+        "only the keys still owned are tracked"
+    );
+    owner.outbox.close();
+    registry.release_owned(&owner.outbox);
+    for _ in 0..1000 {
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(registry.owned_keys(), 0);
+    assert_eq!(registry.keys(None).len(), 33, "the overwritten keys stay");
+    // A set that reaches its key after its session ended is not applied.
+    let msg = Set {
+        value: value(3),
+        if_rev: None,
+        life,
+        reply: owner.reply_to(),
+    };
+    assert!(registry.send("late", true, msg).is_ok());
+    for _ in 0..1000 {
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(registry.has_actor("late"), None);
+    assert_eq!(registry.owned_keys(), 0);
+}
+
+#[actix::test]
+async fn a_key_at_rest_shares_one_write_with_every_reader() {
+    // So its value is never copied per reader, and its JSON is rendered once.
+    let registry = Registry::new();
+    let reader = Inbox::new(1, &registry);
+    set(&registry, &reader, "r", 1, Life::default()).await;
+    assert!(at_rest(&registry, "r").await);
+    let first = get_shared(&registry, &reader, "r").await;
+    let json = first
+        .json()
+        .expect("json")
+        .expect("a value")
+        .get()
+        .to_owned();
+    let second = get_shared(&registry, &reader, "r").await;
+    assert!(Arc::ptr_eq(&first, &second), "a copy per read");
+    assert_eq!(second.json().expect("json").expect("a value").get(), json);
 }

@@ -27,6 +27,8 @@ enum Step {
     },
     /// The session drains the outbox.
     Take,
+    /// The session takes at least one item and at most about this many bytes.
+    TakeSome(usize),
 }
 
 fn step() -> impl Strategy<Value = Step> {
@@ -36,7 +38,7 @@ fn step() -> impl Strategy<Value = Step> {
         prop::option::weighted(0.8, 0..48usize),
     )
         .prop_map(|(sub, key, value)| Step::Push { sub, key, value });
-    prop_oneof![6 => push, 1 => Just(Step::Take)]
+    prop_oneof![6 => push, 1 => Just(Step::Take), 1 => (0..200usize).prop_map(Step::TakeSome)]
 }
 
 type Slot = (u64, Arc<str>);
@@ -51,8 +53,10 @@ struct Consumer {
 }
 
 impl Consumer {
-    /// Checks one batch. `pushed` lists the events pushed since the last take.
-    fn batch(&mut self, batch: &VecDeque<Out>, pushed: &[(Slot, u64, usize)]) {
+    /// Checks one batch. `pushed` lists the events pushed since the last
+    /// take; `whole` says the batch holds everything queued since the last
+    /// batch that emptied the outbox (the budget checks apply only then).
+    fn batch(&mut self, batch: &VecDeque<Out>, pushed: &[(Slot, u64, usize)], whole: bool) {
         let mut last_cost: HashMap<Slot, usize> = HashMap::new();
         let mut total = 0;
         let mut got = Vec::new();
@@ -73,7 +77,9 @@ impl Consumer {
             got.push((slot, update.rev));
         }
         self.delivered += batch.len() as u64;
-        self.batches += usize::from(!batch.is_empty());
+        if !whole {
+            return;
+        }
         // The bound: beyond the budget, only the newest pending event of
         // each (sub, key); everything before those fits in the budget.
         let newest: usize = last_cost.values().sum();
@@ -114,12 +120,20 @@ fn run(max_bytes: usize, steps: &[Step]) -> u64 {
     let mut total_pushed = 0u64;
     let mut rev = 0;
     let mut batch = VecDeque::new();
-    let take = |batch: &mut VecDeque<Out>, pushed: &mut Vec<_>, consumer: &mut Consumer| {
-        batch.clear();
-        outbox.take(batch);
-        consumer.batch(batch, pushed);
-        pushed.clear();
-    };
+    // Whether the last take left items behind.
+    let mut leftover = false;
+    let mut take =
+        |limit: usize, batch: &mut VecDeque<Out>, pushed: &mut Vec<_>, consumer: &mut Consumer| {
+            batch.clear();
+            let more = outbox.take(batch, limit);
+            // Each batch that empties the outbox ends one wake-up's turn.
+            if !more && !batch.is_empty() {
+                consumer.batches += 1;
+            }
+            consumer.batch(batch, pushed, !more && !leftover);
+            leftover = more;
+            pushed.clear();
+        };
     for step in steps {
         match step {
             Step::Push { sub, key, value } => {
@@ -133,10 +147,11 @@ fn run(max_bytes: usize, steps: &[Step]) -> u64 {
                 total_pushed += 1;
                 outbox.push(Out::Event { sub: *sub, update });
             }
-            Step::Take => take(&mut batch, &mut pushed, &mut consumer),
+            Step::Take => take(usize::MAX, &mut batch, &mut pushed, &mut consumer),
+            Step::TakeSome(limit) => take(*limit, &mut batch, &mut pushed, &mut consumer),
         }
     }
-    take(&mut batch, &mut pushed, &mut consumer);
+    take(usize::MAX, &mut batch, &mut pushed, &mut consumer);
     assert_eq!(
         consumer.seen, latest,
         "the newest rev of every (sub, key) arrives"

@@ -37,7 +37,7 @@ impl Inbox {
     async fn next(&self) -> VecDeque<Out> {
         let mut got = VecDeque::new();
         loop {
-            self.outbox.take(&mut got);
+            self.outbox.take_all(&mut got);
             if !got.is_empty() {
                 return got;
             }
@@ -51,7 +51,7 @@ impl Inbox {
             tokio::task::yield_now().await;
         }
         let mut got = VecDeque::new();
-        self.outbox.take(&mut got);
+        self.outbox.take_all(&mut got);
         got
     }
 }

@@ -47,7 +47,7 @@ impl Inbox {
             if let Some(out) = self.got.pop_front() {
                 return out;
             }
-            self.outbox.take(&mut self.got);
+            self.outbox.take_all(&mut self.got);
             if self.got.is_empty() {
                 self.bell.notified().await;
             }

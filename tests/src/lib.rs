@@ -118,20 +118,7 @@ impl TestServer {
 
     /// A raw WebSocket peer that has not read the `hello` yet.
     pub async fn raw_with_hello(&self, codec: Codec) -> Raw {
-        let mut req = self.url().into_client_request().expect("request");
-        req.headers_mut().insert(
-            "Sec-WebSocket-Protocol",
-            HeaderValue::from_static(codec.subprotocol()),
-        );
-        let (ws, resp) = tokio_tungstenite::connect_async_with_config(req, None, true)
-            .await
-            .expect("ws connect");
-        let chosen = resp
-            .headers()
-            .get("Sec-WebSocket-Protocol")
-            .and_then(|v| v.to_str().ok());
-        assert_eq!(chosen, Some(codec.subprotocol()));
-        Raw { ws, codec }
+        Raw::connect(&self.url(), codec).await
     }
 
     /// `GET path` with the token, over a plain socket; returns (status, body).
@@ -196,6 +183,16 @@ fn test_token(file: &std::path::Path) -> String {
     token
 }
 
+/// Starts a server with `config` in this thread and stops it at once:
+/// the error it refused to start with, if any.
+pub fn start_error(config: Config) -> Option<String> {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    actix_web::rt::System::new()
+        .block_on(ipcbus::serve(listener, config, async {}))
+        .err()
+        .map(|e| e.to_string())
+}
+
 /// The settings tests start from.
 pub fn test_config() -> Config {
     Config {
@@ -215,6 +212,25 @@ pub struct Raw {
 }
 
 impl Raw {
+    /// Connects to `url` (with its token) speaking `codec`; the `hello`
+    /// is not read yet.
+    pub async fn connect(url: &str, codec: Codec) -> Raw {
+        let mut req = url.into_client_request().expect("request");
+        req.headers_mut().insert(
+            "Sec-WebSocket-Protocol",
+            HeaderValue::from_static(codec.subprotocol()),
+        );
+        let (ws, resp) = tokio_tungstenite::connect_async_with_config(req, None, true)
+            .await
+            .expect("ws connect");
+        let chosen = resp
+            .headers()
+            .get("Sec-WebSocket-Protocol")
+            .and_then(|v| v.to_str().ok());
+        assert_eq!(chosen, Some(codec.subprotocol()));
+        Raw { ws, codec }
+    }
+
     /// Sends a request given as JSON, encoded in the session's codec.
     pub async fn send(&mut self, req: Value) {
         let msg = match self.codec {

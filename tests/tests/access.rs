@@ -88,6 +88,14 @@ async fn a_foreign_origin_is_refused_even_with_the_token() {
     assert_eq!(server.upgrade_status(&url, &rebound).await, 403);
     let own = format!("http://127.0.0.1:{port}");
     assert_eq!(server.upgrade_status(&url, &[("Origin", &own)]).await, 101);
+    // A trailing `/` is ignored (protocol.md §1.6), both ways.
+    let own_slash = format!("{own}/");
+    assert_eq!(
+        server.upgrade_status(&url, &[("Origin", &own_slash)]).await,
+        101
+    );
+    let forged_slash = [("Origin", "http://evil.example/")];
+    assert_eq!(server.upgrade_status(&url, &forged_slash).await, 403);
     let local_host = format!("localhost:{port}");
     let local_origin = format!("http://localhost:{port}");
     let local = [

@@ -24,25 +24,67 @@ pub(super) fn create_private_dir(dir: &Path) -> std::io::Result<()> {
 const CACHE_BYTES: usize = 4 << 20;
 
 pub(super) fn open_db(path: &Path) -> Result<Database, StoreError> {
-    // redb's debug builds assert on some impossible-for-redb states that a
-    // damaged file can reach; a damaged file must give an error, not a crash.
-    let opened = std::panic::catch_unwind(|| {
+    // redb would start a new, empty store in a zero-length file. Such a
+    // file is what a crash while the file was first created leaves, but
+    // also what a failed copy or a full disk leaves of a store that had
+    // data: nothing tells them apart, so it is refused like any damage.
+    if std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.len() == 0) {
+        return Err(StoreError::Corrupt {
+            path: path.to_owned(),
+            why: "the file is empty (0 bytes): a crash while it was created, an incomplete \
+                  copy or a full disk"
+                .to_owned(),
+        });
+    }
+    // Every page's checksum is verified at open, not only after a crash:
+    // redb otherwise trusts a cleanly closed file, and serves (or panics
+    // on) pages damaged since. A panic is still caught, so that a damaged
+    // file gives the documented error whatever redb does with it.
+    let opened = catch_panic(path, || {
         redb::Builder::new()
             .set_cache_size(CACHE_BYTES)
+            .set_check_integrity_on_open(true)
             .create(path)
-    });
-    match opened {
-        Ok(Ok(db)) => Ok(db),
-        Ok(Err(e)) => Err(classify(path, e.into())),
-        Err(panic) => Err(StoreError::Corrupt {
+            .map_err(|e| classify(path, e.into()))
+    })?;
+    restrict_to_owner(path).map_err(|error| StoreError::Dir {
+        path: path.to_owned(),
+        error,
+    })?;
+    Ok(opened)
+}
+
+/// Runs `f`, turning a panic into [`StoreError::Corrupt`].
+pub(super) fn catch_panic<T>(
+    path: &Path,
+    f: impl FnOnce() -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|panic| {
+        Err(StoreError::Corrupt {
             path: path.to_owned(),
             why: panic
                 .downcast_ref::<String>()
                 .cloned()
                 .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
                 .unwrap_or_else(|| "redb could not read it".to_owned()),
-        }),
+        })
+    })
+}
+
+/// The data file is the owner's alone (it is created with the umask's mode).
+#[cfg(unix)]
+fn restrict_to_owner(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path)?.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
     }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn restrict_to_owner(_: &Path) -> std::io::Result<()> {
+    Ok(())
 }
 
 pub(super) fn classify(path: &Path, e: redb::Error) -> StoreError {

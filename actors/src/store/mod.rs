@@ -23,7 +23,7 @@
 mod file;
 mod writer;
 
-use file::{classify, create_private_dir, mark_open, open_db, restore, Restore};
+use file::{catch_panic, classify, create_private_dir, mark_open, open_db, restore, Restore};
 use writer::{write_loop, Job};
 
 use actix::prelude::*;
@@ -168,12 +168,14 @@ impl Store {
         let path = dir.join(DATA_FILE);
         let db = open_db(&path)?;
         let storage = |e: redb::Error| classify(&path, e);
-        let restored = restore(&db).map_err(|e| match e {
-            Restore::Db(e) => storage(e),
-            Restore::Record(key) => StoreError::Corrupt {
-                path: path.clone(),
-                why: format!("unreadable record for key {key:?}"),
-            },
+        let restored = catch_panic(&path, || {
+            restore(&db).map_err(|e| match e {
+                Restore::Db(e) => storage(e),
+                Restore::Record(key) => StoreError::Corrupt {
+                    path: path.clone(),
+                    why: format!("unreadable record for key {key:?}"),
+                },
+            })
         })?;
         mark_open(&db, &restored).map_err(storage)?;
         let (jobs, rx) = mpsc::channel();

@@ -93,6 +93,10 @@ pub async fn serve(
     let addr = listener.local_addr()?;
     config.validate().map_err(std::io::Error::other)?;
     let data_dir = config.data_dir().map_err(std::io::Error::other)?;
+    crate::private::secure_dir(&data_dir).map_err(std::io::Error::other)?;
+    let mut config = config;
+    let open_files = crate::fds::raise_open_file_limit();
+    config.max_connections = crate::fds::connection_capacity(config.max_connections, open_files);
     let access = Access::from_config(&config, &data_dir).map_err(std::io::Error::other)?;
     let (store, restored) = Store::open(&data_dir).map_err(std::io::Error::other)?;
     if !restored.clean {

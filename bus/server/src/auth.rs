@@ -3,6 +3,7 @@
 //! `docs/security.md` explains the threat model.
 
 use crate::config::Config;
+use crate::private::PrivateError;
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header;
@@ -15,6 +16,8 @@ use subtle::ConstantTimeEq;
 
 /// Random bytes in a new token (shown as twice as many hex digits).
 const TOKEN_BYTES: usize = 32;
+/// The shortest token a token file may hold: 16 characters, 64 bits as hex.
+const MIN_TOKEN_CHARS: usize = 16;
 
 /// What a request must show to get in.
 #[derive(Debug)]
@@ -40,6 +43,20 @@ pub(crate) enum TokenError {
     /// The file exists but holds no token.
     #[error("token file {0} is empty; delete it and a new token is made at the next start")]
     Empty(PathBuf),
+    /// The token is too easy to guess.
+    #[error(
+        "token file {path} holds a token of {len} characters; at least {MIN_TOKEN_CHARS} are \
+         needed. Delete the file and a new random token is made at the next start"
+    )]
+    Short {
+        /// The file.
+        path: PathBuf,
+        /// The token's length in characters.
+        len: usize,
+    },
+    /// A symlink, or owned by another user.
+    #[error(transparent)]
+    Private(#[from] PrivateError),
 }
 
 impl Access {
@@ -82,7 +99,10 @@ impl Access {
     /// Checks the `Origin` and, if `token` is set, the token.
     pub(crate) fn check(&self, req: &HttpRequest, token: bool) -> Result<(), Refusal> {
         if let Some(origin) = req.headers().get(header::ORIGIN) {
-            let origin = origin.to_str().unwrap_or("").to_ascii_lowercase();
+            // A trailing `/` is not part of an origin (RFC 6454); some
+            // clients send one anyway.
+            let origin = origin.to_str().unwrap_or("");
+            let origin = origin.trim_end_matches('/').to_ascii_lowercase();
             if !self.origin_allowed(&origin, req) {
                 return Err(Refusal::Origin(origin));
             }
@@ -208,17 +228,21 @@ fn load_or_create(path: &Path) -> Result<String, TokenError> {
         path: path.to_owned(),
         error,
     };
-    match std::fs::read_to_string(path) {
-        Ok(_) => {
-            warn_if_readable_by_others(path);
-            return ipcbus_protocol::auth::read_token_file(path)
-                .ok_or_else(|| TokenError::Empty(path.to_owned()));
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(io(e)),
-    }
     if let Some(dir) = path.parent() {
-        create_private_dir(dir).map_err(io)?;
+        crate::private::secure_dir(dir)?;
+    }
+    if crate::private::secure_file(path)? {
+        std::fs::read(path).map_err(io)?;
+        let token = ipcbus_protocol::auth::read_token_file(path)
+            .ok_or_else(|| TokenError::Empty(path.to_owned()))?;
+        let len = token.chars().count();
+        if len < MIN_TOKEN_CHARS {
+            return Err(TokenError::Short {
+                path: path.to_owned(),
+                len,
+            });
+        }
+        return Ok(token);
     }
     let mut bytes = [0u8; TOKEN_BYTES];
     getrandom::fill(&mut bytes).map_err(|e| io(std::io::Error::other(e.to_string())))?;
@@ -229,20 +253,6 @@ fn load_or_create(path: &Path) -> Result<String, TokenError> {
         .map_err(io)?;
     tracing::info!("created a new access token in {}", path.display());
     Ok(token)
-}
-
-#[cfg(unix)]
-fn create_private_dir(dir: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::DirBuilderExt;
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-}
-
-#[cfg(not(unix))]
-fn create_private_dir(dir: &Path) -> std::io::Result<()> {
-    std::fs::create_dir_all(dir)
 }
 
 #[cfg(unix)]
@@ -261,22 +271,4 @@ fn private_file(path: &Path) -> std::io::Result<std::fs::File> {
         .write(true)
         .create_new(true)
         .open(path)
-}
-
-fn warn_if_readable_by_others(path: &Path) {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        if let Ok(meta) = std::fs::metadata(path) {
-            if meta.permissions().mode() & 0o077 != 0 {
-                tracing::warn!(
-                    "token file {} is readable by other users; run: chmod 600 {}",
-                    path.display(),
-                    path.display()
-                );
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = path;
 }

@@ -4,6 +4,8 @@
 //! # Layout
 //! - [`config`]: [`Config`], its TOML file and the precedence of settings.
 //! - `auth`: the access token and the browser `Origin` check.
+//! - `private`: the data directory and its files belong to this user, as ssh checks its keys.
+//! - `fds`: the open-file limit, raised at startup, and the connections it allows.
 //! - `app`: the HTTP app (`/ws`, `/health`) and [`serve`], which runs it on a bound listener.
 //! - `http`: the HTTP API (`/v1/keys`), for curl and shell scripts.
 //! - `request`: `Requester`, requests to key actors from outside a session
@@ -20,8 +22,10 @@ mod app;
 mod auth;
 pub mod cli;
 pub mod config;
+mod fds;
 mod http;
 pub mod kodi;
+mod private;
 mod request;
 mod selftest;
 mod session;

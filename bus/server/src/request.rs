@@ -65,7 +65,7 @@ impl Requester {
         make: impl FnOnce(ReplyTo) -> KeyMsg,
     ) -> Result<Done, ErrorBody> {
         let id = self.ids.fetch_add(1, Ordering::Relaxed);
-        self.outbox.take(&mut VecDeque::new());
+        self.outbox.take_all(&mut VecDeque::new());
         self.outbox.begin();
         let reply = ReplyTo {
             outbox: self.outbox.clone(),
@@ -83,7 +83,7 @@ impl Requester {
         let reply = async {
             let mut got = VecDeque::new();
             loop {
-                self.outbox.take(&mut got);
+                self.outbox.take_all(&mut got);
                 while let Some(out) = got.pop_front() {
                     if let Out::Reply {
                         id: Some(i),

@@ -6,7 +6,7 @@ use crate::http::check_length;
 use bytes::Bytes;
 use ipcbus_actors::{Del, Done, Get, Outbox, Registry, ReplyTo, Set, Subscriber};
 use ipcbus_protocol::{ErrorBody, ErrorCode, Op, Pattern, Request};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -41,9 +41,6 @@ pub(crate) struct Session {
     limits: Limits,
     subs: HashMap<u64, Pattern>,
     next_sub: u64,
-    /// Keys this session set with `ephemeral`; released when it ends.
-    /// Bounded by `max_keys`.
-    ephemeral: HashSet<Box<str>>,
 }
 
 impl Session {
@@ -56,7 +53,6 @@ impl Session {
             limits,
             subs: HashMap::new(),
             next_sub: 1,
-            ephemeral: HashSet::new(),
         }
     }
 
@@ -107,9 +103,6 @@ impl Session {
                 // The value is a slice of the socket's read buffer; a copy
                 // keeps a stored value from pinning that whole buffer.
                 let value = Bytes::copy_from_slice(&value);
-                if life.ephemeral && !self.ephemeral.contains(&*key) {
-                    self.ephemeral.insert(key.as_ref().into());
-                }
                 let reply = self.reply_to(id);
                 let _created = self.registry.send(
                     &key,
@@ -199,10 +192,8 @@ impl Drop for Session {
         for (sub, pattern) in self.subs.drain() {
             self.registry.unsubscribe(&pattern, &self.outbox, sub);
         }
-        let owner = self.outbox.id();
-        for key in self.ephemeral.drain() {
-            self.registry.release(&key, owner);
-        }
+        // After `close`: no key can be claimed for this session any more.
+        self.registry.release_owned(&self.outbox);
         self.registry
             .stats()
             .sessions

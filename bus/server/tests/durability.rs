@@ -134,12 +134,24 @@ async fn a_thousand_acknowledged_writes_survive_a_kill_at_a_random_moment() {
     );
 }
 
+/// Starts the server over a damaged data directory and returns what it
+/// printed; fails the test if it starts (rather than waiting on it).
 fn corrupt_start(dir: &Path) -> String {
-    let out = Command::new(common::BIN)
+    let mut child = Command::new(common::BIN)
         .args(["serve", "--port", "0", "--no-selftest"])
         .env("IPCBUS_DATA_DIR", dir)
-        .output()
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .expect("run");
+    let deadline = std::time::Instant::now() + common::WAIT;
+    while child.try_wait().expect("wait").is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("started over a damaged data file");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().expect("output");
     assert!(!out.status.success(), "started over a damaged data file");
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
@@ -168,4 +180,43 @@ async fn a_damaged_data_file_stops_the_server_with_a_clear_error() {
     std::fs::write(&file, b"not a database at all").expect("garbage");
     let err = corrupt_start(dir.path());
     assert!(err.contains("is damaged"), "{err}");
+}
+
+#[test]
+fn a_zero_length_data_file_is_refused_not_started_empty() {
+    let dir = tempfile::tempdir().expect("dir");
+    std::fs::write(dir.path().join("ipcbus.redb"), b"").expect("empty file");
+    let err = corrupt_start(dir.path());
+    assert!(
+        err.contains("is empty (0 bytes)") && err.contains("Move the file away"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn a_value_damaged_on_disk_is_detected_not_served() {
+    let dir = tempfile::tempdir().expect("dir");
+    let served = start(dir.path());
+    let c = connect(&served).await;
+    let canary = "ipcbus-canary-".repeat(100);
+    c.set_with("damaged", &canary, PERSIST).await.expect("set");
+    drop(c);
+    served.terminate();
+
+    // 16 bytes in the middle of the value, as a bad sector or a stray
+    // write would leave them; the file is otherwise intact.
+    let file = dir.path().join("ipcbus.redb");
+    let mut whole = std::fs::read(&file).expect("read");
+    let at = whole
+        .windows(canary.len())
+        .position(|w| w == canary.as_bytes())
+        .expect("the value is in the file");
+    let middle = at + canary.len() / 2;
+    whole[middle..middle + 16].copy_from_slice(b"ZZZZZZZZZZZZZZZZ");
+    std::fs::write(&file, &whole).expect("damage");
+    let err = corrupt_start(dir.path());
+    assert!(
+        err.contains("is damaged") && err.contains("Move the file away"),
+        "{err}"
+    );
 }

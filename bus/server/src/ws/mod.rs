@@ -12,11 +12,14 @@ use bytes::{Bytes, BytesMut};
 use ipcbus_actors::{Out, Outbox, OutboxConfig};
 use ipcbus_protocol::{json, msgpack, Codec, ErrorBody, ErrorCode, ServerMsg, PROTO_VERSION};
 use std::borrow::Cow;
+use std::cell::Cell;
 use std::collections::VecDeque;
+use std::rc::Rc;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
+mod guard;
 mod output;
 
 /// How often the server pings a client, by default (`heartbeat_ms`).
@@ -28,6 +31,11 @@ pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(30);
 /// Room the encoding buffer takes for a batch of output. It is let go at
 /// the end of the batch, so an idle connection holds none.
 const ENCODE_BUF_BYTES: usize = 4096;
+
+/// Output encoded in one turn of a session, at most (but at least one
+/// item, whatever its size). The rest waits in the outbox until the
+/// connection has taken this turn's frames.
+const DRAIN_BYTES: usize = 64 * 1024;
 
 /// Tells the session its outbox has items.
 #[derive(Message)]
@@ -69,9 +77,10 @@ pub(crate) async fn upgrade(
     }
     // From here the slot belongs to the session, which frees it on drop.
     let session = WsSession::new(&state, codec);
+    let max_frame_bytes = state.config.max_frame_bytes;
+    let stream = guard::FrameGuard::new(stream, max_frame_bytes, session.refused.clone());
     let protocols = [codec.subprotocol()];
-    let mut builder =
-        ws::WsResponseBuilder::new(session, &req, stream).frame_size(state.config.max_frame_bytes);
+    let mut builder = ws::WsResponseBuilder::new(session, &req, stream).frame_size(max_frame_bytes);
     if offered.is_some() {
         builder = builder.protocols(&protocols);
     }
@@ -86,6 +95,8 @@ pub(crate) struct WsSession {
     shutdown: watch::Receiver<bool>,
     store_id: String,
     max_frame_bytes: usize,
+    /// Set by the frame guard when a header announced more than `max_frame_bytes`.
+    refused: Rc<Cell<bool>>,
     heartbeat: Duration,
     client_timeout: Duration,
     last_seen: Instant,
@@ -125,6 +136,7 @@ impl WsSession {
             shutdown: state.shutdown.clone(),
             store_id: state.store_id.clone(),
             max_frame_bytes: state.config.max_frame_bytes,
+            refused: Rc::default(),
             heartbeat: Duration::from_millis(state.config.heartbeat_ms),
             client_timeout: Duration::from_millis(state.config.client_timeout_ms),
             last_seen: Instant::now(),
@@ -218,6 +230,15 @@ impl WsSession {
         }
     }
 
+    /// Drains the outbox once this thread has run its other ready tasks.
+    fn drain_later(&mut self, ctx: &mut WebsocketContext<Self>) {
+        ctx.spawn(
+            tokio::task::yield_now()
+                .into_actor(self)
+                .map(|(), act, ctx| act.drain(ctx)),
+        );
+    }
+
     fn close(&mut self, ctx: &mut WebsocketContext<Self>, code: CloseCode, why: &str) {
         tracing::debug!(
             session = self.session.outbox.id(),
@@ -292,11 +313,7 @@ impl Handler<Wake> for WsSession {
     /// queue meanwhile goes out in the same batch, so one write to the
     /// socket carries many events instead of a few.
     fn handle(&mut self, _: Wake, ctx: &mut Self::Context) {
-        ctx.spawn(
-            tokio::task::yield_now()
-                .into_actor(self)
-                .map(|(), act, ctx| act.drain(ctx)),
-        );
+        self.drain_later(ctx);
     }
 }
 
@@ -315,6 +332,9 @@ impl StreamHandler<Result<ws::Message, ProtocolError>> for WsSession {
             }
             Err(ProtocolError::Overflow) => {
                 self.close(ctx, CloseCode::Size, "message exceeds max_frame_bytes");
+            }
+            Err(_) if self.refused.get() => {
+                self.close(ctx, CloseCode::Size, "frame exceeds max_frame_bytes");
             }
             Err(e) => self.close(ctx, CloseCode::Protocol, &e.to_string()),
         }

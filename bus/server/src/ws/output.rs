@@ -34,9 +34,16 @@ impl WsSession {
         }
     }
 
-    /// Writes everything the outbox holds.
+    /// Writes what the outbox holds, up to [`super::DRAIN_BYTES`] per turn.
+    /// When more is left, the next turn is scheduled after a yield: the
+    /// actor runs only when the connection can take more output, so a
+    /// client that stops reading leaves its events in the outbox (shared,
+    /// and conflated there), not copied into frames.
     pub(super) fn drain(&mut self, ctx: &mut WebsocketContext<Self>) {
-        self.session.outbox.take(&mut self.batch);
+        let more = self
+            .session
+            .outbox
+            .take(&mut self.batch, super::DRAIN_BYTES);
         let mut batch = std::mem::take(&mut self.batch);
         self.buf.reserve(super::ENCODE_BUF_BYTES);
         for out in batch.drain(..) {
@@ -46,6 +53,9 @@ impl WsSession {
         // The frames written keep the buffer's memory until they are sent;
         // between batches the session holds none of it.
         self.buf = BytesMut::new();
+        if more {
+            self.drain_later(ctx);
+        }
     }
 
     fn write_out(&mut self, out: Out, ctx: &mut WebsocketContext<Self>) {
