@@ -306,7 +306,13 @@ impl Handler<Attach> for KeyActor {
     fn handle(&mut self, msg: Attach, _: &mut Context<Self>) {
         self.received();
         let s = msg.subscriber;
-        if let Some(update) = &self.current {
+        let there = msg.walked
+            && self
+                .subscribers
+                .iter()
+                .any(|x| x.sub == s.sub && Arc::ptr_eq(&x.outbox, &s.outbox));
+        let join = !there && !s.outbox.is_closed();
+        if let (true, Some(update)) = (join, &self.current) {
             // A deletion is replayed only to a resuming subscriber (`since`):
             // a fresh one never saw the key, so it has nothing to forget.
             let wanted = update.value.is_some() || msg.since.is_some();
@@ -325,7 +331,9 @@ impl Handler<Attach> for KeyActor {
             self.hold.emit(Held::Synced(sync));
         }
         self.hold.emit(Held::Complete(s.outbox.clone()));
-        self.subscribers.push(s);
+        if join {
+            self.subscribers.push(s);
+        }
     }
 }
 

@@ -42,6 +42,18 @@ pub(crate) struct SyncCountdown {
 }
 
 impl SyncCountdown {
+    pub(crate) fn new(remaining: usize, subscriber: Subscriber) -> Arc<SyncCountdown> {
+        Arc::new(SyncCountdown {
+            remaining: AtomicUsize::new(remaining),
+            subscriber,
+        })
+    }
+
+    /// One more replay to wait for.
+    pub(crate) fn add(&self) {
+        self.remaining.fetch_add(1, Ordering::AcqRel);
+    }
+
     pub(crate) fn done(&self) {
         if self.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
             let s = &self.subscriber;
@@ -101,6 +113,10 @@ pub struct Attach {
     pub since: Option<u64>,
     /// Set when the subscription waits for `synced`.
     pub(crate) sync: Option<Arc<SyncCountdown>>,
+    /// Sent by a wildcard's walk: the subscriber may be there already (an
+    /// actor started meanwhile took it from the pattern index, and
+    /// replayed), and then nothing is replayed or added.
+    pub(crate) walked: bool,
 }
 
 /// Remove a subscriber.

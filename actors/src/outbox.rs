@@ -22,7 +22,7 @@ use ipcbus_protocol::{ErrorBody, KeyRev};
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use tokio::sync::Notify;
+use tokio::sync::{Notify, Semaphore, SemaphorePermit};
 
 /// Limits of one outbox.
 #[derive(Debug, Clone, Copy)]
@@ -121,6 +121,8 @@ pub struct Outbox {
     inflight: AtomicUsize,
     room: Notify,
     idle: Notify,
+    /// One walk of the key index at a time per session (registry `walk`).
+    walks: Semaphore,
     stats: Arc<Stats>,
 }
 
@@ -148,6 +150,7 @@ impl Outbox {
             inflight: AtomicUsize::new(0),
             room: Notify::new(),
             idle: Notify::new(),
+            walks: Semaphore::new(1),
             stats,
         }
     }
@@ -270,6 +273,12 @@ impl Outbox {
             }
             notified.await;
         }
+    }
+
+    /// Waits for this session's turn to walk the key index; the turn lasts
+    /// as long as the permit.
+    pub(crate) async fn walk_turn(&self) -> Option<SemaphorePermit<'_>> {
+        self.walks.acquire().await.ok()
     }
 
     /// Whether requests handed to key actors are still unfinished.

@@ -3,6 +3,7 @@
 //!     cargo run --release -p ipcbus-bench -- compare
 //!     cargo run --release -p ipcbus-bench -- persist
 //!     cargo run --release -p ipcbus-bench -- footprint
+//!     cargo run --release -p ipcbus-bench -- abuse
 //!
 //! # Layout
 //! - `compare`: the side-by-side comparison (scenarios a to e and g) over
@@ -15,8 +16,11 @@
 //! - `persist`: what durability costs: acknowledged writes per second,
 //!   persisted (fsync'd) and in memory, by requests in flight.
 //! - `footprint`: server memory per idle connection and per stored key.
+//! - `abuse`: what one abusive session's wildcard subscriptions cost a
+//!   bystander's round trips.
 
 mod about;
+mod abuse;
 mod chart;
 mod compare;
 mod floor;
@@ -47,6 +51,8 @@ enum Command {
     Persist(persist::Args),
     /// Server memory per idle connection and per stored key.
     Footprint(footprint::Args),
+    /// A bystander's round trips while one session abuses wildcard subscriptions.
+    Abuse(abuse::Args),
 }
 
 /// The server's allocator, as in `ipcbus` (see its `main.rs`), since this
@@ -78,6 +84,7 @@ fn main() -> ExitCode {
         Command::Compare(args) => runtime.block_on(compare::run(args)),
         Command::Persist(args) => runtime.block_on(persist::run(args)),
         Command::Footprint(args) => runtime.block_on(footprint::run(args)),
+        Command::Abuse(args) => runtime.block_on(abuse::run(args)),
     };
     match result {
         Ok(table) => {

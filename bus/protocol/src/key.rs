@@ -88,6 +88,28 @@ impl Pattern {
         self.exact.then_some(&*self.text)
     }
 
+    /// The pattern's tokens, wildcards included.
+    pub fn tokens(&self) -> std::str::Split<'_, char> {
+        self.text.split('.')
+    }
+
+    /// What every matching key starts with: the tokens before the first
+    /// wildcard, each followed by its `.` (empty when the first token is a
+    /// wildcard; the whole key for an exact pattern).
+    pub fn literal_prefix(&self) -> &str {
+        if self.exact {
+            return &self.text;
+        }
+        let mut end = 0;
+        for token in self.text.split('.') {
+            if token == "*" || token == ">" {
+                break;
+            }
+            end += token.len() + 1;
+        }
+        &self.text[..end]
+    }
+
     /// Whether `key` (a valid key) matches. Allocation-free.
     pub fn matches(&self, key: &str) -> bool {
         if self.exact {
@@ -170,6 +192,11 @@ mod tests {
         assert!(p("a.b").matches("a.b") && !p("a.b").matches("a.b.c"));
         assert_eq!(p("a.b").exact_key(), Some("a.b"));
         assert_eq!(p("a.*").exact_key(), None);
+        assert_eq!(p("a.b.>").literal_prefix(), "a.b.");
+        assert_eq!(p("a.*.c").literal_prefix(), "a.");
+        assert_eq!(p("*.c").literal_prefix(), "");
+        assert_eq!(p(">").literal_prefix(), "");
+        assert_eq!(p("a.b").literal_prefix(), "a.b");
         for bad in ["", "a.>.b", "a*", "a.b>", "a..b", "> "] {
             assert!(Pattern::parse(bad).is_err(), "{bad:?}");
         }

@@ -110,6 +110,10 @@ proptest! {
         prop_assert!(validate_key(&key).is_ok(), "{key:?}");
         let p = Pattern::parse(&pattern).map_err(|e| TestCaseError::fail(format!("{pattern:?}: {e}")))?;
         prop_assert_eq!(p.matches(&key), reference_matches(&pattern, &key), "{} vs {}", pattern, key);
+        // The key index walks only the keys that start with the prefix.
+        if p.matches(&key) {
+            prop_assert!(key.starts_with(p.literal_prefix()), "{} vs {}", pattern, key);
+        }
     }
 
     #[test]

@@ -131,17 +131,13 @@ impl Session {
             }
             Op::Sub { pattern, since } => self.subscribe(id, pattern, since),
             Op::Unsub { sub } => {
-                let result = match self.subs.remove(&sub) {
-                    Some(pattern) => {
-                        self.registry.unsubscribe(&pattern, &self.outbox, sub);
-                        Ok(Done::Empty)
-                    }
-                    None => Err(ErrorBody::new(
-                        ErrorCode::NotFound,
-                        format!("no subscription {sub}"),
-                    )),
+                let Some(pattern) = self.subs.remove(&sub) else {
+                    let msg = format!("no subscription {sub}");
+                    self.reply(id, Err(ErrorBody::new(ErrorCode::NotFound, msg)));
+                    return None;
                 };
-                self.reply(id, result);
+                self.reply(id, Ok(Done::Empty));
+                self.registry.unsubscribe(&pattern, &self.outbox, sub);
             }
             Op::Keys { pattern } => {
                 let later = KeysLater { id, pattern };
@@ -189,9 +185,8 @@ impl Session {
 impl Drop for Session {
     fn drop(&mut self) {
         self.outbox.close();
-        for (sub, pattern) in self.subs.drain() {
-            self.registry.unsubscribe(&pattern, &self.outbox, sub);
-        }
+        let subs: Vec<(Pattern, u64)> = self.subs.drain().map(|(sub, p)| (p, sub)).collect();
+        self.registry.unsubscribe_all(&self.outbox, &subs);
         // After `close`: no key can be claimed for this session any more.
         self.registry.release_owned(&self.outbox);
         self.registry

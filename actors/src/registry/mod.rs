@@ -1,5 +1,5 @@
 //! `Registry`: finds and creates key actors, keeps the wildcard pattern
-//! index, and owns the store-wide rev counter.
+//! index and the ordered key index, and owns the store-wide rev counter.
 //!
 //! Messages to key actors are sent while holding the registry lock (read for
 //! running actors, write for new ones). That is what makes creation,
@@ -8,7 +8,16 @@
 //! write lock and only when no message for it is queued, so no message is
 //! ever sent to a stopped actor, and an actor is started with every
 //! matching wildcard subscription already attached.
+//!
+//! Wildcard subscriptions replay, and unsubscriptions detach, by walking
+//! the ordered key index in chunks (`walk`), so no lock is held for more
+//! than one chunk and other sessions run between chunks.
 
+mod walk;
+
+pub(crate) use walk::Replay;
+
+use crate::index::PatternIndex;
 use crate::key_actor::KeyActor;
 use crate::messages::{Attach, Detach, Release, Subscriber, SyncCountdown};
 use crate::outbox::{Out, Outbox};
@@ -17,7 +26,7 @@ use crate::store::{Record, Store};
 use crate::update::Update;
 use actix::prelude::*;
 use ipcbus_protocol::{KeyRev, Pattern};
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
@@ -80,8 +89,53 @@ enum Entry {
 #[derive(Default)]
 struct State {
     keys: HashMap<Arc<str>, Entry>,
+    /// The keys of `keys`, in order: a wildcard's walk visits only those
+    /// that start with the pattern's literal prefix.
+    order: BTreeSet<Arc<str>>,
     /// Subscriptions with a wildcard; exact ones live only in their key actor.
-    patterns: Vec<(Pattern, Subscriber)>,
+    patterns: PatternIndex<Wild>,
+}
+
+/// A wildcard subscription, as the pattern index files it.
+struct Wild {
+    subscriber: Subscriber,
+    /// How far its replay has got.
+    replay: Arc<Replay>,
+}
+
+impl State {
+    /// The live subscribers whose pattern matches `key`. Those whose replay
+    /// has not reached `key` yet get `current` (the value the key had at
+    /// rest) now, as the replay would have given it.
+    fn subscribers_of(&self, key: &Arc<str>, current: Option<&Arc<Update>>) -> Vec<Subscriber> {
+        let mut subscribers = Vec::new();
+        self.patterns.for_each_match(key, |wild| {
+            let s = &wild.subscriber;
+            if s.outbox.is_closed() {
+                return;
+            }
+            if let Some(update) = current.filter(|u| wild.replay.owes(key, u.rev)) {
+                s.outbox.push(Out::Event {
+                    sub: s.sub,
+                    update: update.clone(),
+                });
+            }
+            subscribers.push(s.clone());
+        });
+        subscribers
+    }
+
+    fn insert(&mut self, key: Arc<str>, entry: Entry) {
+        if self.keys.insert(key.clone(), entry).is_none() {
+            self.order.insert(key);
+        }
+    }
+
+    fn remove(&mut self, key: &str) -> Option<Entry> {
+        let entry = self.keys.remove(key)?;
+        self.order.remove(key);
+        Some(entry)
+    }
 }
 
 struct Inner {
@@ -167,12 +221,12 @@ impl Registry {
             let entry = match record.expires_at_ms {
                 None => Entry::Passive(rest),
                 Some(at) => {
-                    let mut actor = self.actor(&key, rest, &state.patterns);
+                    let mut actor = self.actor(&key, rest, &state);
                     actor.expires_at_ms = Some(at);
                     Entry::Active(self.run(actor))
                 }
             };
-            state.keys.insert(key, entry);
+            state.insert(key, entry);
         }
     }
 
@@ -305,20 +359,21 @@ impl Registry {
         };
         let handle = match state.keys.remove(&key) {
             Some(Entry::Active(handle)) => handle,
-            Some(Entry::Passive(rest)) => self.run(self.actor(&key, rest, &state.patterns)),
+            Some(Entry::Passive(rest)) => self.run(self.actor(&key, rest, state)),
             None => {
-                let subscribers = subscribers_of(&key, &state.patterns);
+                let subscribers = state.subscribers_of(&key, None);
                 self.run(KeyActor::new(key.clone(), self.clone(), subscribers))
             }
         };
         handle.send(msg);
-        state.keys.insert(key, Entry::Active(handle));
+        state.insert(key, Entry::Active(handle));
         Ok(())
     }
 
     /// An actor for a key at rest, with the wildcard subscribers that match it.
-    fn actor(&self, key: &Arc<str>, rest: Passive, patterns: &[(Pattern, Subscriber)]) -> KeyActor {
-        let mut actor = KeyActor::new(key.clone(), self.clone(), subscribers_of(key, patterns));
+    fn actor(&self, key: &Arc<str>, rest: Passive, state: &State) -> KeyActor {
+        let subscribers = state.subscribers_of(key, Some(&rest.update));
+        let mut actor = KeyActor::new(key.clone(), self.clone(), subscribers);
         actor.owner = rest.owner;
         actor.persisted = rest.persisted;
         actor.state.live_rev.store(rest.rev(), Ordering::Release);
@@ -338,93 +393,83 @@ impl Registry {
     /// Subscribes to a key or pattern. Every matching key replays to the
     /// subscriber, then `synced` is queued; later writes follow. The caller
     /// must have queued the `sub` reply first. Each message to a key actor
-    /// counts as a request in flight of the subscriber's session.
+    /// counts as a request in flight of the subscriber's session, and so
+    /// does a wildcard's walk of the key index until it has finished.
     pub fn subscribe(&self, pattern: &Pattern, subscriber: &Subscriber, since: Option<u64>) {
-        let attach = |sync| {
+        if let Some(key) = pattern.exact_key() {
             subscriber.outbox.begin();
-            Attach {
+            let msg = Attach {
                 subscriber: subscriber.clone(),
                 since,
-                sync: Some(sync),
-            }
-        };
-        let countdown = |n| {
-            Arc::new(SyncCountdown {
-                remaining: AtomicUsize::new(n),
-                subscriber: subscriber.clone(),
-            })
-        };
-        if let Some(key) = pattern.exact_key() {
-            let msg = attach(countdown(1));
+                sync: Some(SyncCountdown::new(1, subscriber.clone())),
+                walked: false,
+            };
             let _created = self.send(key, true, msg);
             return;
         }
-        let mut state = self.write();
-        state.patterns.push((pattern.clone(), subscriber.clone()));
-        let matching: Vec<(&Arc<str>, &Entry)> = state
-            .keys
-            .iter()
-            .filter(|(k, _)| pattern.matches(k))
-            .collect();
-        // Counts itself down at the end, so `synced` cannot come before
-        // every key's replay.
-        let sync = countdown(matching.len() + 1);
-        for (_, entry) in matching {
-            match entry {
-                Entry::Active(handle) => handle.send(attach(sync.clone())),
-                // A key at rest replays here and stays at rest: an actor
-                // started for it later takes the subscriber from `patterns`.
-                Entry::Passive(rest) => {
-                    if since.is_none_or(|s| rest.rev() > s) {
-                        subscriber.outbox.push(Out::Event {
-                            sub: subscriber.sub,
-                            update: rest.update.clone(),
-                        });
-                    }
-                    sync.done();
-                }
-            }
-        }
-        sync.done();
+        let replay = Arc::new(Replay::new(since));
+        let wild = Wild {
+            subscriber: subscriber.clone(),
+            replay: replay.clone(),
+        };
+        // From here every key actor that starts takes the subscriber.
+        self.write().patterns.insert(pattern, wild);
+        subscriber.outbox.begin();
+        actix::spawn(walk::replay(
+            self.clone(),
+            pattern.clone(),
+            subscriber.clone(),
+            replay,
+        ));
     }
 
     /// Ends a subscription made with [`Registry::subscribe`].
     pub fn unsubscribe(&self, pattern: &Pattern, outbox: &Arc<Outbox>, sub: u64) {
-        let detach = || {
+        self.unsubscribe_all(outbox, &[(pattern.clone(), sub)]);
+    }
+
+    /// Ends subscriptions of one session, with one walk of the key index
+    /// for all of its wildcards (a session that ends may have thousands).
+    pub fn unsubscribe_all(&self, outbox: &Arc<Outbox>, subs: &[(Pattern, u64)]) {
+        let mut wild = Vec::new();
+        for (pattern, sub) in subs {
+            let Some(key) = pattern.exact_key() else {
+                wild.push((pattern.clone(), *sub));
+                continue;
+            };
             outbox.begin();
-            Detach {
+            let msg = Detach {
                 outbox: outbox.clone(),
-                sub,
-            }
-        };
-        if let Some(key) = pattern.exact_key() {
-            if let Err(unsent) = self.send(key, false, detach()) {
+                sub: *sub,
+            };
+            if let Err(unsent) = self.send(key, false, msg) {
                 unsent.outbox.complete();
             }
+        }
+        if wild.is_empty() {
             return;
         }
         let id = outbox.id();
         let mut state = self.write();
-        state
-            .patterns
-            .retain(|(_, s)| !(s.sub == sub && s.outbox.id() == id));
-        for (key, entry) in &state.keys {
-            // A key at rest has no subscriber to remove.
-            if let (Entry::Active(handle), true) = (entry, pattern.matches(key)) {
-                handle.send(detach());
+        for (pattern, sub) in &wild {
+            let mine = |w: &Wild| w.subscriber.sub == *sub && w.subscriber.outbox.id() == id;
+            if let Some(w) = state.patterns.remove(pattern, mine) {
+                w.replay.cancel();
             }
         }
+        drop(state);
+        outbox.begin();
+        actix::spawn(walk::detach(self.clone(), outbox.clone(), wild));
     }
 
     /// Keys that have a value, with their revs, sorted; all or those matching.
     pub fn keys(&self, pattern: Option<&Pattern>) -> Vec<KeyRev<'static>> {
         let state = self.read();
-        let mut keys: Vec<KeyRev<'static>> = state
-            .keys
-            .iter()
-            .filter(|(k, _)| pattern.is_none_or(|p| p.matches(k)))
-            .filter_map(|(k, entry)| {
-                let rev = match entry {
+        let prefix = pattern.map_or("", Pattern::literal_prefix);
+        walk::range_after(&state.order, prefix, None)
+            .filter(|k| pattern.is_none_or(|p| p.matches(k)))
+            .filter_map(|k| {
+                let rev = match state.keys.get(k)? {
                     Entry::Active(h) => h.state.live_rev.load(Ordering::Acquire),
                     Entry::Passive(rest) => rest.rev(),
                 };
@@ -433,9 +478,7 @@ impl Registry {
                     rev,
                 })
             })
-            .collect();
-        keys.sort_unstable_by(|a, b| a.key.cmp(&b.key));
-        keys
+            .collect()
     }
 
     /// Removes an idle key actor, unless a message for it is still queued:
@@ -457,7 +500,7 @@ impl Registry {
                 match rest() {
                     Some(rest) => *entry = Entry::Passive(rest),
                     None => {
-                        map.keys.remove(key);
+                        map.remove(key);
                     }
                 }
                 true
@@ -481,13 +524,4 @@ impl Entry {
     fn is_actor(&self, state: &Arc<KeyState>) -> bool {
         matches!(self, Entry::Active(h) if Arc::ptr_eq(&h.state, state))
     }
-}
-
-/// The live wildcard subscribers whose pattern matches `key`.
-fn subscribers_of(key: &str, patterns: &[(Pattern, Subscriber)]) -> Vec<Subscriber> {
-    patterns
-        .iter()
-        .filter(|(p, s)| p.matches(key) && !s.outbox.is_closed())
-        .map(|(_, s)| s.clone())
-        .collect()
 }
