@@ -1,13 +1,16 @@
-//! `Hold`: a key actor's output, held back while a persisted write of the
-//! key is not yet on disk, so that nobody (neither the writer nor a
-//! subscriber) hears of a persisted write before it would survive a crash,
-//! and every later output of the key stays in order behind it.
+//! `Hold`: a key actor's output, held back while its write is on its way to
+//! the data file, so that nobody (neither the writer nor a subscriber)
+//! hears of a write before it would survive a crash. If the data file
+//! cannot take it, the write is undone: its events are dropped and its
+//! reply says why.
+//!
+//! A key actor handles nothing else while one of its writes is on its way
+//! (`KeyActor::await_disk`), so what is held is the output of that one write.
 
 use crate::messages::{ReplyTo, SyncCountdown};
 use crate::outbox::{Done, Out, Outbox};
 use crate::registry::KeyState;
 use ipcbus_protocol::{ErrorBody, ErrorCode};
-use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -15,11 +18,10 @@ use std::sync::Arc;
 pub(crate) enum Held {
     /// An event for a subscriber.
     Push(Arc<Outbox>, Out),
-    /// A request's outcome; `seq` is set on the persisted write it answers.
+    /// A request's outcome.
     Reply {
         reply: ReplyTo,
         result: Result<Done, ErrorBody>,
-        seq: Option<u64>,
     },
     /// A subscriber's `Attach` or `Detach` is finished.
     Complete(Arc<Outbox>),
@@ -30,19 +32,10 @@ pub(crate) enum Held {
 }
 
 impl Held {
-    fn run(self, failed: Option<(u64, &str)>) {
+    fn run(self) {
         match self {
             Held::Push(outbox, out) => outbox.push(out),
-            Held::Reply { reply, result, seq } => {
-                let result = match failed {
-                    Some((bad, why)) if seq == Some(bad) && result.is_ok() => Err(ErrorBody::new(
-                        ErrorCode::Internal,
-                        format!("applied in memory, but not written to disk: {why}"),
-                    )),
-                    _ => result,
-                };
-                reply.send(result);
-            }
+            Held::Reply { reply, result } => reply.send(result),
             Held::Complete(outbox) => outbox.complete(),
             Held::Synced(sync) => sync.done(),
             Held::Listed(state, rev) => state.live_rev.store(rev, Ordering::Release),
@@ -50,50 +43,55 @@ impl Held {
     }
 }
 
-/// Outputs waiting for the data file. Bounded by the writes in flight: each
-/// held item belongs to a request some session counts against its
-/// `max_inflight`, or is an event of such a write (one per subscriber).
+/// Outputs waiting for the data file: those of one write (its events, one
+/// per subscriber, its reply and its listing).
 #[derive(Default)]
 pub(crate) struct Hold {
-    /// Sequence number of the last persisted job of this key.
-    until: u64,
-    /// Highest sequence number known to be on disk.
-    released: u64,
-    /// Each item with the job it waits for.
-    queue: VecDeque<(u64, Held)>,
+    holding: bool,
+    queue: Vec<Held>,
 }
 
 impl Hold {
     /// Whether outputs are being held.
     pub(crate) fn is_holding(&self) -> bool {
-        self.until > self.released
+        self.holding
     }
 
-    /// Holds outputs from now until job `seq` is on disk.
-    pub(crate) fn wait_for(&mut self, seq: u64) {
-        self.until = self.until.max(seq);
+    /// Holds outputs from now until [`Hold::release`] or [`Hold::fail`].
+    pub(crate) fn start(&mut self) {
+        self.holding = true;
     }
 
-    /// Runs `item` now, or queues it behind the pending jobs.
+    /// Runs `item` now, or holds it.
     pub(crate) fn emit(&mut self, item: Held) {
-        if self.is_holding() {
-            self.queue.push_back((self.until, item));
+        if self.holding {
+            self.queue.push(item);
         } else {
-            item.run(None);
+            item.run();
         }
     }
 
-    /// Job `seq` is on disk (or failed with `error`): runs what waited for it.
-    pub(crate) fn release(&mut self, seq: u64, error: Option<&str>) {
-        self.released = self.released.max(seq);
-        let failed = error.map(|why| (seq, why));
-        while self
-            .queue
-            .front()
-            .is_some_and(|(needs, _)| *needs <= self.released)
-        {
-            if let Some((_, item)) = self.queue.pop_front() {
-                item.run(failed);
+    /// The write is on disk: runs what was held.
+    pub(crate) fn release(&mut self) {
+        self.holding = false;
+        self.queue.drain(..).for_each(Held::run);
+    }
+
+    /// The write could not be made durable and is undone: its events and
+    /// its listing are dropped, and a successful reply becomes `storage`.
+    pub(crate) fn fail(&mut self, why: &str) {
+        self.holding = false;
+        for item in self.queue.drain(..) {
+            match item {
+                Held::Push(..) | Held::Listed(..) => {}
+                Held::Reply {
+                    reply,
+                    result: Ok(_),
+                } => reply.send(Err(ErrorBody::new(
+                    ErrorCode::Storage,
+                    format!("not done, the key is as it was: the data file could not be written ({why})"),
+                ))),
+                other => other.run(),
             }
         }
     }

@@ -7,7 +7,7 @@ use crate::messages::{Attach, Del, Detach, Get, Release, ReplyTo, Set, Subscribe
 use crate::outbox::{Done, Out};
 use crate::passive::Passive;
 use crate::registry::{KeyState, Registry};
-use crate::store::{now_ms, Durable, Record};
+use crate::store::{now_ms, Disk, Record};
 use crate::update::Update;
 use actix::prelude::*;
 use bytes::Bytes;
@@ -15,6 +15,17 @@ use ipcbus_protocol::{ErrorBody, ErrorCode};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
+
+/// How long an expiry that the data file refused waits before it is tried again.
+const DISK_RETRY: Duration = Duration::from_secs(1);
+
+/// A key's state before a write, to put back if the data file refuses it.
+pub(crate) struct Snapshot {
+    current: Option<Arc<Update>>,
+    owner: Option<u64>,
+    persisted: bool,
+    expires_at_ms: Option<u64>,
+}
 
 /// The actor that owns one key. It stops itself once it has nothing to
 /// do: no subscriber, no pending expiry, no output held for the data file
@@ -79,13 +90,9 @@ impl KeyActor {
 
     /// Applies a write; with `persist`, the data file gets the new value
     /// (otherwise it loses any older one). Returns the rev and, when the data
-    /// file changes, the job that output now waits for.
-    fn write(
-        &mut self,
-        value: Option<Bytes>,
-        persist: bool,
-        ctx: &mut Context<Self>,
-    ) -> (u64, Option<u64>) {
+    /// file changes, the job that output now waits for: the caller must
+    /// hand it to [`KeyActor::await_disk`] once it has emitted its reply.
+    fn write(&mut self, value: Option<Bytes>, persist: bool) -> (u64, Option<Disk>) {
         let was_live = self.live_rev() != 0;
         let rev = self.registry.next_rev();
         let update = Arc::new(Update::new(self.key.clone(), rev, value));
@@ -93,14 +100,10 @@ impl KeyActor {
         if was_live && !live {
             self.registry.remove_live_key();
         }
-        let seq = self.save(&update, persist && live, ctx);
+        let disk = self.save(&update, persist && live);
         // What `keys` lists, published in order with the rest of the output.
         let listed = if live { rev } else { 0 };
-        if self.hold.is_holding() {
-            self.hold.emit(Held::Listed(self.state.clone(), listed));
-        } else {
-            self.state.live_rev.store(listed, Ordering::Release);
-        }
+        self.hold.emit(Held::Listed(self.state.clone(), listed));
         let hold = &mut self.hold;
         self.subscribers.retain(|s| {
             if s.outbox.is_closed() {
@@ -110,36 +113,92 @@ impl KeyActor {
                 sub: s.sub,
                 update: update.clone(),
             };
-            if hold.is_holding() {
-                hold.emit(Held::Push(s.outbox.clone(), out));
-            } else {
-                s.outbox.push(out);
-            }
+            hold.emit(Held::Push(s.outbox.clone(), out));
             true
         });
         self.current = Some(update);
-        (rev, seq)
+        (rev, disk)
     }
 
-    /// Brings the data file in line with `update`; returns the job's seq.
-    fn save(&mut self, update: &Update, persist: bool, ctx: &mut Context<Self>) -> Option<u64> {
+    /// Brings the data file in line with `update`; output is held from now
+    /// until the returned job is done.
+    fn save(&mut self, update: &Update, persist: bool) -> Option<Disk> {
         let store = self.registry.store()?;
-        let done = ctx.address().recipient();
-        let seq = match (persist, &update.value) {
+        let disk = match (persist, &update.value) {
             (true, Some(value)) => {
                 let record = Record {
                     rev: update.rev,
                     expires_at_ms: self.expires_at_ms,
                     value: value.clone(),
                 };
-                store.put(self.key.clone(), record, done)
+                store.put(self.key.clone(), record)
             }
-            _ if self.persisted => store.remove(self.key.clone(), done),
+            _ if self.persisted => store.remove(self.key.clone()),
             _ => return None,
         };
         self.persisted = persist;
-        self.hold.wait_for(seq);
-        Some(seq)
+        self.hold.start();
+        Some(disk)
+    }
+
+    /// What a write may have to undo, taken before it changes anything.
+    fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            current: self.current.clone(),
+            owner: self.owner,
+            persisted: self.persisted,
+            expires_at_ms: self.expires_at_ms,
+        }
+    }
+
+    /// Handles nothing else until `disk` is done: then sends the held
+    /// output, or, if the data file could not take the write, undoes it
+    /// back to `before`, so that memory and disk agree.
+    fn await_disk(&mut self, disk: Disk, before: Snapshot, ctx: &mut Context<Self>) {
+        ctx.wait(disk.into_actor(self).map(move |outcome, act, ctx| {
+            match outcome.unwrap_or_else(|_| Err("the store has stopped".into())) {
+                Ok(()) => act.hold.release(),
+                Err(why) => {
+                    act.hold.fail(&why);
+                    act.undo(before, ctx);
+                }
+            }
+            act.retire_if_idle(ctx);
+        }));
+    }
+
+    /// Puts the key back as it was before a write the data file refused.
+    /// Its listing and events were held, so only the actor's own state
+    /// and the registry's counts change back.
+    fn undo(&mut self, before: Snapshot, ctx: &mut Context<Self>) {
+        let live_before = before.current.as_ref().is_some_and(|u| u.value.is_some());
+        match (live_before, self.live_rev() != 0) {
+            (true, false) => self.registry.restore_live_key(),
+            (false, true) => self.registry.remove_live_key(),
+            _ => {}
+        }
+        if before.owner != self.owner {
+            self.set_owner(before.owner);
+            if let Some(owner) = before.owner {
+                self.registry.reclaim(&self.key, owner);
+            }
+        }
+        self.current = before.current;
+        self.persisted = before.persisted;
+        if let Some(handle) = self.expiry.take() {
+            ctx.cancel_future(handle);
+        }
+        self.expires_at_ms = before.expires_at_ms;
+        if let Some(at) = before.expires_at_ms {
+            // An expiry the disk refused is tried again a little later.
+            let left = at.saturating_sub(now_ms());
+            let after = if left == 0 {
+                DISK_RETRY
+            } else {
+                Duration::from_millis(left)
+            };
+            self.arm_expiry(after, ctx);
+        }
     }
 
     /// Makes `owner` the session whose end deletes the key.
@@ -151,10 +210,10 @@ impl KeyActor {
     }
 
     /// Deletes the live value: subscribers get a `del` and the rev advances.
-    fn delete(&mut self, ctx: &mut Context<Self>) -> (u64, Option<u64>) {
+    fn delete(&mut self, ctx: &mut Context<Self>) -> (u64, Option<Disk>) {
         self.set_expiry(None, ctx);
         self.set_owner(None);
-        self.write(None, false, ctx)
+        self.write(None, false)
     }
 
     fn set_expiry(&mut self, ttl_ms: Option<u64>, ctx: &mut Context<Self>) {
@@ -171,7 +230,10 @@ impl KeyActor {
         self.expiry = Some(ctx.run_later(after, |act, ctx| {
             act.expiry = None;
             if act.live_rev() != 0 {
-                act.delete(ctx);
+                let before = act.snapshot();
+                if let (_, Some(disk)) = act.delete(ctx) {
+                    return act.await_disk(disk, before, ctx);
+                }
             }
             act.retire_if_idle(ctx);
         }));
@@ -185,16 +247,20 @@ impl KeyActor {
         }
     }
 
-    /// Sends a request's outcome (after the data file, if a job is pending).
+    /// Sends a request's outcome, after the data file has its write when
+    /// `disk` is set.
     fn finish(
         &mut self,
         reply: ReplyTo,
         result: Result<Done, ErrorBody>,
-        seq: Option<u64>,
+        disk: Option<(Disk, Snapshot)>,
         ctx: &mut Context<Self>,
     ) {
-        self.hold.emit(Held::Reply { reply, result, seq });
-        self.retire_if_idle(ctx);
+        self.hold.emit(Held::Reply { reply, result });
+        match disk {
+            Some((disk, before)) => self.await_disk(disk, before, ctx),
+            None => self.retire_if_idle(ctx),
+        }
     }
 
     /// Stops the actor if it has nothing to do, leaving the key at rest
@@ -226,6 +292,7 @@ impl Handler<Set> for KeyActor {
         if let Err(e) = self.check(msg.if_rev) {
             return self.finish(msg.reply, Err(e), None, ctx);
         }
+        let before = self.snapshot();
         let life = msg.life;
         // An ephemeral key of a session that has ended is not written: the
         // end of its session would have deleted it at once.
@@ -234,6 +301,10 @@ impl Handler<Set> for KeyActor {
             return self.finish(msg.reply, Err(e), None, ctx);
         }
         if self.live_rev() == 0 && !self.registry.add_live_key() {
+            if life.ephemeral {
+                // A key without a value has no owner: the claim was this set's.
+                self.registry.unclaim(&self.key, msg.reply.outbox.id());
+            }
             let msg_ = format!(
                 "the store holds max_keys ({}) keys; delete some first",
                 self.registry.max_keys()
@@ -244,8 +315,9 @@ impl Handler<Set> for KeyActor {
         self.set_owner(life.ephemeral.then(|| msg.reply.outbox.id()));
         self.set_expiry(life.ttl_ms, ctx);
         let persist = !life.ephemeral && (life.persist || self.registry.persist_all());
-        let (rev, seq) = self.write(Some(msg.value), persist, ctx);
-        self.finish(msg.reply, Ok(Done::Rev(rev)), seq, ctx);
+        let (rev, disk) = self.write(Some(msg.value), persist);
+        let disk = disk.map(|d| (d, before));
+        self.finish(msg.reply, Ok(Done::Rev(rev)), disk, ctx);
     }
 }
 
@@ -267,15 +339,16 @@ impl Handler<Del> for KeyActor {
 
     fn handle(&mut self, msg: Del, ctx: &mut Context<Self>) {
         self.received();
-        let (result, seq) = if self.live_rev() == 0 {
+        let (result, disk) = if self.live_rev() == 0 {
             (Err(ErrorBody::not_found()), None)
         } else if let Err(e) = self.check(msg.if_rev) {
             (Err(e), None)
         } else {
-            let (rev, seq) = self.delete(ctx);
-            (Ok(Done::Rev(rev)), seq)
+            let before = self.snapshot();
+            let (rev, disk) = self.delete(ctx);
+            (Ok(Done::Rev(rev)), disk.map(|d| (d, before)))
         };
-        self.finish(msg.reply, result, seq, ctx);
+        self.finish(msg.reply, result, disk, ctx);
     }
 }
 
@@ -285,17 +358,11 @@ impl Handler<Release> for KeyActor {
     fn handle(&mut self, msg: Release, ctx: &mut Context<Self>) {
         self.received();
         if self.owner == Some(msg.owner) && self.live_rev() != 0 {
-            self.delete(ctx);
+            let before = self.snapshot();
+            if let (_, Some(disk)) = self.delete(ctx) {
+                return self.await_disk(disk, before, ctx);
+            }
         }
-        self.retire_if_idle(ctx);
-    }
-}
-
-impl Handler<Durable> for KeyActor {
-    type Result = ();
-
-    fn handle(&mut self, msg: Durable, ctx: &mut Context<Self>) {
-        self.hold.release(msg.seq, msg.error.as_deref());
         self.retire_if_idle(ctx);
     }
 }

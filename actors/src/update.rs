@@ -3,8 +3,9 @@
 use bytes::Bytes;
 use ipcbus_protocol::transcode::msgpack_to_json;
 use ipcbus_protocol::{ErrorBody, ErrorCode};
+use once_cell::race::OnceBox;
 use serde_json::value::RawValue;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 /// A key's state after one write. Shared (behind an `Arc`) by the key actor
 /// and by every pending delivery, so fan-out copies no value bytes.
@@ -16,8 +17,9 @@ pub struct Update {
     pub rev: u64,
     /// The value as MessagePack, exactly as the publisher sent it; `None` for a deletion.
     pub value: Option<Bytes>,
-    /// The value rendered as JSON, made once, on first need by a JSON session.
-    json: OnceLock<Result<Box<RawValue>, ErrorBody>>,
+    /// The value rendered as JSON, made once, on first need by a JSON
+    /// session (a pointer until then: every key at rest keeps its `Update`).
+    json: OnceBox<Result<Box<RawValue>, ErrorBody>>,
 }
 
 impl Update {
@@ -27,7 +29,7 @@ impl Update {
             key,
             rev,
             value,
-            json: OnceLock::new(),
+            json: OnceBox::new(),
         }
     }
 
@@ -39,10 +41,10 @@ impl Update {
             return Ok(None);
         };
         match self.json.get_or_init(|| {
-            msgpack_to_json(value).map_err(|e| {
+            Box::new(msgpack_to_json(value).map_err(|e| {
                 let msg = format!("the value cannot be shown as JSON: {}", e.error.msg);
                 ErrorBody::new(ErrorCode::Internal, msg)
-            })
+            }))
         }) {
             Ok(raw) => Ok(Some(raw)),
             Err(e) => Err(e),

@@ -3,8 +3,12 @@
 //! wildcard patterns that match nothing, then to `>` (a replay of the whole
 //! store), then hangs up. A bystander meanwhile does `set` round trips one
 //! at a time; this reports its latency in each phase, beside a quiet
-//! baseline. The server runs as a process of its own.
+//! baseline. The server runs as a process of its own, with a worker per
+//! core, all of its threads then pinned to core 0 and this program to the
+//! others (as `compare` does), so that the load generator's own CPU use
+//! does not show up as the server's latency.
 
+use crate::procs;
 use futures_util::{SinkExt, StreamExt};
 use ipcbus_client::{Client, ClientOptions};
 use ipcbus_tests::child::Launcher;
@@ -33,6 +37,9 @@ pub(crate) struct Args {
     /// default this program serves.
     #[arg(long)]
     server: Option<std::path::PathBuf>,
+    /// Leave the server and this program on every core.
+    #[arg(long)]
+    no_pin: bool,
 }
 
 /// The bystander's round trips over one phase.
@@ -69,6 +76,11 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<String> {
     let mut launcher = Launcher::new(args.server.clone(), dir.path().to_owned())?;
     launcher.extra = vec!["--no-selftest".into()];
     let server = launcher.start()?;
+    let cores = procs::cores();
+    if !args.no_pin && cores >= 2 {
+        procs::pin(server.pid(), "0")?;
+        procs::pin(std::process::id(), &format!("1-{}", cores - 1))?;
+    }
     let url = format!("{}?token={}", server.url, server.token);
     let options = ClientOptions {
         token: Some(server.token.clone()),

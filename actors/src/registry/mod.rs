@@ -80,9 +80,11 @@ impl KeyHandle {
     }
 }
 
-/// A key the registry knows: with its actor, or at rest without one.
+/// A key the registry knows: with its actor, or at rest without one. The
+/// handle is boxed so that the entry, and each of the many keys at rest,
+/// is as small as a `Passive`.
 enum Entry {
-    Active(KeyHandle),
+    Active(Box<KeyHandle>),
     Passive(Passive),
 }
 
@@ -268,6 +270,17 @@ impl Registry {
             .is_ok()
     }
 
+    /// Counts again a key whose deletion the data file refused (over
+    /// `max_keys` if it must: the key was there).
+    pub(crate) fn restore_live_key(&self) {
+        self.0.stats.live_keys.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Why the data file cannot be written at the moment, if it cannot.
+    pub fn storage_trouble(&self) -> Option<Arc<str>> {
+        self.0.store.as_ref()?.trouble()
+    }
+
     pub(crate) fn remove_live_key(&self) {
         self.0.stats.live_keys.fetch_sub(1, Ordering::AcqRel);
     }
@@ -293,6 +306,16 @@ impl Registry {
         }
         owners.entry(outbox.id()).or_default().insert(key.clone());
         true
+    }
+
+    /// Records again that `key` belongs to session `owner`, after a write
+    /// that took it away was undone. If that session has ended since, its
+    /// `Release` is on its way to the key and deletes it.
+    pub(crate) fn reclaim(&self, key: &Arc<str>, owner: u64) {
+        self.lock_owners()
+            .entry(owner)
+            .or_default()
+            .insert(key.clone());
     }
 
     /// Forgets that `key` belongs to session `owner`.
@@ -382,12 +405,12 @@ impl Registry {
     }
 
     /// Starts `actor` on the current arbiter.
-    fn run(&self, actor: KeyActor) -> KeyHandle {
+    fn run(&self, actor: KeyActor) -> Box<KeyHandle> {
         let state = actor.state.clone();
-        KeyHandle {
+        Box::new(KeyHandle {
             addr: actor.start(),
             state,
-        }
+        })
     }
 
     /// Subscribes to a key or pattern. Every matching key replays to the
@@ -523,5 +546,19 @@ impl Registry {
 impl Entry {
     fn is_actor(&self, state: &Arc<KeyState>) -> bool {
         matches!(self, Entry::Active(h) if Arc::ptr_eq(&h.state, state))
+    }
+}
+
+#[cfg(all(test, target_pointer_width = "64"))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_key_at_rest_stays_small() {
+        // Each key at rest holds one map entry and one `Update`
+        // (docs/architecture.md §14); these sizes are what keeps it near
+        // 250 bytes beyond its key and value.
+        assert_eq!(std::mem::size_of::<Entry>(), 32);
+        assert!(std::mem::size_of::<Update>() <= 64);
     }
 }

@@ -8,6 +8,15 @@
 //! acknowledged. Writes that arrive while a commit runs wait for the next
 //! batch, so under load one fsync covers many writes.
 //!
+//! # When the disk is full
+//! A failed commit leaves nothing of its batch on disk, and every job in it
+//! is answered with the error; the key actors then undo those writes, so
+//! memory and disk agree. redb refuses to go on after a failed write, so
+//! the writer reopens the file, and until a commit succeeds again it says
+//! why in [`Store::trouble`] (shown by `/health`) and tries a commit of its
+//! own every [`writer::RETRY`], so that it recovers by itself once space
+//! is back.
+//!
 //! # Revs across restarts
 //! The store-wide rev counter is saved at every commit and at a clean
 //! shutdown. After a crash, writes that were never persisted may have used
@@ -16,7 +25,7 @@
 //! which tells clients to replay instead of resuming.
 //!
 //! # Layout
-//! - this file: [`Store`], [`Record`], [`Restored`], [`Durable`], [`StoreError`].
+//! - this file: [`Store`], [`Record`], [`Restored`], [`Disk`], [`StoreError`].
 //! - `file`: opening the redb file, refusing a damaged one, reading it back.
 //! - `writer`: the writer thread and its batches.
 
@@ -24,14 +33,13 @@ mod file;
 mod writer;
 
 use file::{catch_panic, classify, create_private_dir, mark_open, open_db, restore, Restore};
-use writer::{write_loop, Job};
+use writer::{Job, Writer};
 
-use actix::prelude::*;
 use bytes::Bytes;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::mpsc;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// The data file's name inside the data directory.
@@ -131,24 +139,20 @@ pub struct Restored {
     pub keys: Vec<(String, Record)>,
 }
 
-/// Tells a key actor that its writes up to `seq` are on disk (or failed).
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Durable {
-    /// The job's sequence number.
-    pub seq: u64,
-    /// Set when the commit failed.
-    pub error: Option<Arc<str>>,
-}
+/// Resolves when a job is on disk, or with why it could not be written
+/// (then nothing of it is on disk).
+pub type Disk = tokio::sync::oneshot::Receiver<Result<(), Arc<str>>>;
 
 /// A handle to the writer thread. Cheap to clone.
 #[derive(Clone)]
 pub struct Store {
     /// Unbounded, but bounded in practice: each job is a request that some
-    /// session counts as in flight (at most `max_inflight` per session).
+    /// session counts as in flight (at most `max_inflight` per session),
+    /// and its key actor handles nothing else until the job is done.
     jobs: mpsc::Sender<Job>,
-    next_seq: Arc<AtomicU64>,
     rev: Arc<AtomicU64>,
+    /// Why the last commit failed, until one succeeds again.
+    trouble: Arc<Mutex<Option<Arc<str>>>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -180,19 +184,16 @@ impl Store {
         mark_open(&db, &restored).map_err(storage)?;
         let (jobs, rx) = mpsc::channel();
         let rev = Arc::new(AtomicU64::new(restored.rev));
-        let saved = rev.clone();
+        let trouble: Arc<Mutex<Option<Arc<str>>>> = Arc::default();
+        let writer = Writer::new(db, path, rev.clone(), trouble.clone());
         std::thread::Builder::new()
             .name("ipcbus-store".into())
-            .spawn(move || write_loop(db, &rx, &saved))
+            .spawn(move || writer.run(&rx))
             .map_err(|error| StoreError::Dir {
                 path: dir.to_owned(),
                 error,
             })?;
-        let store = Store {
-            jobs,
-            next_seq: Arc::default(),
-            rev,
-        };
+        let store = Store { jobs, rev, trouble };
         Ok((store, restored))
     }
 
@@ -202,41 +203,35 @@ impl Store {
         self.rev.clone()
     }
 
-    fn seq(&self) -> u64 {
-        self.next_seq.fetch_add(1, Ordering::Relaxed) + 1
+    /// Why the data file cannot be written at the moment (the disk is full,
+    /// say); `None` while it can. The writer tries again by itself.
+    pub fn trouble(&self) -> Option<Arc<str>> {
+        self.trouble
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
-    /// Queues a write of `key`; `done` gets [`Durable`] once it is on disk.
-    /// Returns the job's sequence number.
-    pub fn put(&self, key: Arc<str>, record: Record, done: Recipient<Durable>) -> u64 {
-        let seq = self.seq();
-        self.submit(Job::Put {
-            key,
-            record,
-            seq,
-            done,
-        });
-        seq
+    /// Queues a write of `key`.
+    pub fn put(&self, key: Arc<str>, record: Record) -> Disk {
+        let (done, disk) = tokio::sync::oneshot::channel();
+        self.submit(Job::Put { key, record, done });
+        disk
     }
 
-    /// Queues the removal of `key`, like [`Store::put`].
-    pub fn remove(&self, key: Arc<str>, done: Recipient<Durable>) -> u64 {
-        let seq = self.seq();
-        self.submit(Job::Remove { key, seq, done });
-        seq
+    /// Queues the removal of `key`.
+    pub fn remove(&self, key: Arc<str>) -> Disk {
+        let (done, disk) = tokio::sync::oneshot::channel();
+        self.submit(Job::Remove { key, done });
+        disk
     }
 
     fn submit(&self, job: Job) {
-        if let Err(mpsc::SendError(job)) = self.jobs.send(job) {
-            // Only after `close`: answer so the key actor does not wait forever.
-            let (seq, done) = match job {
-                Job::Put { seq, done, .. } | Job::Remove { seq, done, .. } => (seq, done),
-                Job::Close { .. } => return,
-            };
-            done.do_send(Durable {
-                seq,
-                error: Some("the store is closed".into()),
-            });
+        // Only after `close`: answer so the key actor does not wait forever.
+        if let Err(mpsc::SendError(Job::Put { done, .. } | Job::Remove { done, .. })) =
+            self.jobs.send(job)
+        {
+            let _ = done.send(Err("the store is closed".into()));
         }
     }
 

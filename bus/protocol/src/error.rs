@@ -28,6 +28,9 @@ pub enum ErrorCode {
     /// The server could not carry out a valid request (for example, a value
     /// that a JSON session cannot be shown).
     Internal,
+    /// The data file could not be written (the disk is full, or failing):
+    /// the write was not applied, and the key is as it was.
+    Storage,
 }
 
 impl ErrorCode {
@@ -43,6 +46,7 @@ impl ErrorCode {
             ErrorCode::RevMismatch => "rev_mismatch",
             ErrorCode::Limit => "limit",
             ErrorCode::Internal => "internal",
+            ErrorCode::Storage => "storage",
         }
     }
 
@@ -57,6 +61,7 @@ impl ErrorCode {
             "not_found" => ErrorCode::NotFound,
             "rev_mismatch" => ErrorCode::RevMismatch,
             "limit" => ErrorCode::Limit,
+            "storage" => ErrorCode::Storage,
             _ => ErrorCode::Internal,
         }
     }

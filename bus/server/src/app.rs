@@ -49,8 +49,9 @@ async fn health(state: web::Data<AppState>) -> HttpResponse {
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
         .clone();
+    let trouble = state.registry.storage_trouble();
     let mut body = serde_json::json!({
-        "status": "ok",
+        "status": if trouble.is_some() { "degraded" } else { "ok" },
         "server": crate::SERVER_NAME,
         "sessions": stats.sessions.load(Ordering::Relaxed),
         "keys": stats.live_keys.load(Ordering::Relaxed),
@@ -61,6 +62,11 @@ async fn health(state: web::Data<AppState>) -> HttpResponse {
     });
     if let Some(kodi) = &state.kodi {
         body["kodi"] = kodi.as_str().into();
+    }
+    if let Some(why) = trouble {
+        // Persisted writes fail with `storage` until the data file can be
+        // written again; the store retries by itself.
+        body["storage"] = (*why).into();
     }
     HttpResponse::Ok().json(body)
 }

@@ -228,8 +228,11 @@ fn load_or_create(path: &Path) -> Result<String, TokenError> {
         path: path.to_owned(),
         error,
     };
-    if let Some(dir) = path.parent() {
-        crate::private::secure_dir(dir)?;
+    // The data directory was checked at startup; another directory (given
+    // with `--token-file`) is only created if missing, never changed: the
+    // file itself must be ours, which a planted one cannot be.
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        crate::private::create_dir(dir)?;
     }
     if crate::private::secure_file(path)? {
         std::fs::read(path).map_err(io)?;

@@ -32,6 +32,8 @@ fn status(code: ErrorCode) -> StatusCode {
         ErrorCode::RevMismatch => StatusCode::PRECONDITION_FAILED,
         ErrorCode::Limit => StatusCode::TOO_MANY_REQUESTS,
         ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        // 507 Insufficient Storage (RFC 4918).
+        ErrorCode::Storage => StatusCode::INSUFFICIENT_STORAGE,
     }
 }
 

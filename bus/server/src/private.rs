@@ -43,18 +43,25 @@ pub(crate) enum PrivateError {
 /// Creates `dir` (mode 0700) if needed, refuses it if another user owns
 /// it, and takes group and other permissions away from it if it has any.
 pub(crate) fn secure_dir(dir: &Path) -> Result<(), PrivateError> {
-    let io = |error| PrivateError::Io {
+    create_dir(dir)?;
+    let meta = std::fs::metadata(dir).map_err(|error| PrivateError::Io {
         path: dir.to_owned(),
         error,
-    };
+    })?;
+    check_owner(dir, &meta)?;
+    restrict(dir, &meta, 0o700)
+}
+
+/// Creates `dir` and its parents, mode 0700, if missing.
+pub(crate) fn create_dir(dir: &Path) -> Result<(), PrivateError> {
     let mut builder = std::fs::DirBuilder::new();
     builder.recursive(true);
     #[cfg(unix)]
     std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-    builder.create(dir).map_err(io)?;
-    let meta = std::fs::metadata(dir).map_err(io)?;
-    check_owner(dir, &meta)?;
-    restrict(dir, &meta, 0o700)
+    builder.create(dir).map_err(|error| PrivateError::Io {
+        path: dir.to_owned(),
+        error,
+    })
 }
 
 /// Checks an existing file of the data directory: refused if another user
