@@ -35,7 +35,7 @@ fi
 seconds="${FUZZ_SECONDS:-60}"
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-  targets=(frame_msgpack frame_json pattern)
+  targets=(frame_msgpack frame_json pattern index http_request)
 fi
 out="${CARGO_TARGET_DIR:-$PWD/target}/fuzz"
 flags=(--sanitizer "$sanitizer" --target-dir "$out")

@@ -9,7 +9,6 @@
 //! - [`messages`]: what a key actor takes (`Set`, `Get`, `Del`, `Attach`, `Detach`, `Release`) and [`ReplyTo`].
 //! - [`passive`]: [`Passive`], a key at rest without an actor, and [`KeyMessage`], what such a key answers itself.
 //! - [`registry`]: [`Registry`], the key map, the ordered key index, the rev counter, and the walks of wildcard subscriptions.
-//! - `index`: `PatternIndex`, wildcard subscriptions in a trie by token.
 //! - [`store`]: [`Store`], persisted keys in a redb file, written in batches by one thread.
 //! - `hold`: a key actor's output held back until its persisted write is on disk.
 //!
@@ -21,7 +20,6 @@
 //! so fan-out costs no actor message per delivery.
 
 mod hold;
-mod index;
 pub mod key_actor;
 pub mod messages;
 pub mod outbox;

@@ -6,6 +6,7 @@ use bytes::Bytes;
 use ipcbus_protocol::{ErrorBody, Life};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use tokio::sync::Notify;
 
 /// Where a request's outcome goes.
 #[derive(Debug, Clone)]
@@ -39,6 +40,9 @@ pub struct Subscriber {
 pub(crate) struct SyncCountdown {
     pub(crate) remaining: AtomicUsize,
     pub(crate) subscriber: Subscriber,
+    /// Rung when only the last count is left (a walk waits for its
+    /// `Attach`es to land before its next turn).
+    settled: Notify,
 }
 
 impl SyncCountdown {
@@ -46,6 +50,7 @@ impl SyncCountdown {
         Arc::new(SyncCountdown {
             remaining: AtomicUsize::new(remaining),
             subscriber,
+            settled: Notify::new(),
         })
     }
 
@@ -55,9 +60,24 @@ impl SyncCountdown {
     }
 
     pub(crate) fn done(&self) {
-        if self.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
-            let s = &self.subscriber;
-            s.outbox.push(Out::Synced { sub: s.sub });
+        match self.remaining.fetch_sub(1, Ordering::AcqRel) {
+            1 => {
+                let s = &self.subscriber;
+                s.outbox.push(Out::Synced { sub: s.sub });
+            }
+            2 => self.settled.notify_waiters(),
+            _ => {}
+        }
+    }
+
+    /// Resolves once at most one count is left.
+    pub(crate) async fn settled(&self) {
+        loop {
+            let notified = self.settled.notified();
+            if self.remaining.load(Ordering::Acquire) <= 1 {
+                return;
+            }
+            notified.await;
         }
     }
 }

@@ -15,6 +15,15 @@
 //! by the number of matching keys; values themselves are shared with the key
 //! actors, not copied. Replies are never dropped; their number is bounded by
 //! [`OutboxConfig::max_inflight`].
+//!
+//! The number of pending (subscription, key) events is bounded too, by
+//! [`OutboxConfig::max_events`]: a session that falls that far behind (it
+//! stopped reading while many distinct keys changed) **overflows**: its
+//! queue is dropped and the outbox closes, so it pins nothing more, and the
+//! session then closes its connection (1008) so that the client reconnects
+//! and gets the current state from a fresh replay. A replay walk waits for
+//! the outbox to be under budget before each turn ([`Outbox::under_budget`]),
+//! so replays alone never overflow an outbox.
 
 use crate::registry::Stats;
 use crate::update::Update;
@@ -31,6 +40,8 @@ pub struct OutboxConfig {
     pub max_bytes: usize,
     /// Requests a session may have in flight before it stops reading its socket.
     pub max_inflight: usize,
+    /// Items queued at most; an event beyond it overflows the outbox.
+    pub max_events: usize,
 }
 
 impl Default for OutboxConfig {
@@ -38,6 +49,7 @@ impl Default for OutboxConfig {
         OutboxConfig {
             max_bytes: 1 << 20,
             max_inflight: 1024,
+            max_events: 32 * 1024,
         }
     }
 }
@@ -118,9 +130,14 @@ pub struct Outbox {
     inner: Mutex<Inner>,
     wake: Box<dyn Fn() + Send + Sync>,
     closed: AtomicBool,
+    overflowed: AtomicBool,
     inflight: AtomicUsize,
     room: Notify,
     idle: Notify,
+    /// Rung when items arrive in an empty outbox, and when it overflows.
+    ready: Notify,
+    /// Rung when a take brings the outbox under its byte budget, and when it closes.
+    drained: Notify,
     /// One walk of the key index at a time per session (registry `walk`).
     walks: Semaphore,
     stats: Arc<Stats>,
@@ -147,9 +164,12 @@ impl Outbox {
             inner: Mutex::default(),
             wake: Box::new(wake),
             closed: AtomicBool::new(false),
+            overflowed: AtomicBool::new(false),
             inflight: AtomicUsize::new(0),
             room: Notify::new(),
             idle: Notify::new(),
+            ready: Notify::new(),
+            drained: Notify::new(),
             walks: Semaphore::new(1),
             stats,
         }
@@ -188,6 +208,10 @@ impl Outbox {
                     self.stats.skipped.fetch_add(1, Ordering::Relaxed);
                     return;
                 }
+                if inner.queue.len() >= self.config.max_events {
+                    drop(g);
+                    return self.overflow();
+                }
                 index.insert(slot_key, inner.head + inner.queue.len() as u64);
             }
         } else if let (Some(index), Out::Event { sub, update }) = (&mut inner.index, &out) {
@@ -202,7 +226,60 @@ impl Outbox {
         inner.scheduled = true;
         drop(g);
         if wake {
+            self.ready.notify_waiters();
             (self.wake)();
+        }
+    }
+
+    /// The session fell `max_events` behind: drops everything queued and
+    /// closes, so key actors drop its subscribers; the session is woken to
+    /// close its connection.
+    fn overflow(&self) {
+        if self.overflowed.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        tracing::warn!(
+            session = self.id,
+            max_events = self.config.max_events,
+            "a session fell too far behind its subscriptions; closing it"
+        );
+        self.stats.overflows.fetch_add(1, Ordering::Relaxed);
+        self.close();
+        self.ready.notify_waiters();
+        (self.wake)();
+    }
+
+    /// Whether the outbox overflowed (and closed): the session must end.
+    pub fn is_overflowed(&self) -> bool {
+        self.overflowed.load(Ordering::Acquire)
+    }
+
+    /// Resolves once the outbox holds items (or has overflowed).
+    pub async fn ready(&self) {
+        loop {
+            let notified = self.ready.notified();
+            if !self.lock().queue.is_empty() || self.is_overflowed() {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// Whether the outbox holds more than its byte budget.
+    pub fn is_over_budget(&self) -> bool {
+        self.lock().bytes > self.config.max_bytes
+    }
+
+    /// Resolves once the outbox is within its byte budget (or closed):
+    /// what a replay waits for before each turn, so that it goes at the
+    /// pace the client reads.
+    pub async fn under_budget(&self) {
+        loop {
+            let notified = self.drained.notified();
+            if self.lock().bytes <= self.config.max_bytes || self.is_closed() {
+                return;
+            }
+            notified.await;
         }
     }
 
@@ -239,6 +316,11 @@ impl Outbox {
             inner.bytes = 0;
             inner.index = None;
             inner.scheduled = false;
+        }
+        let under = inner.bytes <= self.config.max_bytes;
+        drop(g);
+        if under {
+            self.drained.notify_waiters();
         }
         more
     }
@@ -310,6 +392,9 @@ impl Outbox {
         let mut g = self.lock();
         g.queue.clear();
         g.index = None;
+        g.bytes = 0;
+        drop(g);
+        self.drained.notify_waiters();
     }
 
     /// Whether the session has gone.
@@ -355,12 +440,47 @@ mod tests {
     }
 
     #[test]
+    fn an_outbox_too_far_behind_overflows_and_holds_nothing() {
+        let wakes = Arc::new(AtomicUsize::new(0));
+        let w = wakes.clone();
+        let config = OutboxConfig {
+            max_bytes: 70,
+            max_inflight: 8,
+            max_events: 10,
+        };
+        let outbox = Outbox::new(1, config, Arc::default(), move || {
+            w.fetch_add(1, Ordering::Relaxed);
+        });
+        // Ten distinct keys fit; a new event of an eleventh does not.
+        for i in 0..10 {
+            outbox.push(event(1, &format!("k{i}"), i + 1, Some(b"1")));
+        }
+        // Replacing a pending event never overflows.
+        outbox.push(event(1, "k3", 20, Some(b"2")));
+        assert!(!outbox.is_overflowed());
+        outbox.push(event(1, "k10", 21, Some(b"1")));
+        assert!(outbox.is_overflowed() && outbox.is_closed());
+        assert_eq!(outbox.stats.overflows.load(Ordering::Relaxed), 1);
+        assert_eq!(
+            wakes.load(Ordering::Relaxed),
+            2,
+            "the session is woken to close"
+        );
+        let mut got = VecDeque::new();
+        assert!(!outbox.take(&mut got, usize::MAX));
+        assert!(got.is_empty(), "an overflowed outbox holds nothing");
+        outbox.push(event(1, "k11", 22, Some(b"1")));
+        assert!(!outbox.take(&mut got, usize::MAX) && got.is_empty());
+    }
+
+    #[test]
     fn wakes_once_per_batch_and_conflates_when_full() {
         let wakes = Arc::new(AtomicUsize::new(0));
         let w = wakes.clone();
         let config = OutboxConfig {
             max_bytes: 3 * 70,
             max_inflight: 8,
+            max_events: 100,
         };
         let outbox = Outbox::new(1, config, Arc::default(), move || {
             w.fetch_add(1, Ordering::Relaxed);

@@ -105,6 +105,7 @@ fn run(max_bytes: usize, steps: &[Step]) -> u64 {
     let config = OutboxConfig {
         max_bytes,
         max_inflight: 8,
+        max_events: usize::MAX,
     };
     let outbox = Outbox::new(1, config, stats.clone(), move || {
         w.fetch_add(1, Ordering::Relaxed);

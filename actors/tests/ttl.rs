@@ -20,10 +20,7 @@ impl Inbox {
     fn new(id: u64, registry: &Registry) -> Inbox {
         let bell = Arc::new(Notify::new());
         let ring = bell.clone();
-        let config = OutboxConfig {
-            max_bytes: 1 << 20,
-            max_inflight: 1024,
-        };
+        let config = OutboxConfig::default();
         let outbox = Outbox::new(id, config, registry.stats().clone(), move || {
             ring.notify_one();
         });

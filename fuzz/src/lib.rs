@@ -5,8 +5,11 @@
 //! A check panics when a property breaks. An input the codec refuses is fine:
 //! refusing is the decoder's job; panicking or losing data on the way back is not.
 
+pub mod http;
+
 use bytes::{Bytes, BytesMut};
-use ipcbus_protocol::{json, msgpack, validate_key, Pattern};
+use ipcbus_protocol::{json, msgpack, validate_key, Pattern, PatternIndex};
+use std::collections::BTreeSet;
 
 /// MessagePack frames: decoding never panics, and whatever decodes, as a
 /// request or as a server message, re-encodes to a frame that decodes to the
@@ -148,4 +151,59 @@ pub fn reference_matches(pattern: &str, key: &str) -> bool {
         _ => (&pattern[..], key.len() == pattern.len()),
     };
     rest_ok && fixed.iter().zip(&key).all(|(p, k)| *p == "*" || p == k)
+}
+
+/// The server's two indexes, driven by lines: `+pattern` files a
+/// subscription, `-pattern` takes one out, any other line is a key. The
+/// pattern index must find exactly the filed patterns that match each key
+/// (against `Pattern::matches`), taking out must take out what was filed,
+/// and every key a pattern matches must lie in the ordered range of its
+/// literal prefix (what the server's walks visit).
+pub fn index(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let mut index = PatternIndex::default();
+    let mut filed: Vec<(Pattern, u32)> = Vec::new();
+    let mut keys: BTreeSet<&str> = BTreeSet::new();
+    for (n, line) in (0u32..).zip(text.lines().take(256)) {
+        if let Some(p) = line.strip_prefix('+') {
+            if let Ok(p) = Pattern::parse(p) {
+                index.insert(&p, n);
+                filed.push((p, n));
+            }
+        } else if let Some(p) = line.strip_prefix('-') {
+            let Ok(p) = Pattern::parse(p) else { continue };
+            let first = filed.iter().position(|(f, _)| *f == p);
+            let want = first.map(|i| filed.remove(i).1);
+            let got = index.remove(&p, |&e| Some(e) == want);
+            assert_eq!(got, want, "removing {p:?}");
+        } else if validate_key(line).is_ok() {
+            keys.insert(line);
+            let mut got = Vec::new();
+            index.for_each_match(line, |&e| got.push(e));
+            got.sort_unstable();
+            let mut want: Vec<u32> = filed
+                .iter()
+                .filter(|(p, _)| p.matches(line))
+                .map(|(_, e)| *e)
+                .collect();
+            want.sort_unstable();
+            assert_eq!(got, want, "patterns matching {line:?}");
+        }
+    }
+    for (p, _) in &filed {
+        let prefix = p.literal_prefix();
+        let walked: BTreeSet<&str> = keys
+            .range(prefix..)
+            .take_while(|k| k.starts_with(prefix))
+            .copied()
+            .collect();
+        for key in keys.iter().filter(|k| p.matches(k)) {
+            assert!(
+                walked.contains(key),
+                "{p:?} matches {key:?}, outside its walk"
+            );
+        }
+    }
 }

@@ -215,3 +215,74 @@ async fn the_open_file_limit_is_raised_to_the_hard_limit() {
     let (open, refused) = open_sessions(&child, 200).await;
     assert_eq!((open.len(), refused), (200, 0));
 }
+
+/// Stores `n` keys of about 1 KiB (`prefix.<i>`) without waiting for each
+/// reply; returns once all are applied.
+async fn fill(raw: &mut Raw, prefix: &str, n: usize) {
+    for i in 0..n {
+        let set = json!({"op": "set", "key": format!("{prefix}.{i}"), "value": "x".repeat(1000)});
+        raw.ws
+            .feed(Message::text(set.to_string()))
+            .await
+            .expect("send");
+    }
+    // Requests without an id get no reply; `keys` waits for them all.
+    let (r, _) = raw
+        .call(json!({"id": 1, "op": "keys", "pattern": format!("{prefix}.>")}))
+        .await;
+    assert_eq!(r["keys"].as_array().map(Vec::len), Some(n), "{prefix}");
+}
+
+/// Options that make outboxes small, so that a few thousand keys overflow one.
+const SMALL_OUTBOX: &[&str] = &["--outbox-bytes", "65536", "--outbox-events", "1000"];
+
+#[tokio::test]
+async fn a_subscriber_too_far_behind_is_closed_and_pins_nothing() {
+    let child = Child::start(SMALL_OUTBOX);
+    let mut stalled = child.raw(Codec::Json).await;
+    let (r, _) = stalled
+        .call(json!({"id": 1, "op": "sub", "pattern": ">"}))
+        .await;
+    assert_eq!(r["ok"], true, "{r}");
+    // 20 000 distinct keys change while it reads nothing: far more than
+    // the kernel's buffers, the outbox's budget and its 1000 events hold.
+    let mut writer = child.raw(Codec::Json).await;
+    fill(&mut writer, "w", 20_000).await;
+    let health = child.server.health().await.expect("/health");
+    assert_eq!(health["overflows"], 1, "{health}");
+    healthy_client_is_served(&child).await;
+    // When it reads again, it gets what was on its way, then a close that
+    // tells it to reconnect for the current state.
+    loop {
+        match stalled.next().await {
+            Next::Msg(_) => {}
+            Next::Closed(code) => break assert_eq!(code, Some(CloseCode::Policy)),
+            other => panic!("expected close 1008, got {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_replay_bigger_than_the_outbox_goes_at_the_pace_of_its_reader() {
+    let child = Child::start(SMALL_OUTBOX);
+    let mut writer = child.raw(Codec::Json).await;
+    fill(&mut writer, "r", 5_000).await;
+    // 5 MB of replay through a 64 KiB, 1000-event outbox: the walk waits
+    // for the client instead of overflowing it.
+    let mut reader = child.raw(Codec::Json).await;
+    reader
+        .send(json!({"id": 1, "op": "sub", "pattern": "r.>"}))
+        .await;
+    let mut vals = 0;
+    loop {
+        let msg = reader.recv().await;
+        match msg["ev"].as_str() {
+            Some("val") => vals += 1,
+            Some("synced") => break,
+            _ => assert_eq!(msg["ok"], true, "{msg}"),
+        }
+    }
+    assert_eq!(vals, 5_000);
+    let health = child.server.health().await.expect("/health");
+    assert_eq!(health["overflows"], 0, "{health}");
+}

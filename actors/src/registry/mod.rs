@@ -17,7 +17,6 @@ mod walk;
 
 pub(crate) use walk::Replay;
 
-use crate::index::PatternIndex;
 use crate::key_actor::KeyActor;
 use crate::messages::{Attach, Detach, Release, Subscriber, SyncCountdown};
 use crate::outbox::{Out, Outbox};
@@ -25,7 +24,7 @@ use crate::passive::{KeyMessage, Passive};
 use crate::store::{Record, Store};
 use crate::update::Update;
 use actix::prelude::*;
-use ipcbus_protocol::{KeyRev, Pattern};
+use ipcbus_protocol::{KeyRev, Pattern, PatternIndex};
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -39,6 +38,8 @@ pub struct Stats {
     pub sessions: AtomicUsize,
     /// Keys that currently have a value.
     pub live_keys: AtomicUsize,
+    /// Sessions closed because they fell `max_events` behind.
+    pub overflows: AtomicU64,
 }
 
 impl Stats {

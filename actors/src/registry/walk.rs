@@ -18,16 +18,19 @@
 //! `Attach` finds the subscriber there and replays nothing (`walked`).
 
 use super::{Entry, Registry};
-use crate::index::PatternIndex;
 use crate::messages::{Attach, Detach, Subscriber, SyncCountdown};
 use crate::outbox::{Out, Outbox};
-use ipcbus_protocol::Pattern;
+use ipcbus_protocol::{Pattern, PatternIndex};
 use std::collections::BTreeSet;
 use std::ops::Bound;
 use std::sync::{Arc, Mutex};
 
 /// Keys a walk visits per turn, matching or not.
 pub(crate) const CHUNK: usize = 1024;
+/// Keys a replay delivers per turn at most: with the outbox's budget, this
+/// bounds how far a replay can take an outbox past it (two turns' worth,
+/// since a turn's `Attach`es land after it), well under `max_events`.
+pub(crate) const MATCHES: usize = 64;
 
 /// How far a wildcard subscription's replay has got.
 #[derive(Debug)]
@@ -105,7 +108,14 @@ pub(super) async fn replay(
     // The walk's own count ends last, so `synced` follows every replay.
     let sync = SyncCountdown::new(1, subscriber.clone());
     let mut after = None;
-    while registry.replay_turn(&pattern, &subscriber, &replay, &sync, &mut after) {
+    loop {
+        // At the pace the client reads: the last turn's replays have landed
+        // and the outbox is back within its budget.
+        sync.settled().await;
+        subscriber.outbox.under_budget().await;
+        if !registry.replay_turn(&pattern, &subscriber, &replay, &sync, &mut after) {
+            break;
+        }
         tokio::task::yield_now().await;
     }
     sync.done();
@@ -158,10 +168,12 @@ impl Registry {
             return false;
         }
         let prefix = pattern.literal_prefix();
-        let mut visited = 0;
+        let (mut visited, mut matched) = (0, 0);
         let from = after.take();
         for key in range_after(&state.order, prefix, from.as_deref()) {
-            if pattern.matches(key) {
+            let hit = pattern.matches(key);
+            if hit {
+                matched += 1;
                 match state.keys.get(key) {
                     Some(Entry::Active(handle)) => {
                         subscriber.outbox.begin();
@@ -186,7 +198,8 @@ impl Registry {
                 }
             }
             visited += 1;
-            if visited == CHUNK {
+            let full = hit && subscriber.outbox.is_over_budget();
+            if visited == CHUNK || matched == MATCHES || full {
                 *replay.progress() = Progress::Running(Some(key.clone()));
                 *after = Some(key.clone());
                 return true;

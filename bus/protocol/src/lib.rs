@@ -6,6 +6,7 @@
 //! # Layout
 //! - [`auth`]: where the access token lives (data directory, token file, environment).
 //! - [`key`]: key validation and subscription patterns (`*`, `>`).
+//! - [`index`]: [`PatternIndex`], entries filed under patterns, found by a key's tokens.
 //! - [`error`]: error codes sent on the wire and decode errors.
 //! - [`msg`]: requests (client to server) and server messages.
 //! - [`msgpack`]: the MessagePack codec; values travel as raw bytes, never re-encoded.
@@ -16,6 +17,7 @@
 
 pub mod auth;
 pub mod error;
+pub mod index;
 pub mod json;
 pub mod key;
 pub mod msg;
@@ -23,6 +25,7 @@ pub mod msgpack;
 pub mod transcode;
 
 pub use error::{DecodeError, ErrorBody, ErrorCode};
+pub use index::PatternIndex;
 pub use key::{validate_key, Pattern, MAX_KEY_BYTES};
 pub use msg::{KeyRev, Life, Op, Reply, Request, ServerMsg, MAX_TTL_MS};
 

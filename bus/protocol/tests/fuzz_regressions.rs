@@ -59,6 +59,11 @@ fn pattern() {
     replay("pattern", checks::pattern);
 }
 
+#[test]
+fn index() {
+    replay("index", checks::index);
+}
+
 /// Seeds only help the fuzzer if they get past the decoder, so each one must
 /// be a valid frame (a request or a server message) or a valid pattern.
 #[test]
@@ -72,6 +77,14 @@ fn seeds_are_valid() {
         let text = String::from_utf8(data).expect("JSON seeds are UTF-8");
         let ok = json::decode_request(&text).is_ok() || json::decode_server(&text).is_ok();
         assert!(ok, "{} does not decode", path.display());
+    }
+    for (path, data) in inputs("corpus", "index") {
+        let text = String::from_utf8(data).expect("index seeds are UTF-8");
+        assert!(
+            text.lines().any(|l| l.starts_with('+')),
+            "{} files no pattern",
+            path.display()
+        );
     }
     for (path, data) in inputs("corpus", "pattern") {
         let text = String::from_utf8(data).expect("pattern seeds are UTF-8");

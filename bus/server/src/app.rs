@@ -57,6 +57,7 @@ async fn health(state: web::Data<AppState>) -> HttpResponse {
         "keys": stats.live_keys.load(Ordering::Relaxed),
         "rev": state.registry.last_rev(),
         "skipped": stats.skipped.load(Ordering::Relaxed),
+        "overflows": stats.overflows.load(Ordering::Relaxed),
         "store": state.store_id,
         "selftest": selftest,
     });

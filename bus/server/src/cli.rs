@@ -102,6 +102,10 @@ struct ServeArgs {
     /// Per-session outbox budget before conflation, in bytes [default: 1048576].
     #[arg(long, env = "IPCBUS_OUTBOX_BYTES")]
     outbox_bytes: Option<usize>,
+    /// Items a session's outbox holds at most before the session is closed
+    /// as too far behind [default: 32768].
+    #[arg(long, env = "IPCBUS_OUTBOX_EVENTS")]
+    outbox_events: Option<usize>,
     /// Requests in flight per session before reading pauses [default: 1024].
     #[arg(long, env = "IPCBUS_MAX_INFLIGHT")]
     max_inflight: Option<usize>,
@@ -167,6 +171,7 @@ impl ServeArgs {
             max_value_bytes,
             max_frame_bytes,
             outbox_bytes,
+            outbox_events,
             max_inflight,
             max_subs,
             max_connections,

@@ -8,6 +8,10 @@ use std::path::{Path, PathBuf};
 /// Default port: the one the old `service.ipcdatastore` used.
 pub const DEFAULT_PORT: u16 = 9099;
 
+/// The smallest `outbox_events`: a replay goes at the pace its reader
+/// takes it, but may run up to 128 events past the outbox's budget.
+const MIN_OUTBOX_EVENTS: usize = 256;
+
 /// Everything `ipcbus serve` can be told. Field names are the TOML keys.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
@@ -24,6 +28,10 @@ pub struct Config {
     pub max_frame_bytes: usize,
     /// Byte budget of each session's outbox before events are conflated.
     pub outbox_bytes: usize,
+    /// Items a session's outbox holds at most (past its byte budget, one
+    /// event per subscription and key); a session further behind is closed
+    /// (1008) so that its client reconnects to a fresh replay.
+    pub outbox_events: usize,
     /// Requests a session may have in flight before the server stops reading it.
     pub max_inflight: usize,
     /// Subscriptions one session may hold.
@@ -73,6 +81,7 @@ impl Default for Config {
             max_value_bytes: 1 << 20,
             max_frame_bytes: (1 << 20) + (64 << 10),
             outbox_bytes: 1 << 20,
+            outbox_events: 32 * 1024,
             max_inflight: 1024,
             max_subs: 4096,
             stall_timeout_ms: 60_000,
@@ -163,8 +172,14 @@ impl Config {
                 "heartbeat_ms must be > 0 and client_timeout_ms >= heartbeat_ms",
             ));
         }
+        if self.outbox_events < MIN_OUTBOX_EVENTS {
+            return Err(ConfigError::Invalid(
+                "outbox_events must be at least 256 (a replay may take an outbox 128 events past its budget)",
+            ));
+        }
         if [
             self.outbox_bytes,
+            self.outbox_events,
             self.max_inflight,
             self.max_subs,
             self.max_connections,

@@ -41,6 +41,7 @@ impl Requester {
         let config = OutboxConfig {
             max_bytes: usize::MAX,
             max_inflight: 1,
+            max_events: usize::MAX,
         };
         let stats = registry.stats().clone();
         let outbox = Arc::new(Outbox::new(owner, config, stats, move || {

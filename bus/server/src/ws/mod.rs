@@ -21,6 +21,9 @@ use tokio::sync::watch;
 
 mod guard;
 mod output;
+mod pause;
+
+use pause::Until;
 
 /// How often the server pings a client, by default (`heartbeat_ms`).
 pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(10);
@@ -97,6 +100,10 @@ pub(crate) struct WsSession {
     max_frame_bytes: usize,
     /// Set by the frame guard when a header announced more than `max_frame_bytes`.
     refused: Rc<Cell<bool>>,
+    /// A close frame has been queued; nothing more is read or written.
+    closing: bool,
+    /// For the close reason when the outbox overflows.
+    outbox_events: usize,
     heartbeat: Duration,
     client_timeout: Duration,
     last_seen: Instant,
@@ -115,6 +122,7 @@ impl WsSession {
         let config = OutboxConfig {
             max_bytes: state.config.outbox_bytes,
             max_inflight: state.config.max_inflight,
+            max_events: state.config.outbox_events,
         };
         let id = state.next_session_id();
         let stats = state.registry.stats().clone();
@@ -137,6 +145,8 @@ impl WsSession {
             store_id: state.store_id.clone(),
             max_frame_bytes: state.config.max_frame_bytes,
             refused: Rc::default(),
+            closing: false,
+            outbox_events: state.config.outbox_events,
             heartbeat: Duration::from_millis(state.config.heartbeat_ms),
             client_timeout: Duration::from_millis(state.config.client_timeout_ms),
             last_seen: Instant::now(),
@@ -172,22 +182,12 @@ impl WsSession {
         if let Some(later) = later {
             // Read-your-writes for `keys`: answer once this session's
             // writes have been applied, and read nothing else meanwhile.
-            let outbox = self.session.outbox.clone();
-            ctx.wait(
-                async move { outbox.idle().await }
-                    .into_actor(self)
-                    .map(move |(), act, _| act.session.keys(&later)),
-            );
+            self.pause(Until::Idle, move |act, _| act.session.keys(&later), ctx);
         }
         if self.session.outbox.is_saturated() {
             // Stop reading this socket until key actors catch up; the
             // client feels it as TCP backpressure.
-            let outbox = self.session.outbox.clone();
-            ctx.wait(
-                async move { outbox.room().await }
-                    .into_actor(self)
-                    .map(|(), act, ctx| act.drain(ctx)),
-            );
+            self.pause(Until::Room, |act, ctx| act.drain(ctx), ctx);
         }
     }
 
@@ -246,6 +246,10 @@ impl WsSession {
             why,
             "closing session"
         );
+        if self.closing {
+            return;
+        }
+        self.closing = true;
         ctx.close(Some(CloseReason {
             code,
             description: Some(why.to_owned()),

@@ -1,7 +1,7 @@
 //! Writing a session's outbox to its socket, in the session's codec.
 
 use super::WsSession;
-use actix_web_actors::ws::WebsocketContext;
+use actix_web_actors::ws::{CloseCode, WebsocketContext};
 use bytes::BytesMut;
 use ipcbus_actors::{Done, Out};
 use ipcbus_protocol::{json, msgpack, Codec, ErrorBody, Reply, ServerMsg};
@@ -40,6 +40,17 @@ impl WsSession {
     /// client that stops reading leaves its events in the outbox (shared,
     /// and conflated there), not copied into frames.
     pub(super) fn drain(&mut self, ctx: &mut WebsocketContext<Self>) {
+        if self.session.outbox.is_overflowed() {
+            let why = format!(
+                "too far behind: more than outbox_events ({}) events waited for this client; \
+                 reconnect to get the current state",
+                self.outbox_events
+            );
+            return self.close(ctx, CloseCode::Policy, &why);
+        }
+        if self.closing {
+            return;
+        }
         let more = self
             .session
             .outbox

@@ -1,15 +1,27 @@
-//! `PatternIndex`: wildcard subscriptions in a trie by token, so that the
-//! subscriptions matching a key are found by walking the key's tokens (a
-//! literal child, the `*` child and the `>` entries at each level) instead
-//! of testing every pattern. A key actor is seeded from it each time one
-//! starts, which happens on any write to a key at rest.
+//! [`PatternIndex`]: entries filed under patterns, in a trie by token, so
+//! that the entries whose pattern matches a key are found by walking the
+//! key's tokens (a literal child, the `*` child and the `>` entries at each
+//! level) instead of testing every pattern. The server seeds each key actor
+//! it starts from one (its wildcard subscriptions), which happens on any
+//! write to a key at rest.
 
-use ipcbus_protocol::Pattern;
+use crate::Pattern;
 use std::collections::HashMap;
 
 /// Entries of type `T` filed under their patterns.
+///
+/// ```
+/// use ipcbus_protocol::{Pattern, PatternIndex};
+/// let mut index = PatternIndex::default();
+/// index.insert(&Pattern::parse("sensor.*.temp").unwrap(), 1);
+/// index.insert(&Pattern::parse("sensor.>").unwrap(), 2);
+/// let mut found = Vec::new();
+/// index.for_each_match("sensor.kitchen.temp", |&n| found.push(n));
+/// found.sort();
+/// assert_eq!(found, [1, 2]);
+/// ```
 #[derive(Debug)]
-pub(crate) struct PatternIndex<T> {
+pub struct PatternIndex<T> {
     root: Node<T>,
 }
 
@@ -53,7 +65,7 @@ impl<T> Node<T> {
 
 impl<T> PatternIndex<T> {
     /// Files `entry` under `pattern`.
-    pub(crate) fn insert(&mut self, pattern: &Pattern, entry: T) {
+    pub fn insert(&mut self, pattern: &Pattern, entry: T) {
         let mut node = &mut self.root;
         for token in pattern.tokens() {
             node = match token {
@@ -70,13 +82,13 @@ impl<T> PatternIndex<T> {
 
     /// Takes out the first entry under `pattern` for which `is` holds,
     /// pruning the nodes it leaves empty.
-    pub(crate) fn remove(&mut self, pattern: &Pattern, is: impl Fn(&T) -> bool) -> Option<T> {
+    pub fn remove(&mut self, pattern: &Pattern, is: impl Fn(&T) -> bool) -> Option<T> {
         let tokens: Vec<&str> = pattern.tokens().collect();
         remove_at(&mut self.root, &tokens, &is)
     }
 
     /// Calls `f` with every entry whose pattern matches `key`.
-    pub(crate) fn for_each_match(&self, key: &str, mut f: impl FnMut(&T)) {
+    pub fn for_each_match(&self, key: &str, mut f: impl FnMut(&T)) {
         visit(&self.root, Some(key), &mut f);
     }
 }
