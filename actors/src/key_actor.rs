@@ -103,8 +103,14 @@ impl KeyActor {
         let disk = self.save(&update, persist && live);
         // What `keys` lists, published in order with the rest of the output.
         let listed = if live { rev } else { 0 };
-        self.hold.emit(Held::Listed(self.state.clone(), listed));
         let hold = &mut self.hold;
+        // The fast path, without holding, clones no outbox handle: fan-out
+        // is the hot path.
+        if hold.is_holding() {
+            hold.emit(Held::Listed(self.state.clone(), listed));
+        } else {
+            self.state.live_rev.store(listed, Ordering::Release);
+        }
         self.subscribers.retain(|s| {
             if s.outbox.is_closed() {
                 return false;
@@ -113,7 +119,11 @@ impl KeyActor {
                 sub: s.sub,
                 update: update.clone(),
             };
-            hold.emit(Held::Push(s.outbox.clone(), out));
+            if hold.is_holding() {
+                hold.emit(Held::Push(s.outbox.clone(), out));
+            } else {
+                s.outbox.push(out);
+            }
             true
         });
         self.current = Some(update);

@@ -134,8 +134,10 @@ pub struct Outbox {
     inflight: AtomicUsize,
     room: Notify,
     idle: Notify,
-    /// Rung when items arrive in an empty outbox, and when it overflows.
+    /// Rung when items arrive in an empty outbox, and when it overflows;
+    /// only while someone waits (`ready_waiters`), so fan-out pays nothing.
     ready: Notify,
+    ready_waiters: AtomicUsize,
     /// Rung when a take brings the outbox under its byte budget, and when it closes.
     drained: Notify,
     /// One walk of the key index at a time per session (registry `walk`).
@@ -169,6 +171,7 @@ impl Outbox {
             room: Notify::new(),
             idle: Notify::new(),
             ready: Notify::new(),
+            ready_waiters: AtomicUsize::new(0),
             drained: Notify::new(),
             walks: Semaphore::new(1),
             stats,
@@ -226,7 +229,9 @@ impl Outbox {
         inner.scheduled = true;
         drop(g);
         if wake {
-            self.ready.notify_waiters();
+            if self.ready_waiters.load(Ordering::SeqCst) != 0 {
+                self.ready.notify_waiters();
+            }
             (self.wake)();
         }
     }
@@ -256,6 +261,15 @@ impl Outbox {
 
     /// Resolves once the outbox holds items (or has overflowed).
     pub async fn ready(&self) {
+        /// Counts a waiter for as long as it waits (dropped with the future).
+        struct Waiting<'a>(&'a AtomicUsize);
+        impl Drop for Waiting<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
+        self.ready_waiters.fetch_add(1, Ordering::SeqCst);
+        let _waiting = Waiting(&self.ready_waiters);
         loop {
             let notified = self.ready.notified();
             if !self.lock().queue.is_empty() || self.is_overflowed() {
@@ -299,15 +313,22 @@ impl Outbox {
     pub fn take(&self, into: &mut VecDeque<Out>, max_bytes: usize) -> bool {
         let mut g = self.lock();
         let inner = &mut *g;
-        let mut taken = 0;
-        while let Some(out) = inner.queue.pop_front() {
-            let cost = out.cost();
-            taken += cost;
-            inner.bytes = inner.bytes.saturating_sub(cost);
-            inner.head += 1;
-            into.push_back(out);
-            if taken >= max_bytes {
-                break;
+        let was_over = inner.bytes > self.config.max_bytes;
+        if inner.bytes <= max_bytes {
+            // Everything fits: the common case, one swap.
+            std::mem::swap(&mut inner.queue, into);
+            inner.head += into.len() as u64;
+        } else {
+            let mut taken = 0;
+            while let Some(out) = inner.queue.pop_front() {
+                let cost = out.cost();
+                taken += cost;
+                inner.bytes = inner.bytes.saturating_sub(cost);
+                inner.head += 1;
+                into.push_back(out);
+                if taken >= max_bytes {
+                    break;
+                }
             }
         }
         let more = !inner.queue.is_empty();
@@ -317,9 +338,10 @@ impl Outbox {
             inner.index = None;
             inner.scheduled = false;
         }
-        let under = inner.bytes <= self.config.max_bytes;
+        // A replay waits only while the outbox is over budget.
+        let drained = was_over && inner.bytes <= self.config.max_bytes;
         drop(g);
-        if under {
+        if drained {
             self.drained.notify_waiters();
         }
         more
