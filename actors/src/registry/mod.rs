@@ -439,12 +439,10 @@ impl Registry {
         // From here every key actor that starts takes the subscriber.
         self.write().patterns.insert(pattern, wild);
         subscriber.outbox.begin();
-        actix::spawn(walk::replay(
-            self.clone(),
-            pattern.clone(),
-            subscriber.clone(),
-            replay,
-        ));
+        let walk = walk::replay(self.clone(), pattern.clone(), subscriber.clone(), replay);
+        if !walk::spawn(walk) {
+            subscriber.outbox.complete();
+        }
     }
 
     /// Ends a subscription made with [`Registry::subscribe`].
@@ -478,12 +476,14 @@ impl Registry {
         for (pattern, sub) in &wild {
             let mine = |w: &Wild| w.subscriber.sub == *sub && w.subscriber.outbox.id() == id;
             if let Some(w) = state.patterns.remove(pattern, mine) {
-                w.replay.cancel();
+                w.replay.end();
             }
         }
         drop(state);
         outbox.begin();
-        actix::spawn(walk::detach(self.clone(), outbox.clone(), wild));
+        if !walk::spawn(walk::detach(self.clone(), outbox.clone(), wild)) {
+            outbox.complete();
+        }
     }
 
     /// Keys that have a value, with their revs, sorted; all or those matching.

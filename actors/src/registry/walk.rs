@@ -71,14 +71,23 @@ impl Replay {
         unvisited && self.since.is_none_or(|s| rev > s)
     }
 
-    /// Stops the walk at its next turn: the subscription has ended.
-    pub(crate) fn cancel(&self) {
+    /// Marks the walk over: it visited every key, or (called from outside)
+    /// the subscription ended and the walk stops at its next turn.
+    pub(crate) fn end(&self) {
         *self.progress() = Progress::Over;
     }
 
     fn is_over(&self) -> bool {
         matches!(*self.progress(), Progress::Over)
     }
+}
+
+/// Starts a walk on this thread's arbiter; false if there is none (the
+/// system is stopping and its actors with it: nothing is left to walk for).
+/// Unlike `actix::spawn`, never panics, since a session's end starts a walk
+/// from its `Drop`, which may run while the system is torn down.
+pub(super) fn spawn(walk: impl std::future::Future<Output = ()> + Send + 'static) -> bool {
+    actix::Arbiter::try_current().is_some_and(|arbiter| arbiter.spawn(walk))
 }
 
 /// The keys of `order` after `after` (or from `prefix` on) that start with `prefix`.
@@ -205,7 +214,7 @@ impl Registry {
                 return true;
             }
         }
-        replay.cancel();
+        replay.end();
         false
     }
 
