@@ -286,3 +286,31 @@ async fn a_replay_bigger_than_the_outbox_goes_at_the_pace_of_its_reader() {
     let health = child.server.health().await.expect("/health");
     assert_eq!(health["overflows"], 0, "{health}");
 }
+
+#[tokio::test]
+async fn a_client_asking_for_the_listing_without_reading_pins_one_at_most() {
+    let child = Child::start(SMALL_OUTBOX);
+    let mut writer = child.raw(Codec::Json).await;
+    fill(&mut writer, "l", 20_000).await;
+    let baseline = child.rss_mib();
+    // 300 listings of 20 000 keys (about a megabyte each, made afresh for
+    // each request) asked for by a client that never reads them. The first
+    // few fill the sockets' buffers (and the allocator's caches, hence the
+    // bound); before the fix every one of them stayed queued, 75 MiB per
+    // hundred.
+    let mut stalled = Raw::connect(&child.url(), Codec::Json).await;
+    for id in 0..300 {
+        let keys = json!({"id": id, "op": "keys"}).to_string();
+        stalled.ws.feed(Message::text(keys)).await.expect("send");
+    }
+    stalled.ws.flush().await.expect("flush");
+    let growth = child
+        .peak_growth_mib(baseline, Duration::from_secs(3))
+        .await;
+    assert!(
+        growth < 64.0,
+        "RSS grew {growth:.1} MiB for 300 unread listings"
+    );
+    healthy_client_is_served(&child).await;
+    drop(stalled);
+}

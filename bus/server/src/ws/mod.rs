@@ -170,8 +170,12 @@ impl WsSession {
                 return;
             }
         };
+        let mut listing = false;
         let later = match decoded {
-            Ok(req) => self.session.handle(req),
+            Ok(req) => {
+                listing = matches!(req.op, ipcbus_protocol::Op::Keys { .. });
+                self.session.handle(req)
+            }
             Err(e) => {
                 // An id the client may not use is not echoed either.
                 let id = e.id.filter(|id| *id <= ipcbus_protocol::MAX_ID);
@@ -182,7 +186,13 @@ impl WsSession {
         if let Some(later) = later {
             // Read-your-writes for `keys`: answer once this session's
             // writes have been applied, and read nothing else meanwhile.
-            self.pause(Until::Idle, move |act, _| act.session.keys(&later), ctx);
+            let then = move |act: &mut Self, ctx: &mut WebsocketContext<Self>| {
+                act.session.keys(&later);
+                act.after_listing(ctx);
+            };
+            self.pause(Until::Idle, then, ctx);
+        } else if listing {
+            self.after_listing(ctx);
         }
         if self.session.outbox.is_saturated() {
             // Stop reading this socket until key actors catch up; the
@@ -227,6 +237,16 @@ impl WsSession {
                 Some(frame) => self.on_request_frame(&frame, ctx),
                 None => self.close(ctx, CloseCode::Invalid, "text message is not UTF-8"),
             }
+        }
+    }
+
+    /// A `keys` reply is the one output a session makes afresh rather than
+    /// shares (a list of the store's keys): read no more requests until the
+    /// outbox is back within its budget, so that a client asking for the
+    /// listing over and over without reading pins one listing at most.
+    fn after_listing(&mut self, ctx: &mut WebsocketContext<Self>) {
+        if self.session.outbox.is_over_budget() {
+            self.pause(Until::UnderBudget, |_, _| {}, ctx);
         }
     }
 

@@ -18,6 +18,8 @@ pub(super) enum Until {
     Idle,
     /// Fewer than `max_inflight` requests in flight.
     Room,
+    /// The outbox within its byte budget (after a `keys` reply).
+    UnderBudget,
 }
 
 impl Until {
@@ -25,6 +27,7 @@ impl Until {
         match self {
             Until::Idle => outbox.idle().await,
             Until::Room => outbox.room().await,
+            Until::UnderBudget => outbox.under_budget().await,
         }
     }
 }
