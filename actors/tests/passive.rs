@@ -21,7 +21,7 @@ async fn an_idle_key_rests_and_keeps_its_value_and_rev() {
     // `get` is answered at rest.
     assert_eq!(get(&registry, &writer, "k").await, Some((rev, value(7))));
     assert_eq!(registry.has_actor("k"), Some(false));
-    assert_eq!(registry.keys(None)[0].rev, rev);
+    assert_eq!(registry.list(None).await[0].rev, rev);
 
     // A compare-and-set sees the rev the key had.
     let msg = Set {
@@ -150,7 +150,7 @@ async fn an_ephemeral_key_at_rest_is_released_by_its_owner_only() {
     }
     assert_eq!(registry.has_actor("e"), None, "the owner's end kept it");
     assert_eq!(registry.last_rev(), rev + 1);
-    assert!(registry.keys(None).is_empty());
+    assert!(registry.list(None).await.is_empty());
 }
 
 #[actix::test]
@@ -206,7 +206,11 @@ async fn ephemeral_keys_deleted_or_overwritten_leave_no_trace_of_their_owner() {
         tokio::task::yield_now().await;
     }
     assert_eq!(registry.owned_keys(), 0);
-    assert_eq!(registry.keys(None).len(), 33, "the overwritten keys stay");
+    assert_eq!(
+        registry.list(None).await.len(),
+        33,
+        "the overwritten keys stay"
+    );
     // A set that reaches its key after its session ended is not applied.
     let msg = Set {
         value: value(3),

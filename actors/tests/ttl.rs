@@ -115,7 +115,7 @@ async fn a_key_expires_exactly_at_its_ttl() {
 
     tokio::time::advance(Duration::from_millis(59_999)).await;
     assert!(events(&sub.now().await).is_empty(), "expired early");
-    assert_eq!(registry.keys(None).len(), 1);
+    assert_eq!(registry.list(None).await.len(), 1);
 
     tokio::time::advance(Duration::from_millis(1)).await;
     let expired = events(&sub.next().await);
@@ -124,7 +124,7 @@ async fn a_key_expires_exactly_at_its_ttl() {
         [("t.a".to_owned(), rev + 1, true)],
         "a del, new rev"
     );
-    assert!(registry.keys(None).is_empty());
+    assert!(registry.list(None).await.is_empty());
     assert_eq!(registry.last_rev(), rev + 1);
 }
 
@@ -152,6 +152,11 @@ async fn a_later_set_replaces_or_cancels_the_countdown() {
     assert_eq!(expired, [("t.moved".to_owned(), moved + 2, true)]);
     tokio::time::advance(Duration::from_secs(3600)).await;
     assert!(events(&sub.now().await).is_empty(), "t.kept expired");
-    let keys: Vec<_> = registry.keys(None).into_iter().map(|k| k.key).collect();
+    let keys: Vec<_> = registry
+        .list(None)
+        .await
+        .into_iter()
+        .map(|k| k.key)
+        .collect();
     assert_eq!(keys, ["t.kept"]);
 }

@@ -9,6 +9,7 @@ use common::*;
 use ipcbus_actors::{Del, Out, Registry, Set};
 use ipcbus_protocol::{Life, Pattern};
 use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
 
 /// Keys at rest before the subscription: a few turns' worth.
 const KEYS: usize = 3000;
@@ -133,7 +134,8 @@ async fn a_replay_in_turns_under_writes_misses_and_doubles_nothing() {
     }
     mirror.take(&reader);
     let want: BTreeMap<String, u64> = registry
-        .keys(Some(&Pattern::parse("k.>").expect("pattern")))
+        .list(Some(&Pattern::parse("k.>").expect("pattern")))
+        .await
         .into_iter()
         .map(|k| (k.key.into_owned(), k.rev))
         .collect();
@@ -178,4 +180,27 @@ async fn a_key_woken_before_the_walk_reaches_it_replays_to_the_walk_once() {
         "replayed {:?}",
         mirror.revs[&last]
     );
+}
+
+#[actix::test]
+async fn a_listing_goes_in_turns_and_lists_each_key_once() {
+    let registry = Registry::new();
+    let writer = Inbox::new(1, &registry);
+    for i in 0..KEYS {
+        set(&registry, &writer, &format!("k.{i:04}"), 1, Life::default()).await;
+    }
+    let listing = registry.list(None);
+    let mut listing = std::pin::pin!(listing);
+    // One turn, then the listing lets others run: the lock is free.
+    let first = std::future::poll_fn(|cx| std::task::Poll::Ready(listing.as_mut().poll(cx))).await;
+    assert!(first.is_pending(), "listed {KEYS} keys in one turn");
+    set(&registry, &writer, "k.9999", 1, Life::default()).await;
+    del(&registry, &writer, "k.0000").await;
+    let keys = listing.await;
+    let names: Vec<&str> = keys.iter().map(|k| &*k.key).collect();
+    assert!(names.windows(2).all(|w| w[0] < w[1]), "sorted, each once");
+    // k.0000 was listed before its deletion; k.9999 came after the turn.
+    assert_eq!(names.len(), KEYS + 1);
+    assert_eq!(names.first(), Some(&"k.0000"));
+    assert_eq!(names.last(), Some(&"k.9999"));
 }

@@ -486,23 +486,18 @@ impl Registry {
         }
     }
 
-    /// Keys that have a value, with their revs, sorted; all or those matching.
-    pub fn keys(&self, pattern: Option<&Pattern>) -> Vec<KeyRev<'static>> {
-        let state = self.read();
-        let prefix = pattern.map_or("", Pattern::literal_prefix);
-        walk::range_after(&state.order, prefix, None)
-            .filter(|k| pattern.is_none_or(|p| p.matches(k)))
-            .filter_map(|k| {
-                let rev = match state.keys.get(k)? {
-                    Entry::Active(h) => h.state.live_rev.load(Ordering::Acquire),
-                    Entry::Passive(rest) => rest.rev(),
-                };
-                (rev != 0).then(|| KeyRev {
-                    key: k.to_string().into(),
-                    rev,
-                })
-            })
-            .collect()
+    /// Keys that have a value, with their revs, sorted; all or those
+    /// matching. Listed in turns of the ordered key index, other work
+    /// running between them, so that listing a big store holds the lock
+    /// for one turn at a time; a key written meanwhile is listed at its
+    /// state when its turn came.
+    pub async fn list(&self, pattern: Option<&Pattern>) -> Vec<KeyRev<'static>> {
+        let mut keys = Vec::new();
+        let mut after = None;
+        while self.list_turn(pattern, &mut after, &mut keys) {
+            tokio::task::yield_now().await;
+        }
+        keys
     }
 
     /// Removes an idle key actor, unless a message for it is still queued:

@@ -20,9 +20,10 @@
 use super::{Entry, Registry};
 use crate::messages::{Attach, Detach, Subscriber, SyncCountdown};
 use crate::outbox::{Out, Outbox};
-use ipcbus_protocol::{Pattern, PatternIndex};
+use ipcbus_protocol::{KeyRev, Pattern, PatternIndex};
 use std::collections::BTreeSet;
 use std::ops::Bound;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
 /// Keys a walk visits per turn, matching or not.
@@ -215,6 +216,38 @@ impl Registry {
             }
         }
         replay.end();
+        false
+    }
+
+    /// One turn of a listing; false once it is done.
+    pub(super) fn list_turn(
+        &self,
+        pattern: Option<&Pattern>,
+        after: &mut Option<Arc<str>>,
+        keys: &mut Vec<KeyRev<'static>>,
+    ) -> bool {
+        let state = self.read();
+        let prefix = pattern.map_or("", Pattern::literal_prefix);
+        let from = after.take();
+        for (visited, key) in (1..).zip(range_after(&state.order, prefix, from.as_deref())) {
+            if pattern.is_none_or(|p| p.matches(key)) {
+                let rev = match state.keys.get(key) {
+                    Some(Entry::Active(h)) => h.state.live_rev.load(Ordering::Acquire),
+                    Some(Entry::Passive(rest)) => rest.rev(),
+                    None => 0,
+                };
+                if rev != 0 {
+                    keys.push(KeyRev {
+                        key: key.to_string().into(),
+                        rev,
+                    });
+                }
+            }
+            if visited == CHUNK {
+                *after = Some(key.clone());
+                return true;
+            }
+        }
         false
     }
 

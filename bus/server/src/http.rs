@@ -322,10 +322,10 @@ struct KeysQuery {
 
 /// `GET /v1/keys?pattern=P`: keys with a value, and their revs, sorted.
 pub(crate) async fn keys(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
-    respond(try_keys(&req, &state))
+    respond(try_keys(&req, &state).await)
 }
 
-fn try_keys(req: &HttpRequest, state: &AppState) -> Result<HttpResponse, ErrorBody> {
+async fn try_keys(req: &HttpRequest, state: &AppState) -> Result<HttpResponse, ErrorBody> {
     let query = web::Query::<KeysQuery>::from_query(req.query_string())
         .map_err(|e| bad(format!("bad query string: {e}")))?;
     let pattern = query
@@ -336,7 +336,8 @@ fn try_keys(req: &HttpRequest, state: &AppState) -> Result<HttpResponse, ErrorBo
         .map_err(|e| e.for_pattern())?;
     let keys: Vec<_> = state
         .registry
-        .keys(pattern.as_ref())
+        .list(pattern.as_ref())
+        .await
         .into_iter()
         .map(|k| serde_json::json!({ "key": k.key, "rev": k.rev }))
         .collect();

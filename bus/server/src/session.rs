@@ -75,8 +75,8 @@ impl Session {
     }
 
     /// Carries out one request. Every reply and event goes through the
-    /// outbox. A `keys` that must wait for this session's writes in flight
-    /// is handed back; answer it with [`Session::keys`] once the outbox is idle.
+    /// outbox. A `keys` is handed back: start it with [`Session::keys`]
+    /// once the outbox is idle (this session's writes are applied).
     #[must_use]
     pub(crate) fn handle(&mut self, req: Request<'_>) -> Option<KeysLater> {
         let id = req.id;
@@ -139,22 +139,22 @@ impl Session {
                 self.reply(id, Ok(Done::Empty));
                 self.registry.unsubscribe(&pattern, &self.outbox, sub);
             }
-            Op::Keys { pattern } => {
-                let later = KeysLater { id, pattern };
-                if self.outbox.is_busy() {
-                    return Some(later);
-                }
-                self.keys(&later);
-            }
+            Op::Keys { pattern } => return Some(KeysLater { id, pattern }),
         }
         None
     }
 
-    /// Answers `keys`. Run only when no write of this session is in
-    /// flight, so the listing reflects the session's own writes.
-    pub(crate) fn keys(&self, req: &KeysLater) {
-        let keys = self.registry.keys(req.pattern.as_ref());
-        self.reply(req.id, Ok(Done::Keys(keys)));
+    /// Starts answering `keys`: the listing goes in turns (counted in
+    /// flight until its reply is queued). Run only when no write of this
+    /// session is in flight, so that it reflects the session's own writes.
+    pub(crate) fn keys(&self, req: KeysLater) {
+        let (registry, outbox) = (self.registry.clone(), self.outbox.clone());
+        outbox.begin();
+        actix::spawn(async move {
+            let keys = registry.list(req.pattern.as_ref()).await;
+            outbox.reply(req.id, Ok(Done::Keys(keys)));
+            outbox.complete();
+        });
     }
 
     fn subscribe(&mut self, id: Option<u64>, pattern: Pattern, since: Option<u64>) {

@@ -170,12 +170,8 @@ impl WsSession {
                 return;
             }
         };
-        let mut listing = false;
         let later = match decoded {
-            Ok(req) => {
-                listing = matches!(req.op, ipcbus_protocol::Op::Keys { .. });
-                self.session.handle(req)
-            }
+            Ok(req) => self.session.handle(req),
             Err(e) => {
                 // An id the client may not use is not echoed either.
                 let id = e.id.filter(|id| *id <= ipcbus_protocol::MAX_ID);
@@ -186,13 +182,12 @@ impl WsSession {
         if let Some(later) = later {
             // Read-your-writes for `keys`: answer once this session's
             // writes have been applied, and read nothing else meanwhile.
+            // ... and read nothing more until the listing is queued.
             let then = move |act: &mut Self, ctx: &mut WebsocketContext<Self>| {
-                act.session.keys(&later);
-                act.after_listing(ctx);
+                act.session.keys(later);
+                act.pause(Until::Idle, |act, ctx| act.after_listing(ctx), ctx);
             };
             self.pause(Until::Idle, then, ctx);
-        } else if listing {
-            self.after_listing(ctx);
         }
         if self.session.outbox.is_saturated() {
             // Stop reading this socket until key actors catch up; the
