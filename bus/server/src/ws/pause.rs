@@ -44,7 +44,12 @@ impl WsSession {
                 tokio::select! {
                     biased;
                     () = until.reached(&outbox) => true,
-                    () = outbox.ready() => false,
+                    () = async {
+                        outbox.ready().await;
+                        // As `drain_later` does: the turn runs once the
+                        // connection has taken the last one.
+                        tokio::task::yield_now().await;
+                    } => false,
                 }
             }
             .into_actor(self)
