@@ -11,14 +11,16 @@
 //!
 //! Wildcard subscriptions replay, and unsubscriptions detach, by walking
 //! the ordered key index in chunks (`walk`), so no lock is held for more
-//! than one chunk and other sessions run between chunks.
+//! than one chunk and other sessions run between chunks. `owners` keeps
+//! the keys each session owns through an ephemeral `set`.
 
+mod owners;
 mod walk;
 
 pub(crate) use walk::Replay;
 
 use crate::key_actor::KeyActor;
-use crate::messages::{Attach, Detach, Release, Subscriber, SyncCountdown};
+use crate::messages::{Attach, Detach, Subscriber, SyncCountdown};
 use crate::outbox::{Out, Outbox};
 use crate::passive::{KeyMessage, Passive};
 use crate::store::{Record, Store};
@@ -27,7 +29,7 @@ use actix::prelude::*;
 use ipcbus_protocol::{KeyRev, Pattern, PatternIndex};
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 /// Counters for health and metrics.
 #[derive(Debug, Default)]
@@ -284,59 +286,6 @@ impl Registry {
 
     pub(crate) fn remove_live_key(&self) {
         self.0.stats.live_keys.fetch_sub(1, Ordering::AcqRel);
-    }
-
-    /// The session of `outbox` has ended: deletes the keys it owns
-    /// through an ephemeral `set` (unless they were written since).
-    /// Close the outbox first, so that no key can be claimed for it after.
-    pub fn release_owned(&self, outbox: &Outbox) {
-        let owner = outbox.id();
-        let keys = self.lock_owners().remove(&owner).unwrap_or_default();
-        for key in keys {
-            let _gone = self.send(&key, false, Release { owner });
-        }
-    }
-
-    /// Records that `key` belongs to the session of `outbox`; false if that
-    /// session has ended (its outbox is closed), which then owns nothing.
-    pub(crate) fn claim(&self, key: &Arc<str>, outbox: &Outbox) -> bool {
-        let mut owners = self.lock_owners();
-        // Under the lock: `release_owned` closes first, then takes the set.
-        if outbox.is_closed() {
-            return false;
-        }
-        owners.entry(outbox.id()).or_default().insert(key.clone());
-        true
-    }
-
-    /// Records again that `key` belongs to session `owner`, after a write
-    /// that took it away was undone. If that session has ended since, its
-    /// `Release` is on its way to the key and deletes it.
-    pub(crate) fn reclaim(&self, key: &Arc<str>, owner: u64) {
-        self.lock_owners()
-            .entry(owner)
-            .or_default()
-            .insert(key.clone());
-    }
-
-    /// Forgets that `key` belongs to session `owner`.
-    pub(crate) fn unclaim(&self, key: &str, owner: u64) {
-        let mut owners = self.lock_owners();
-        if let Some(keys) = owners.get_mut(&owner) {
-            keys.remove(key);
-            if keys.is_empty() {
-                owners.remove(&owner);
-            }
-        }
-    }
-
-    /// Keys owned through ephemeral `set`s, over every session.
-    pub fn owned_keys(&self) -> usize {
-        self.lock_owners().values().map(HashSet::len).sum()
-    }
-
-    fn lock_owners(&self) -> MutexGuard<'_, HashMap<u64, HashSet<Arc<str>>>> {
-        self.0.owners.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn read(&self) -> RwLockReadGuard<'_, State> {
