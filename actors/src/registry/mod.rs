@@ -330,16 +330,22 @@ impl Registry {
             None if !create => return Err(msg),
             None => key.into(),
         };
-        let handle = match state.keys.remove(&key) {
-            Some(Entry::Active(handle)) => handle,
-            Some(Entry::Passive(rest)) => self.run(self.actor(&key, rest, state)),
+        let (handle, new) = match state.keys.remove(&key) {
+            Some(Entry::Active(handle)) => (handle, false),
+            Some(Entry::Passive(rest)) => (self.run(self.actor(&key, rest, state)), false),
             None => {
                 let subscribers = state.subscribers_of(&key, None);
-                self.run(KeyActor::new(key.clone(), self.clone(), subscribers))
+                let actor = KeyActor::new(key.clone(), self.clone(), subscribers);
+                (self.run(actor), true)
             }
         };
         handle.send(msg);
-        state.insert(key, Entry::Active(handle));
+        if new {
+            state.insert(key, Entry::Active(handle));
+        } else {
+            // Already in the ordered index.
+            state.keys.insert(key, Entry::Active(handle));
+        }
         Ok(())
     }
 
