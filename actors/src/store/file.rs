@@ -23,7 +23,9 @@ pub(super) fn create_private_dir(dir: &Path) -> std::io::Result<()> {
 /// lets it grow with every commit's pages.
 const CACHE_BYTES: usize = 4 << 20;
 
-pub(super) fn open_db(path: &Path) -> Result<Database, StoreError> {
+/// Opens the data file; with `verify`, every page's checksum is checked
+/// (at startup: the file may have been damaged since it was written).
+pub(super) fn open_db(path: &Path, verify: bool) -> Result<Database, StoreError> {
     // redb would start a new, empty store in a zero-length file. Such a
     // file is what a crash while the file was first created leaves, but
     // also what a failed copy or a full disk leaves of a store that had
@@ -43,7 +45,7 @@ pub(super) fn open_db(path: &Path) -> Result<Database, StoreError> {
     let opened = catch_panic(path, || {
         redb::Builder::new()
             .set_cache_size(CACHE_BYTES)
-            .set_check_integrity_on_open(true)
+            .set_check_integrity_on_open(verify)
             .create(path)
             .map_err(|e| classify(path, e.into()))
     })?;

@@ -170,7 +170,7 @@ impl Store {
             error,
         })?;
         let path = dir.join(DATA_FILE);
-        let db = open_db(&path)?;
+        let db = open_db(&path, true)?;
         let storage = |e: redb::Error| classify(&path, e);
         let restored = catch_panic(&path, || {
             restore(&db).map_err(|e| match e {

@@ -113,7 +113,9 @@ impl Writer {
             Some(db) => {
                 write(db, batch, self.rev.load(Ordering::Acquire)).map_err(|e| e.to_string())
             }
-            None => match open_db(&self.path) {
+            // Our own file, just written: no need to read all of it again
+            // (redb recovers from the failed commit by itself).
+            None => match open_db(&self.path, false) {
                 Ok(db) => {
                     let result = write(&db, batch, self.rev.load(Ordering::Acquire))
                         .map_err(|e| e.to_string());
