@@ -137,3 +137,23 @@ fn compare_runs_every_scenario_and_writes_the_report() {
         assert!(svg.starts_with("<svg") && svg.contains("ipcbus"), "{chart}");
     }
 }
+
+#[test]
+fn abuse_measures_a_bystander_in_every_phase() {
+    let table = bench(&[
+        "abuse",
+        "--keys",
+        "2000",
+        "--subs",
+        "10",
+        "--baseline-seconds",
+        "0.2",
+    ]);
+    let rows: Vec<&str> = table.lines().filter(|l| l.starts_with("| ")).collect();
+    assert_eq!(rows.len(), 5, "{table}"); // header + quiet, subs, replay, hang-up
+    for row in &rows[1..] {
+        let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+        let trips: u64 = cells[3].parse().expect("round trips");
+        assert!(trips > 0, "{row}");
+    }
+}
