@@ -385,11 +385,6 @@ impl Outbox {
         self.walks.acquire().await.ok()
     }
 
-    /// Whether requests handed to key actors are still unfinished.
-    pub fn is_busy(&self) -> bool {
-        self.inflight.load(Ordering::Acquire) != 0
-    }
-
     /// Whether the session must stop reading requests for now.
     pub fn is_saturated(&self) -> bool {
         self.inflight.load(Ordering::Acquire) >= self.config.max_inflight

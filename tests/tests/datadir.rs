@@ -96,3 +96,26 @@ async fn a_good_token_file_is_used_and_closed_to_others() {
     assert_eq!(server.token(), Some("0123456789abcdef0123456789abcdef"));
     assert_eq!(mode(&token), 0o600);
 }
+
+#[test]
+fn a_data_file_not_our_own_is_refused() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    assert_eq!(start_error(config(tmp.path())), None, "first start");
+    let data_file = tmp.path().join("ipcbus.redb");
+    let err = if rustix::process::geteuid().is_root() {
+        // Another user's file in our directory: it could be read by them.
+        std::os::unix::fs::chown(&data_file, Some(65534), Some(65534)).expect("chown");
+        let err = start_error(config(tmp.path())).expect("refused");
+        assert!(err.contains("not to this user"), "{err}");
+        std::os::unix::fs::chown(&data_file, Some(0), Some(0)).expect("chown back");
+        err
+    } else {
+        String::new()
+    };
+    // A link to a file elsewhere, whoever runs the test.
+    let elsewhere = tmp.path().join("elsewhere.redb");
+    std::fs::rename(&data_file, &elsewhere).expect("move");
+    std::os::unix::fs::symlink(&elsewhere, &data_file).expect("symlink");
+    let link = start_error(config(tmp.path())).expect("refused");
+    assert!(link.contains("is a symlink"), "{link} (before: {err})");
+}

@@ -101,6 +101,9 @@ pub async fn serve(
     config.validate().map_err(std::io::Error::other)?;
     let data_dir = config.data_dir().map_err(std::io::Error::other)?;
     crate::private::secure_dir(&data_dir).map_err(std::io::Error::other)?;
+    // An existing data file must be ours too (a new one is made 0600 by the store).
+    crate::private::secure_file(&data_dir.join(ipcbus_actors::store::DATA_FILE))
+        .map_err(std::io::Error::other)?;
     let mut config = config;
     let open_files = crate::fds::raise_open_file_limit();
     config.max_connections = crate::fds::connection_capacity(config.max_connections, open_files);

@@ -25,8 +25,8 @@ pub(crate) enum PrivateError {
     },
     /// A symlink where a file of our own must be.
     #[error(
-        "{0} is a symlink; the token file must be a regular file of its own (a link could \
-         point at a file others can read or write). Replace it with a copy: \
+        "{0} is a symlink; the token and data files must be regular files of their own \
+         (a link could point at a file others can read or write). Replace it with a copy: \
          cp --remove-destination \"$(readlink -f {0})\" {0}"
     )]
     Symlink(PathBuf),
