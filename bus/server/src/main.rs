@@ -9,7 +9,7 @@ use tracing_subscriber::EnvFilter;
 /// system within seconds of a burst (a subscriber's replay, a slow
 /// reader's outbox); glibc's malloc keeps that high-water mark for the
 /// life of the process. docs/reliability.md has the soak figures.
-#[cfg(not(target_env = "msvc"))]
+#[cfg(not(windows))]
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 

@@ -15,6 +15,7 @@ pub(crate) enum PrivateError {
          have planted a token there or could read the values. Use a data directory of your \
          own (--data-dir), or give it to this user: chown -R {me} {path}"
     )]
+    #[cfg_attr(not(unix), allow(dead_code))] // Windows has no owner check
     NotOurs {
         /// The directory or file.
         path: PathBuf,

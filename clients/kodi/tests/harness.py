@@ -9,6 +9,7 @@
 Every wait polls with a timeout; none sleeps to wait for a result.
 """
 
+import http.server
 import json
 import os
 import pathlib
@@ -19,10 +20,11 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 import zipfile
-from typing import Callable, Dict, Optional, TypeVar
+from typing import Callable, Dict, List, Optional, TypeVar
 from xml.sax.saxutils import escape
 
 from jsonrpc import JsonRpc, ping_until_ready
@@ -158,6 +160,25 @@ class Server:
         shutil.rmtree(self.data_dir, ignore_errors=True)
 
 
+class _NotABus(http.server.BaseHTTPRequestHandler):
+    """An HTTP server that is not a bus: 404 for everything."""
+
+    def do_GET(self) -> None:  # noqa: N802 (the name http.server calls)
+        self.send_response(404)
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def not_a_bus(port: int = 0) -> http.server.HTTPServer:
+    """Another program's HTTP server on ``port`` (0: a free one), serving on
+    a thread until ``shutdown()`` and ``server_close()``."""
+    web = http.server.HTTPServer(("127.0.0.1", port), _NotABus)
+    threading.Thread(target=web.serve_forever, daemon=True).start()
+    return web
+
+
 def make_clip(path: str) -> str:
     """A 5 s 640x360 25 fps H.264 clip."""
     subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-f", "lavfi",
@@ -166,12 +187,15 @@ def make_clip(path: str) -> str:
     return path
 
 
-def built_addons(dest: pathlib.Path) -> None:
-    """Builds the addons' zips with build.sh and unpacks them into ``dest``,
-    as Kodi's "Install from zip file" would."""
-    out = subprocess.run(["bash", str(KODI_DIR / "build.sh")], capture_output=True, text=True,
-                         check=True, timeout=60)
-    for archive in out.stdout.split():
+def built_addons(dest: pathlib.Path, zips: Optional[List[str]] = None) -> None:
+    """Unpacks ``zips`` (by default the addons' zips that build.sh makes)
+    into ``dest``, as Kodi's "Install from zip file" would; like Kodi's, the
+    extraction keeps no file mode."""
+    if zips is None:
+        out = subprocess.run(["bash", str(KODI_DIR / "build.sh")], capture_output=True, text=True,
+                             check=True, timeout=60)
+        zips = out.stdout.split()
+    for archive in zips:
         with zipfile.ZipFile(archive) as z:
             z.extractall(str(dest))
 
@@ -195,8 +219,8 @@ class Kodi:
     ADDONS = ("script.module.websocket", "script.module.ipcbus", "service.ipcbus", "script.ipcbus.probe",
               "script.ipcbus.nowplaying")
 
-    def __init__(self, addon_settings: Dict[str, object], env: Optional[Dict[str, str]] = None,
-                 addons: bool = True) -> None:
+    def __init__(self, addon_settings: Optional[Dict[str, object]], env: Optional[Dict[str, str]] = None,
+                 addons: bool = True, zips: Optional[List[str]] = None) -> None:
         #: Extra environment for Kodi (and so for its addons).
         self.env = env or {}
         self.home = pathlib.Path(tempfile.mkdtemp(prefix="kodi-home-"))
@@ -217,12 +241,13 @@ class Kodi:
             '<tcpport>%d</tcpport></jsonrpc></advancedsettings>\n' % self.port)
         if not addons:
             return
-        built_addons(folder)
+        built_addons(folder, zips)
         for name in ("script.module.websocket", "script.ipcbus.probe"):
             shutil.copytree(str(FIXTURE_ADDONS / name), str(folder / name))
         shutil.copytree(str(EXAMPLE_ADDONS / "script.ipcbus.nowplaying"), str(folder / "script.ipcbus.nowplaying"))
-        self.profile.mkdir(parents=True)
-        self.write_settings(addon_settings)
+        if addon_settings is not None:  # None: a fresh install, no setting ever changed
+            self.profile.mkdir(parents=True)
+            self.write_settings(addon_settings)
 
     def write_settings(self, values: Dict[str, object]) -> None:
         (self.profile / "settings.xml").write_text(settings_xml(values))

@@ -16,9 +16,17 @@ import threading
 
 import pytest
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+#: Set by scripts/dist/tests: the suite runs against the ipcbus package
+#: installed (from the wheel) in the running Python, not the source folder.
+INSTALLED = os.environ.get("IPCBUS_TEST_INSTALLED") == "1"
+SOURCE = pathlib.Path(__file__).resolve().parents[1]
+if not INSTALLED:
+    sys.path.insert(0, str(SOURCE))
 
 import ipcbus  # noqa: E402
+
+if INSTALLED and SOURCE in pathlib.Path(ipcbus.__file__).resolve().parents:
+    raise RuntimeError("IPCBUS_TEST_INSTALLED is set, yet ipcbus comes from the source folder %s" % SOURCE)
 
 REPO = pathlib.Path(__file__).resolve().parents[3]
 #: How long a test waits for an expected event.

@@ -7,13 +7,16 @@ import subprocess
 import sys
 import threading
 
+import ipcbus
 from conftest import REPO, WAIT
 
 EXAMPLES = REPO / "examples" / "python"
 
 
 def spawn(name, server, **env):
-    env = dict(os.environ, IPCBUS_URL=server.url, PYTHONPATH=str(REPO / "clients" / "python"), **env)
+    # The package the suite tests: the source folder, or the installed one.
+    env = dict(os.environ, IPCBUS_URL=server.url, PYTHONPATH=os.path.dirname(os.path.dirname(ipcbus.__file__)),
+               **env)
     proc = subprocess.Popen([sys.executable, str(EXAMPLES / name)], stdout=subprocess.PIPE, text=True, env=env)
     lines = queue.Queue()
     threading.Thread(target=lambda: [lines.put(l.rstrip("\n")) for l in proc.stdout], daemon=True).start()

@@ -9,7 +9,11 @@ import time
 from typing import Optional
 
 import xbmc
+import xbmcaddon
+import xbmcvfs
 
+from . import ADDON_ID, platforms
+from .probe import probe
 from .settings import Settings, log, profile_dir
 
 #: How long the child has to say it is listening before start() gives up.
@@ -49,13 +53,22 @@ class ChildBus:
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
-    def start(self, settings: Settings) -> None:
-        """Starts the child and waits until it listens; :class:`BusStartError`
-        (with the end of its log) if it exits or stays silent."""
+    def start(self, settings: Settings) -> Optional[str]:
+        """Starts the child and waits until it listens, unless a bus already
+        answers on the configured port: then it starts none and returns
+        that bus's name. :class:`BusStartError` says why no bus could start:
+        no binary for this platform, the port held by something else, a
+        child that exits or stays silent (with the end of its log)."""
         self.stop()
         self.data_dir = profile_dir()
         end_stale(self.pid_path, self.data_dir)
-        args = [settings.binary, "serve", "--host", settings.host, "--port", str(settings.port),
+        answer = probe(settings.host, settings.port)
+        if answer.kind == "bus":
+            return answer.detail
+        if answer.kind == "other":
+            raise BusStartError("port %d on %s is in use by something that is not an ipcbus bus (%s): "
+                                "choose another port in the settings" % (settings.port, settings.host, answer.detail))
+        args = [binary(settings), "serve", "--host", settings.host, "--port", str(settings.port),
                 "--data-dir", self.data_dir]
         env = {k: v for k, v in os.environ.items() if k not in CHILD_UNSET_ENV}
         env.setdefault("IPCBUS_LOG", "info")
@@ -67,7 +80,7 @@ class ChildBus:
                 self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=out,
                                              stderr=subprocess.STDOUT, env=env, close_fds=True)
             except OSError as e:
-                raise BusStartError("cannot run %s: %s" % (settings.binary, e)) from e
+                raise BusStartError("cannot run %s: %s" % (args[0], e)) from e
         with open(self.pid_path, "w") as f:
             f.write("%d\n" % self.proc.pid)
         log("started the bus (PID %d): %s" % (self.proc.pid, " ".join(args)))
@@ -75,7 +88,7 @@ class ChildBus:
         while True:
             text = self._log_since(offset)
             if READY_LINE in text:
-                return
+                return None
             if self.proc.poll() is not None:
                 code = self.proc.returncode
                 self.proc = None
@@ -121,6 +134,22 @@ class ChildBus:
         if self.proc is not None and self.proc.poll() is not None:
             return self.proc.returncode
         return None
+
+
+def binary(settings: Settings) -> str:
+    """The program to start: the configured one, or else the binary bundled
+    for this machine, given its exec bit if it lost it."""
+    if settings.binary:
+        return settings.binary
+    addon_dir = xbmcvfs.translatePath(xbmcaddon.Addon(ADDON_ID).getAddonInfo("path"))
+    choice = platforms.choose(addon_dir, android=xbmc.getCondVisibility("System.Platform.Android"))
+    if choice.path is None:
+        raise BusStartError("%s: %s" % (choice.platform, choice.reason))
+    try:
+        platforms.check(choice.path)
+    except OSError as e:
+        raise BusStartError(str(e)) from e
+    return choice.path
 
 
 def end_stale(pid_path: str, data_dir: str) -> None:

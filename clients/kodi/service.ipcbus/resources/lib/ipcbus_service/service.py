@@ -79,8 +79,11 @@ class Service(xbmc.Monitor):
             self._child_reported = False
             if new.start_bus:
                 try:
-                    self.child.start(new)
-                    log("the bus runs with its data in %s" % self.child.data_dir)
+                    other = self.child.start(new)
+                    if other is None:
+                        log("the bus runs with its data in %s" % self.child.data_dir)
+                    else:
+                        log("a bus (%s) already answers on port %d: using it, starting none" % (other, new.port))
                 except BusStartError as e:
                     log("could not start the bus: %s" % e, xbmc.LOGERROR)
                     notify("Could not start the bus: %s" % e)

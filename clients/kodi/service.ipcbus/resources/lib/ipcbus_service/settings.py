@@ -34,7 +34,8 @@ class Settings(NamedTuple):
     #: The bus's token file; empty: the client's default lookup.
     token_file: str
     start_bus: bool
-    #: The ``ipcbus`` binary the service starts when ``start_bus`` is on.
+    #: The ``ipcbus`` binary the service starts when ``start_bus`` is on;
+    #: empty: the one bundled for this machine (see ``platforms``).
     binary: str
     publish_player: bool
 
@@ -71,6 +72,6 @@ def load() -> Settings:
         port=addon.getSettingInt("port") or 9099,
         token_file=addon.getSettingString("token_file").strip(),
         start_bus=addon.getSettingBool("start_bus"),
-        binary=addon.getSettingString("binary").strip() or "ipcbus",
+        binary=addon.getSettingString("binary").strip(),
         publish_player=addon.getSettingBool("publish_player"),
     )
