@@ -236,7 +236,16 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
 
 fn serve(config: Config) -> Result<(), CliError> {
     let listener = TcpListener::bind((config.host, config.port)).map_err(|e| {
-        CliError::Input(format!("cannot bind {}:{}: {e}", config.host, config.port))
+        let hint = if e.kind() == std::io::ErrorKind::AddrInUse {
+            "; another program (or another ipcbus) listens there: stop it, or choose another \
+             port with --port"
+        } else {
+            ""
+        };
+        CliError::Input(format!(
+            "cannot bind {}:{}: {e}{hint}",
+            config.host, config.port
+        ))
     })?;
     actix_web::rt::System::new().block_on(crate::serve(listener, config, shutdown_signal()))?;
     Ok(())

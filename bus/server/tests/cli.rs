@@ -166,6 +166,26 @@ fn no_auth_off_loopback_is_refused() {
 }
 
 #[test]
+fn a_port_in_use_says_so_and_how_to_get_around_it() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = taken.local_addr().expect("addr").port().to_string();
+    let dir = tempfile::tempdir().expect("data dir");
+    let out = Command::new(BIN)
+        .args(["serve", "--port", &port])
+        .env("IPCBUS_DATA_DIR", dir.path())
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("cannot bind 127.0.0.1:{port}"))
+            && err.contains("another program (or another ipcbus) listens there")
+            && err.contains("--port"),
+        "{err}"
+    );
+}
+
+#[test]
 fn a_kodi_url_that_is_not_ws_is_refused_at_startup() {
     let dir = tempfile::tempdir().expect("data dir");
     for (url, says) in [

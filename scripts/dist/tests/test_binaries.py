@@ -125,3 +125,20 @@ def test_sha256sums_lists_every_artifact():
     for name in listed:
         assert (artifact(name).parent / (pathlib.Path(name).name + ".sha256")).exists()
         assert sha256(artifact(name)) in artifact("SHA256SUMS").read_text()
+
+
+#: Bytes per binary and for the Kodi zip that carries all four, by profile
+#: (docs/benchmarks.md, Binary size).
+BUDGET = {"dist": (10 << 20, 16 << 20), "dist-check": (14 << 20, 24 << 20)}
+
+
+def test_sizes_are_within_the_budget(tmp_path):
+    per_binary, kodi_zip = BUDGET[artifact("PROFILE").read_text().strip()]
+    sizes = {}
+    for name in list(LINUX) + ["x86_64-windows"]:
+        archive = "ipcbus-%s-%s.%s" % (VERSION, name, "zip" if "windows" in name else "tar.gz")
+        folder = unpack(archive, tmp_path / name)
+        exe = folder / ("ipcbus.exe" if "windows" in name else "ipcbus")
+        sizes[name] = exe.stat().st_size
+    assert max(sizes.values()) <= per_binary, sizes
+    assert artifact("kodi/service.ipcbus-%s.zip" % VERSION).stat().st_size <= kodi_zip
