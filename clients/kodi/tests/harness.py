@@ -211,7 +211,8 @@ def settings_xml(values: Dict[str, object]) -> str:
 class Kodi:
     """A real Kodi under Xvfb with service.ipcbus, script.module.ipcbus and
     the test addons installed and enabled; with ``addons=False``, none of
-    them installed (for ``ipcbus serve --kodi``, which needs none).
+    them installed (for ``ipcbus serve --kodi``, which needs none); with
+    ``zips``, those addons and script.module.websocket only.
 
     :meth:`stop` then :meth:`start` restarts Kodi with the same home and
     JSON-RPC port."""
@@ -242,9 +243,14 @@ class Kodi:
         if not addons:
             return
         built_addons(folder, zips)
-        for name in ("script.module.websocket", "script.ipcbus.probe"):
-            shutil.copytree(str(FIXTURE_ADDONS / name), str(folder / name))
-        shutil.copytree(str(EXAMPLE_ADDONS / "script.ipcbus.nowplaying"), str(folder / "script.ipcbus.nowplaying"))
+        shutil.copytree(str(FIXTURE_ADDONS / "script.module.websocket"), str(folder / "script.module.websocket"))
+        if zips is None:
+            shutil.copytree(str(FIXTURE_ADDONS / "script.ipcbus.probe"), str(folder / "script.ipcbus.probe"))
+            shutil.copytree(str(EXAMPLE_ADDONS / "script.ipcbus.nowplaying"),
+                            str(folder / "script.ipcbus.nowplaying"))
+        else:  # a user's install: these zips, and the websocket module Kodi's repository gives
+            self.addons = ("script.module.websocket",) + tuple(
+                zipfile.ZipFile(z).namelist()[0].split("/", 1)[0] for z in zips)
         if addon_settings is not None:  # None: a fresh install, no setting ever changed
             self.profile.mkdir(parents=True)
             self.write_settings(addon_settings)

@@ -9,13 +9,20 @@ holds it (a clear message).
 These use the default port, 9099, as a fresh install does: they fail
 early if something on this machine already listens there."""
 
+import functools
+import http.server
 import os
+import shutil
 import socket
 import subprocess
+import sys
+import tempfile
+import threading
+import zipfile
 
 import pytest
 
-from conftest import VERSION, artifact
+from conftest import REPO, VERSION, artifact
 
 import harness  # noqa: E402 (on the path through conftest)
 import ipcbus  # noqa: E402
@@ -138,3 +145,44 @@ def test_the_repository_is_laid_out_as_kodi_reads_it():
     for platform, exe in (("linux-x86_64", "ipcbus"), ("linux-aarch64", "ipcbus"), ("linux-armv7", "ipcbus"),
                           ("windows-x86_64", "ipcbus.exe")):
         assert modes["service.ipcbus/bin/%s/%s" % (platform, exe)] == 0o100755
+
+
+def test_kodi_reads_the_repository_and_offers_the_addons():
+    """The repository as Kodi reads it: the release zips served over HTTP
+    with a repository.ipcbus pointing there (made by the same code as
+    dist.sh's, clients/kodi/pack.py), installed into a fresh Kodi. Kodi
+    fetches addons.xml.md5 and addons.xml, and lists both addons as
+    available to install."""
+    sys.path.insert(0, str(REPO / "clients" / "kodi"))
+    import pack
+    folder = tempfile.mkdtemp(prefix="kodi-repo-")
+    fetched = []
+
+    class Logged(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, fmt, *args):
+            fetched.append(self.path)
+    web = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Logged, directory=folder + "/repo"))
+    threading.Thread(target=web.serve_forever, daemon=True).start()
+    entries = []
+    for archive in zips():
+        addon_id = os.path.basename(archive).rsplit("-", 1)[0]
+        with zipfile.ZipFile(archive) as z:
+            entries.append((archive, z.read(addon_id + "/addon.xml").decode("utf-8")))
+    entries.append(pack.repository_addon(folder, "http://127.0.0.1:%d/" % web.server_address[1], VERSION))
+    pack.write_repo(folder + "/repo", entries)
+    kodi = harness.Kodi(None, zips=[entries[-1][0]])
+    try:
+        kodi.start()
+        harness.wait_until(lambda: "/addons.xml" in fetched, harness.WAIT, "Kodi to fetch addons.xml")
+        assert fetched.index("/addons.xml.md5") < fetched.index("/addons.xml")
+
+        def offered():
+            found = kodi.rpc.call("Addons.GetAddons", {"installed": False, "properties": ["version"]})
+            return {a["addonid"]: a["version"] for a in found.get("addons", [])}
+        assert harness.wait_until(lambda: offered().get("service.ipcbus"), harness.WAIT, "service.ipcbus offered")
+        assert offered() == {"script.module.ipcbus": VERSION, "service.ipcbus": VERSION}
+    finally:
+        kodi.remove()
+        web.shutdown()
+        web.server_close()
+        shutil.rmtree(folder, ignore_errors=True)
