@@ -73,9 +73,17 @@ def test_linux_build_is_static_and_serves(name, tmp_path):
     # static-pie (which keeps a dynamic section only to relocate itself).
     assert "INTERP" not in header and "(NEEDED)" not in header, header
     assert (folder / "ipcbus.service").exists()
-    kodi = free_listener()  # stands for Kodi's JSON-RPC: the bridge must reach it by name
+    serve_and_check(LINUX[name] + [str(exe)])
+
+
+def serve_and_check(command, windows=False):
+    """Serves with ``--kodi ws://localhost:PORT/jsonrpc``, runs the end-to-end
+    check, and checks that the Kodi bridge reached PORT by that name (the
+    static glibc build resolves it with no NSS module)."""
+    kodi = free_listener()  # stands for Kodi's JSON-RPC
     kodi.settimeout(WAIT)
-    served = Served(LINUX[name] + [str(exe)], extra=["--kodi", "ws://localhost:%d/jsonrpc" % kodi.getsockname()[1]])
+    served = Served(command, windows=windows,
+                    extra=["--kodi", "ws://localhost:%d/jsonrpc" % kodi.getsockname()[1]])
     try:
         end_to_end(served)
         conn, _ = kodi.accept()
@@ -96,11 +104,7 @@ def test_windows_build_serves_under_wine(tmp_path):
     imported = sorted({line.split(":", 1)[1].strip().lower() for line in dlls.splitlines() if "DLL Name:" in line})
     # Only what Windows itself has: no MinGW runtime DLL to ship beside it.
     assert not [d for d in imported if "gcc" in d or "winpthread" in d or "stdc++" in d], imported
-    served = Served(wine_command(exe), windows=True)
-    try:
-        end_to_end(served)
-    finally:
-        served.stop()
+    serve_and_check(wine_command(exe), windows=True)
 
 
 def test_a_corrupt_download_is_caught_by_its_checksum(tmp_path):

@@ -77,8 +77,10 @@ class ChildBus:
             out.write(("--- %s: %s\n" % (time.strftime("%Y-%m-%d %H:%M:%S"), " ".join(args))).encode())
             out.flush()
             try:
+                # On Windows, no console window beside Kodi's.
                 self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=out,
-                                             stderr=subprocess.STDOUT, env=env, close_fds=True)
+                                             stderr=subprocess.STDOUT, env=env, close_fds=True,
+                                             creationflags=getattr(subprocess, "CREATE_NO_WINDOW", 0))
             except OSError as e:
                 raise BusStartError("cannot run %s: %s" % (args[0], e)) from e
         with open(self.pid_path, "w") as f:
