@@ -36,11 +36,15 @@ def zips():
     return [str(artifact("kodi/%s-%s.zip" % (addon, VERSION))) for addon in ("script.module.ipcbus", "service.ipcbus")]
 
 
+def listening() -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", PORT)) == 0
+
+
 @pytest.fixture
 def port_free():
-    with socket.socket() as s:
-        if s.connect_ex(("127.0.0.1", PORT)) == 0:
-            pytest.fail("something already listens on 127.0.0.1:%d, the port a fresh install uses" % PORT)
+    if listening():
+        pytest.fail("something already listens on 127.0.0.1:%d, the port a fresh install uses" % PORT)
 
 
 def test_a_fresh_kodi_runs_the_bundled_bus(port_free, clip):
@@ -80,8 +84,7 @@ def test_a_bus_that_already_answers_is_used(port_free):
     server = subprocess.Popen([harness.binary(), "serve", "--port", str(PORT), "--no-selftest", "--data-dir", str(data)],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=harness.clean_env())
     try:
-        harness.wait_until(lambda: (data / "token").exists() and socket.create_connection(("127.0.0.1", PORT)).close()
-                           is None, harness.WAIT, "the other bus")
+        harness.wait_until(lambda: (data / "token").exists() and listening(), harness.WAIT, "the other bus")
         kodi.start()
         kodi.wait_log("[service.ipcbus] a bus (ipcbus/%s) already answers on port %d: using it, starting none"
                       % (VERSION, PORT))
