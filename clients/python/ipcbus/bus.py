@@ -253,15 +253,31 @@ class Bus:
 
     # -- requests ---------------------------------------------------------
 
-    def _send(self, message: dict) -> None:
+    def _encode(self, message: dict) -> Any:
+        """The message on the wire. A value the codec cannot encode (a
+        ``datetime``, a ``set``, ``bytes`` in JSON mode, NaN in JSON mode, an
+        integer past 64 bits) raises ``TypeError`` or ``ValueError`` naming
+        what it is; nothing is sent and the connection stays up."""
+        try:
+            return self._codec.encode(message)
+        except TypeError as e:
+            raise TypeError("%s %r: the value cannot be encoded as %s: %s"
+                            % (message.get("op"), message.get("key"), self._codec.name, e)) from e
+        except (ValueError, OverflowError) as e:
+            raise ValueError("%s %r: the value cannot be encoded as %s: %s"
+                             % (message.get("op"), message.get("key"), self._codec.name, e)) from e
+
+    def _send(self, data: Any) -> None:
         try:
             with self._send_lock:
-                self._send_on(self._ws, message)
+                self._send_data(self._ws, data)
         except Exception as e:
             raise errors.Unavailable("connection lost: %s" % e) from e
 
     def _send_on(self, ws: "websocket.WebSocket", message: dict) -> None:
-        data = self._codec.encode(message)
+        self._send_data(ws, self._codec.encode(message))
+
+    def _send_data(self, ws: "websocket.WebSocket", data: Any) -> None:
         if self._codec.binary:
             ws.send_binary(data)
         else:
@@ -277,10 +293,11 @@ class Bus:
         waiter = _Waiter(on_reply)
         rid = next(self._ids)
         message["id"] = rid
+        data = self._encode(message)
         with self._lock:
             self._pending[rid] = waiter
         try:
-            self._send(message)
+            self._send(data)
         except errors.Unavailable:
             with self._lock:
                 self._pending.pop(rid, None)
@@ -351,7 +368,7 @@ class Bus:
 
         try:
             return int(self._call(message, on_reply)["rev"])
-        except errors.ServerError:
+        except (errors.ServerError, TypeError, ValueError):
             self._ephemeral.refused(key, claim, previous)
             raise
 
@@ -422,7 +439,7 @@ class Bus:
         """Ends a server subscription nobody holds (its caller gave up)."""
         if reply.get("ok") and "sub" in reply:
             try:
-                self._send({"op": "unsub", "sub": reply["sub"]})
+                self._send(self._encode({"op": "unsub", "sub": reply["sub"]}))
             except errors.Unavailable:
                 pass
 
@@ -438,7 +455,7 @@ class Bus:
                 self._routes.pop(server_id, None)
         if server_id is not None and self._up.is_set() and not self._closed:
             try:
-                self._send({"op": "unsub", "sub": server_id})
+                self._send(self._encode({"op": "unsub", "sub": server_id}))
             except errors.Unavailable:
                 pass
 
@@ -595,6 +612,6 @@ class Bus:
             with self._lock:
                 self._pending[message["id"]] = _Waiter(self._route_sub(sub))
             try:
-                self._send(message)
+                self._send(self._encode(message))
             except errors.Unavailable:
                 return  # the read loop notices and reconnects again

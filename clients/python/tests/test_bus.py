@@ -38,6 +38,28 @@ def test_errors_are_typed(bus):
         bus.delete("absent")
 
 
+def test_an_unencodable_value_is_a_type_error_and_the_connection_stays_up(bus):
+    """Nothing is sent: the error names the type, and the next call works
+    on the same connection (same session)."""
+    import datetime
+    session = bus.session
+    cases = [(datetime.datetime(2026, 12, 5), TypeError, "datetime"), ({1, 2}, TypeError, "set")]
+    if bus.codec == ipcbus.JSON:
+        cases += [(b"\x00\x01", TypeError, "bytes"), (float("nan"), ValueError, "")]
+    else:
+        cases += [(2 ** 70, ValueError, "")]  # past MessagePack's 64-bit integers
+    for value, error, names in cases:
+        with pytest.raises(error) as e:
+            bus.set("enc.bad", value)
+        assert names in str(e.value) and "cannot be encoded as %s" % bus.codec in str(e.value), e.value
+        with pytest.raises(error):
+            bus.set("enc.bad", value, ephemeral=True)
+    assert bus.connected and bus.session == session
+    assert bus.get("enc.bad", default="never written") == "never written"
+    bus.set("enc.good", {"ok": True})
+    assert bus.get("enc.good") == {"ok": True}
+
+
 def test_subscribe_replays_then_follows(bus):
     bus.set("s.one", 1)
     events, done = [], threading.Event()
