@@ -146,7 +146,90 @@ fn the_first_start_makes_a_private_token_and_clients_find_it() {
         .expect("run");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
-    assert!(err.contains("(401)") && err.contains("token"), "{err}");
+    let missing = other.path().join("token").display().to_string();
+    assert!(
+        err.contains("refused the connection (401")
+            && err.contains(&format!("no token was sent: {missing} does not exist")),
+        "{err}"
+    );
+}
+
+/// A client command run with `args`, no token in the environment and the
+/// data directory `data`: (success, stdout, stderr).
+fn client(args: &[&str], url: &str, data: &std::path::Path) -> (bool, String, String) {
+    let out = Command::new(BIN)
+        .args(["--url", url])
+        .args(args)
+        .env_remove("IPCBUS_TOKEN")
+        .env_remove("IPCBUS_TOKEN_FILE")
+        .env("IPCBUS_DATA_DIR", data)
+        .output()
+        .expect("run");
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    (out.status.success(), text(&out.stdout), text(&out.stderr))
+}
+
+#[test]
+fn client_commands_say_what_went_wrong_and_take_a_token() {
+    let nowhere = tempfile::tempdir().expect("dir");
+    // Nothing listens: said once, with the URL and what to check.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port(); // the listener is gone again: connections are refused
+    let closed = format!("ws://127.0.0.1:{port}/ws");
+    let (ok, _, err) = client(&["get", "k"], &closed, nowhere.path());
+    assert!(!ok);
+    assert!(
+        err.contains(&format!(
+            "cannot connect to {closed}: connection refused; is `ipcbus serve` running"
+        )) && err.matches("refused").count() == 1,
+        "{err}"
+    );
+
+    let data = tempfile::tempdir().expect("data dir");
+    let served = Served::start(data.path(), &["--no-selftest"]);
+    let token_file = data.path().join("token");
+    let token = std::fs::read_to_string(&token_file).expect("token");
+    // A wrong --token: where it came from, and the ways to give another.
+    let (ok, _, err) = client(
+        &["--token", "not-the-token-of-this-bus", "get", "k"],
+        &served.url,
+        nowhere.path(),
+    );
+    assert!(!ok);
+    assert!(
+        err.contains("refused the connection (401")
+            && err.contains("the token came from --token")
+            && err.contains("--token-file, IPCBUS_TOKEN, or IPCBUS_DATA_DIR"),
+        "{err}"
+    );
+    // The right one, given either way, with no data directory to find it in.
+    let file = token_file.display().to_string();
+    let (ok, out, err) = client(
+        &["--token-file", &file, "set", "t.k", "1"],
+        &served.url,
+        nowhere.path(),
+    );
+    assert!(ok && out.trim() == r#"{"rev":1}"#, "{out}{err}");
+    let (ok, out, err) = client(
+        &["--token", token.trim(), "get", "t.k"],
+        &served.url,
+        nowhere.path(),
+    );
+    assert!(ok && out.trim() == "1", "{out}{err}");
+    // A --token-file that cannot be read.
+    let absent = nowhere.path().join("absent").display().to_string();
+    let (ok, _, err) = client(
+        &["--token-file", &absent, "get", "t.k"],
+        &served.url,
+        nowhere.path(),
+    );
+    assert!(
+        !ok && err.contains(&format!("cannot read a token from {absent} (--token-file)")),
+        "{err}"
+    );
 }
 
 #[test]

@@ -1,6 +1,8 @@
 //! The `ipcbus` command line: `serve` runs the bus; `get`, `set`, `del`,
 //! `keys` and `watch` are a small client that reads and writes JSON.
 
+mod connect;
+
 use crate::config::{Config, ConfigError};
 use clap::{Args, Parser, Subcommand};
 use futures_util::StreamExt;
@@ -26,6 +28,15 @@ pub struct Cli {
         default_value = "ws://127.0.0.1:9099/ws"
     )]
     url: String,
+    /// The server's access token (client commands) [default: $IPCBUS_TOKEN,
+    /// else the token file].
+    #[arg(long, global = true)]
+    token: Option<String>,
+    /// File holding the access token (client commands) [default:
+    /// $IPCBUS_TOKEN_FILE, else `token` in $IPCBUS_DATA_DIR or the platform
+    /// data directory].
+    #[arg(long, global = true)]
+    token_file: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -229,7 +240,11 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;
-            rt.block_on(client_command(&cli.url, command))
+            rt.block_on(async {
+                let client =
+                    connect::connect(&cli.url, cli.token, cli.token_file.as_deref()).await?;
+                client_command(client, command).await
+            })
         }
     }
 }
@@ -272,8 +287,7 @@ async fn shutdown_signal() {
     }
 }
 
-async fn client_command(url: &str, command: Command) -> Result<(), CliError> {
-    let client = Client::connect(url).await?;
+async fn client_command(client: Client, command: Command) -> Result<(), CliError> {
     let mut out = std::io::stdout().lock();
     match command {
         Command::Serve(_) => unreachable!("handled by run"),
