@@ -29,6 +29,12 @@ pub fn default_data_dir() -> Option<PathBuf> {
     }
 }
 
+/// The token file a client finds with no setting at all: `token` in the
+/// platform's data directory plus `ipcbus`, whatever the environment says.
+pub fn platform_token_file() -> Option<PathBuf> {
+    dirs::data_dir().map(|d| d.join("ipcbus").join(TOKEN_FILE_NAME))
+}
+
 /// The token file a client reads by default.
 pub fn default_token_file() -> Option<PathBuf> {
     match std::env::var_os(TOKEN_FILE_ENV) {

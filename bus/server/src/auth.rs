@@ -68,10 +68,26 @@ impl Access {
                 .clone()
                 .unwrap_or_else(|| data_dir.join(ipcbus_protocol::auth::TOKEN_FILE_NAME));
             let token = load_or_create(&file)?;
-            tracing::info!(
-                "access token in {} (clients on this machine read it from there)",
-                file.display()
-            );
+            if ipcbus_protocol::auth::platform_token_file().as_deref() == Some(file.as_path()) {
+                tracing::info!(
+                    "access token in {} (clients of this user on this machine read it from \
+                     there by themselves)",
+                    file.display()
+                );
+            } else {
+                // Not where clients look by default: say what they need.
+                let kodi = if file.to_string_lossy().contains("service.ipcbus") {
+                    "; addons inside Kodi find it by themselves"
+                } else {
+                    ""
+                };
+                tracing::info!(
+                    "access token in {}; clients find it only when told: IPCBUS_TOKEN_FILE={} \
+                     (or the CLI's --token-file){kodi}",
+                    file.display(),
+                    file.display()
+                );
+            }
             Some(token)
         } else {
             tracing::warn!(

@@ -120,9 +120,16 @@ fn the_first_start_makes_a_private_token_and_clients_find_it() {
     let root = tempfile::tempdir().expect("temp dir");
     let data = root.path().join("ipcbus");
     let served = Served::start(&data, &["--no-selftest"]);
-    let line = served.wait_for("access token in");
+    let line = served.wait_for("clients find it");
     let file = data.join("token");
-    assert!(line.contains(&file.display().to_string()), "{line}");
+    // Not the platform's data directory: the log says what clients need.
+    assert!(
+        line.contains(&format!(
+            "clients find it only when told: IPCBUS_TOKEN_FILE={}",
+            file.display()
+        )),
+        "{line}"
+    );
     let mode = std::fs::metadata(&file)
         .expect("token file")
         .permissions()
@@ -151,6 +158,39 @@ fn the_first_start_makes_a_private_token_and_clients_find_it() {
         err.contains("refused the connection (401")
             && err.contains(&format!("no token was sent: {missing} does not exist")),
         "{err}"
+    );
+}
+
+#[test]
+fn in_the_platform_data_directory_the_token_needs_no_setting_and_the_log_says_so() {
+    let home = tempfile::tempdir().expect("home");
+    let mut child = Command::new(BIN)
+        .args(["serve", "--port", "0", "--no-selftest"])
+        .env_remove("IPCBUS_DATA_DIR")
+        .env_remove("IPCBUS_TOKEN_FILE")
+        .env("XDG_DATA_HOME", home.path())
+        .env("IPCBUS_LOG", "info")
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let file = home
+        .path()
+        .join("ipcbus")
+        .join("token")
+        .display()
+        .to_string();
+    let lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
+    let line = lines
+        .map_while(Result::ok)
+        .find(|l| l.contains("clients of this user"))
+        .expect("the token line");
+    child.kill().expect("kill");
+    child.wait().expect("wait");
+    assert!(
+        line.contains(&format!(
+            "access token in {file} (clients of this user on this machine read it from there by themselves)"
+        )),
+        "{line}"
     );
 }
 
