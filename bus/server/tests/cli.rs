@@ -38,6 +38,22 @@ fn serve_and_client_commands() {
     assert!(err.contains("rev_mismatch"), "{err}");
     let (code, _, err) = served.run(&["set", "w.bad", "not json"], None);
     assert!(code == 1 && err.contains("JSON"), "{err}");
+    // dump prints each matching key once, with its rev and value, and exits.
+    let (code, out, _) = served.run(&["dump", "w.>"], None);
+    let mut lines: Vec<_> = out.lines().collect();
+    lines.sort_unstable();
+    assert_eq!(
+        (code, lines),
+        (
+            0,
+            vec![
+                r#"{"key":"w.note","rev":4,"value":"from stdin"}"#,
+                r#"{"key":"w.today","rev":3,"value":{"temp":21.5}}"#
+            ]
+        )
+    );
+    let (code, out, _) = served.run(&["dump", "nothing.here"], None);
+    assert_eq!((code, out.as_str()), (0, ""));
     let (code, out, _) = served.run(&["del", "w.note"], None);
     assert_eq!((code, out.trim()), (0, r#"{"rev":5}"#));
     let (code, _, err) = served.run(&["get", "w.note"], None);

@@ -1,5 +1,5 @@
 //! The `ipcbus` command line: `serve` runs the bus; `get`, `set`, `del`,
-//! `keys` and `watch` are a small client that reads and writes JSON.
+//! `keys`, `dump` and `watch` are a small client that reads and writes JSON.
 
 mod connect;
 
@@ -78,6 +78,12 @@ enum Command {
     Keys {
         /// Only keys matching this pattern (`*` one token, `>` the rest).
         pattern: Option<String>,
+    },
+    /// Print every matching key with its value and rev, one JSON line each, then exit.
+    Dump {
+        /// Key or pattern [default: every key].
+        #[arg(default_value = ">")]
+        pattern: String,
     },
     /// Print one JSON line per event until interrupted.
     Watch {
@@ -336,6 +342,24 @@ async fn client_command(client: Client, command: Command) -> Result<(), CliError
             for (key, rev) in client.keys(pattern.as_deref()).await? {
                 writeln!(out, "{}", serde_json::json!({ "key": key, "rev": rev }))?;
             }
+        }
+        Command::Dump { pattern } => {
+            // The subscription's replay: each current value once, then
+            // `synced`. A key deleted meanwhile is left out.
+            let mut sub = client.subscribe(&pattern).await?;
+            while let Some(event) = sub.next().await {
+                match event {
+                    Event::Value { key, rev, value } => {
+                        let value = msgpack_to_json_value(&value)
+                            .map_err(|e| CliError::Input(e.error.msg.into_owned()))?;
+                        let line = serde_json::json!({ "key": key, "rev": rev, "value": value });
+                        writeln!(out, "{line}")?;
+                    }
+                    Event::Deleted { .. } => {}
+                    Event::Synced => return Ok(()),
+                }
+            }
+            return Err(ipcbus_client::Error::Closed.into());
         }
         Command::Watch { pattern, since } => {
             let mut sub = client.subscribe_since(&pattern, since).await?;
