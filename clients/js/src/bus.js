@@ -4,6 +4,7 @@
 import { diagnose, discoverToken, hasTokenParam, withToken } from "./auth.js";
 import { JSON_CODEC, MSGPACK, codecFor } from "./codec.js";
 import { Timeout, Unavailable, fromWire } from "./errors.js";
+import { checkValue } from "./value.js";
 import { Watch } from "./watch.js";
 
 export const DEFAULT_URL = "ws://127.0.0.1:9099/ws";
@@ -232,6 +233,7 @@ export class Bus {
     if (persist && ephemeral) {
       throw new TypeError("persist and ephemeral exclude each other: an ephemeral key ends with its connection");
     }
+    checkValue(value, this._codec.name === MSGPACK);
     const message = { op: "set", key, value };
     if (ifRev !== undefined) message.if_rev = ifRev;
     if (persist) message.persist = true;

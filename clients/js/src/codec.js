@@ -13,7 +13,8 @@ export function codecFor(name) {
   if (name === MSGPACK) {
     return {
       name,
-      encode: (message) => encode(message),
+      // An object property that is undefined is left out, as in JSON.
+      encode: (message) => encode(message, { ignoreUndefined: true }),
       // JavaScript objects take only string keys; other MessagePack map
       // keys become their JSON text, as on JSON sessions.
       decode: (data) => decode(new Uint8Array(data), { mapKeyConverter }),

@@ -82,3 +82,36 @@ test("option errors", async () => {
   assert.ok((await bus.set("k", 1, { ttlMs: 0.2, ifRev: 0 })) > 0); // rounds up to 1 ms
   bus.close();
 });
+
+test("a value neither codec carries as it is is a TypeError naming it; nothing is sent, the connection stays up", async () => {
+  for (const codec of ["ipcbus.v1.msgpack", "ipcbus.v1.json"]) {
+    const bus = await Bus.connect(server.url, { codec });
+    try {
+      const session = bus.session;
+      const cyclic = { a: 1 };
+      cyclic.self = cyclic;
+      const bad = [
+        [new Date(0), /a Date cannot be sent/],
+        [new Set([1]), /a Set cannot be sent/],
+        [new Map([[1, 2]]), /a Map cannot be sent/],
+        [{ f: () => 1 }, /a function at \.f cannot be sent/],
+        [[1, Symbol("s")], /a symbol at \[1\] cannot be sent/],
+        [10n, /a bigint cannot be sent/],
+        [undefined, /undefined cannot be sent/],
+        [{ n: NaN }, /NaN at \.n is not a finite number/],
+        [cyclic, /refers to itself at \.self/],
+      ];
+      if (codec === "ipcbus.v1.json") bad.push([new Uint8Array([1]), /bytes need the MessagePack codec/]);
+      for (const [value, says] of bad) {
+        await assert.rejects(bus.set("enc.bad", value), (e) => e instanceof TypeError && says.test(e.message));
+      }
+      assert.equal(await bus.get("enc.bad", { default: "never written" }), "never written");
+      // An undefined property is left out in both codecs, as JSON.stringify does.
+      await bus.set("enc.good", { a: 1, gone: undefined, list: [1, null] });
+      assert.deepEqual(await bus.get("enc.good"), { a: 1, list: [1, null] });
+      assert.equal(bus.session, session);
+    } finally {
+      bus.close();
+    }
+  }
+});
