@@ -49,6 +49,44 @@ async fn typed_and_raw_values() {
     assert!(matches!(err, Error::Decode(_)), "{err}");
 }
 
+/// A value whose serialization fails, as a user type's may.
+struct Unencodable;
+
+impl Serialize for Unencodable {
+    fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+        Err(serde::ser::Error::custom(
+            "Unencodable refuses to be encoded",
+        ))
+    }
+}
+
+#[tokio::test]
+async fn a_value_that_cannot_be_encoded_is_an_encode_error_and_the_connection_stays_up() {
+    let server = TestServer::start();
+    let client = server.client().await;
+    let err = client
+        .set("enc.bad", &Unencodable)
+        .await
+        .expect_err("encode");
+    assert!(
+        matches!(err, Error::Encode(_)) && err.to_string().contains("refuses to be encoded"),
+        "{err}"
+    );
+    let err = client
+        .set_with(
+            "enc.bad",
+            &Unencodable,
+            ipcbus_client::SetOptions::default(),
+        )
+        .await
+        .expect_err("encode");
+    assert!(matches!(err, Error::Encode(_)), "{err}");
+    // Nothing was sent, and the same connection goes on.
+    let err = client.get::<u8>("enc.bad").await.expect_err("absent");
+    assert_eq!(err.code(), Some(ErrorCode::NotFound));
+    client.set("enc.good", &1).await.expect("set");
+}
+
 #[tokio::test]
 async fn errors_are_typed() {
     let server = TestServer::start();
