@@ -120,13 +120,17 @@ async fn a_foreign_origin_is_refused_even_with_the_token() {
     assert_eq!(status, 403, "a page may not even probe /health");
 }
 
+/// A server that allows the pages of `origin`.
+fn allowing(origin: &str) -> TestServer {
+    TestServer::with_config(Config {
+        allowed_origins: vec![origin.into()],
+        ..test_config()
+    })
+}
+
 #[tokio::test]
 async fn allowed_origins_let_those_pages_in() {
-    let config = Config {
-        allowed_origins: vec!["http://localhost:8080/".into()],
-        ..test_config()
-    };
-    let server = TestServer::with_config(config);
+    let server = allowing("http://localhost:8080/");
     let url = server.url();
     let page = [("Origin", "http://LOCALHOST:8080")];
     assert_eq!(server.upgrade_status(&url, &page).await, 101);
@@ -140,6 +144,106 @@ async fn allowed_origins_let_those_pages_in() {
     let server = TestServer::with_config(config);
     let any = [("Origin", "http://anything.example")];
     assert_eq!(server.upgrade_status(&server.url(), &any).await, 101);
+}
+
+/// `request` sent as is; the whole response (status line, headers, body),
+/// with header names lowercased.
+async fn exchange(server: &TestServer, request: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(server.addr())
+        .await
+        .expect("connect");
+    s.write_all(request.as_bytes()).await.expect("write");
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).await.expect("read");
+    let (head, body) = resp.split_once("\r\n\r\n").unwrap_or((&resp, ""));
+    format!("{}\r\n\r\n{body}", head.to_ascii_lowercase())
+}
+
+#[tokio::test]
+async fn listed_origins_may_fetch_the_http_api_others_get_403() {
+    let server = allowing("http://localhost:8080");
+    let host = server.addr();
+    let token = server.token().expect("token").to_owned();
+    let preflight = |origin: &str| {
+        format!(
+            "OPTIONS /v1/keys/page.k HTTP/1.1\r\nHost: {host}\r\nOrigin: {origin}\r\n\
+             Access-Control-Request-Method: PUT\r\n\
+             Access-Control-Request-Headers: authorization, content-type\r\nConnection: close\r\n\r\n"
+        )
+    };
+    // The browser's preflight carries no token: answered for a listed origin.
+    let resp = exchange(&server, &preflight("http://localhost:8080")).await;
+    assert!(resp.starts_with("http/1.1 200"), "{resp}");
+    assert!(
+        resp.contains("access-control-allow-origin: http://localhost:8080\r\n"),
+        "{resp}"
+    );
+    assert!(
+        resp.contains("access-control-allow-methods:") && resp.contains("put"),
+        "{resp}"
+    );
+    assert!(
+        resp.contains("access-control-allow-headers:") && resp.contains("authorization"),
+        "{resp}"
+    );
+    // The request itself, with the token: allowed, with the header the
+    // browser needs to hand the response to the page.
+    let put = format!(
+        "PUT /v1/keys/page.k HTTP/1.1\r\nHost: {host}\r\nOrigin: http://localhost:8080\r\n\
+         Authorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\
+         Connection: close\r\n\r\n42"
+    );
+    let resp = exchange(&server, &put).await;
+    assert!(resp.starts_with("http/1.1 200"), "{resp}");
+    assert!(
+        resp.contains("access-control-allow-origin: http://localhost:8080\r\n"),
+        "{resp}"
+    );
+    let auth = format!("Origin: http://localhost:8080\r\nAuthorization: Bearer {token}\r\n");
+    let resp = exchange(&server, &get(&server, "/v1/keys/page.k", &auth)).await;
+    assert!(
+        resp.contains("access-control-allow-origin: http://localhost:8080\r\n")
+            && resp.contains("42"),
+        "{resp}"
+    );
+    // A listed origin still needs the token for the request itself.
+    let resp = exchange(
+        &server,
+        &get(
+            &server,
+            "/v1/keys/page.k",
+            "Origin: http://localhost:8080\r\n",
+        ),
+    )
+    .await;
+    assert!(resp.starts_with("http/1.1 401"), "{resp}");
+    // Any other origin: 403, preflight or not, and no CORS header.
+    let resp = exchange(&server, &preflight("http://evil.example")).await;
+    assert!(
+        resp.starts_with("http/1.1 403") && !resp.contains("access-control-allow-origin"),
+        "{resp}"
+    );
+    let evil = format!("Origin: http://evil.example\r\nAuthorization: Bearer {token}\r\n");
+    let resp = exchange(&server, &get(&server, "/v1/keys/page.k", &evil)).await;
+    assert!(
+        resp.starts_with("http/1.1 403") && !resp.contains("access-control-allow-origin"),
+        "{resp}"
+    );
+    // No Origin at all (curl, scripts): as before, no CORS header.
+    let resp = exchange(
+        &server,
+        &get(
+            &server,
+            "/v1/keys/page.k",
+            &format!("Authorization: Bearer {token}\r\n"),
+        ),
+    )
+    .await;
+    assert!(
+        resp.starts_with("http/1.1 200") && !resp.contains("access-control-allow-origin"),
+        "{resp}"
+    );
 }
 
 #[tokio::test]

@@ -157,6 +157,9 @@ pub async fn serve(
     let server = HttpServer::new(move || {
         App::new()
             .app_data(app_state.clone())
+            // Inner: CORS for listed origins; outer: the guard, which
+            // runs first (origin, token).
+            .wrap(app_state.access.cors())
             .wrap(middleware::from_fn(crate::auth::guard))
             .route("/ws", web::get().to(crate::ws::upgrade))
             .route("/health", web::get().to(health))

@@ -98,7 +98,7 @@ impl Access {
         let origins: Vec<String> = config
             .allowed_origins
             .iter()
-            .map(|o| o.trim().trim_end_matches('/').to_ascii_lowercase())
+            .map(|o| normalize(o))
             .collect();
         Ok(Access {
             token,
@@ -115,10 +115,7 @@ impl Access {
     /// Checks the `Origin` and, if `token` is set, the token.
     pub(crate) fn check(&self, req: &HttpRequest, token: bool) -> Result<(), Refusal> {
         if let Some(origin) = req.headers().get(header::ORIGIN) {
-            // A trailing `/` is not part of an origin (RFC 6454); some
-            // clients send one anyway.
-            let origin = origin.to_str().unwrap_or("");
-            let origin = origin.trim_end_matches('/').to_ascii_lowercase();
+            let origin = normalize(origin.to_str().unwrap_or(""));
             if !self.origin_allowed(&origin, req) {
                 return Err(Refusal::Origin(origin));
             }
@@ -129,9 +126,33 @@ impl Access {
         }
     }
 
+    /// CORS for the pages of the listed origins (`--allow-origin`), so that
+    /// they can `fetch` the HTTP API: preflights answered, and
+    /// `Access-Control-Allow-Origin` on the responses. A request from any
+    /// other origin gets no CORS headers, and [`guard`] refuses it (403).
+    pub(crate) fn cors(&self) -> actix_cors::Cors {
+        let origins = self.origins.clone();
+        let any = self.any_origin;
+        actix_cors::Cors::default()
+            .allowed_origin_fn(move |origin, _| {
+                any || origins.contains(&normalize(origin.to_str().unwrap_or("")))
+            })
+            .allowed_methods(["GET", "PUT", "DELETE"])
+            .allowed_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
+            .max_age(600)
+            // Not a listed origin: no CORS headers; the guard decides.
+            .block_on_origin_mismatch(false)
+    }
+
     fn origin_allowed(&self, origin: &str, req: &HttpRequest) -> bool {
         self.any_origin || self.origins.iter().any(|o| o == origin) || is_own_origin(origin, req)
     }
+}
+
+/// An origin as compared: lowercased, without a trailing `/` (not part of
+/// an origin, RFC 6454, though some clients send one).
+fn normalize(origin: &str) -> String {
+    origin.trim().trim_end_matches('/').to_ascii_lowercase()
 }
 
 /// Whether `origin` is the server itself, as the request addressed it. Only
@@ -215,12 +236,17 @@ impl Refusal {
 }
 
 /// Middleware: every route passes the origin check; all but `/health`
-/// need the token.
+/// and CORS preflights (a browser sends those without credentials; the
+/// CORS middleware inside answers them) need the token.
 pub(crate) async fn guard(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
-    let needs_token = req.path() != "/health";
+    let preflight = req.method() == actix_web::http::Method::OPTIONS
+        && req
+            .headers()
+            .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
+    let needs_token = req.path() != "/health" && !preflight;
     let verdict = match req.app_data::<web::Data<crate::app::AppState>>() {
         Some(state) => state.access.check(req.request(), needs_token),
         None => Ok(()),
