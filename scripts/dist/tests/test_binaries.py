@@ -9,6 +9,7 @@ import os
 import pathlib
 import queue
 import shutil
+import signal
 import subprocess
 import tarfile
 import zipfile
@@ -105,6 +106,28 @@ def test_windows_build_serves_under_wine(tmp_path):
     # Only what Windows itself has: no MinGW runtime DLL to ship beside it.
     assert not [d for d in imported if "gcc" in d or "winpthread" in d or "stdc++" in d], imported
     serve_and_check(wine_command(exe), windows=True)
+
+
+def test_windows_build_keeps_its_token_in_appdata(tmp_path):
+    """With no --data-dir, as README's Install says: %APPDATA%\\ipcbus\\token,
+    in a Wine prefix of its own."""
+    folder = unpack("ipcbus-%s-x86_64-windows.zip" % VERSION, tmp_path)
+    prefix = tmp_path / "prefix"
+    env = dict(os.environ, WINEPREFIX=str(prefix), IPCBUS_LOG="info")
+    env = {k: v for k, v in env.items() if k not in ("IPCBUS_DATA_DIR", "IPCBUS_TOKEN_FILE")}
+    log = tmp_path / "serve.log"
+    with open(str(log), "wb") as out:
+        proc = subprocess.Popen(wine_command(folder / "ipcbus.exe") + ["serve", "--port", "0", "--no-selftest"],
+                                stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    try:
+        token = wait_until(lambda: next(prefix.glob("drive_c/users/*/AppData/Roaming/ipcbus/token"), None),
+                           WAIT, "the token in %APPDATA%\\ipcbus")
+        assert len(token.read_text().strip()) == 64
+        wait_until(lambda: "WebSocket at" in log.read_text(errors="replace"), WAIT, "the bus to listen")
+        assert "AppData\\Roaming\\ipcbus\\token" in log.read_text(errors="replace")
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=WAIT)
 
 
 def test_a_corrupt_download_is_caught_by_its_checksum(tmp_path):
