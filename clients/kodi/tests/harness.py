@@ -189,8 +189,9 @@ def make_clip(path: str) -> str:
 
 def built_addons(dest: pathlib.Path, zips: Optional[List[str]] = None) -> None:
     """Unpacks ``zips`` (by default the addons' zips that build.sh makes)
-    into ``dest``, as Kodi's "Install from zip file" would; like Kodi's, the
-    extraction keeps no file mode."""
+    into ``dest``, as Kodi's "Install from zip file" would. Python's
+    extraction keeps no file mode, the worst case of Kodi's (which may drop
+    the exec bit)."""
     if zips is None:
         out = subprocess.run(["bash", str(KODI_DIR / "build.sh")], capture_output=True, text=True,
                              check=True, timeout=60)
