@@ -43,7 +43,8 @@ def write_entry(z: zipfile.ZipFile, arcname: str, data: bytes, mode: int = FILE_
     """One file, with its mode and time (Python checks its bytecode cache
     by the source's time and size, so a time must never go backwards)."""
     stamp = time.localtime(mtime if mtime is not None else time.time())
-    info = zipfile.ZipInfo(arcname, date_time=tuple(max(v, 1980) if i == 0 else v for i, v in enumerate(stamp[:6])))
+    # A zip cannot hold a time before 1980.
+    info = zipfile.ZipInfo(arcname, date_time=(max(stamp.tm_year, 1980),) + tuple(stamp[1:6]))
     info.compress_type = zipfile.ZIP_DEFLATED
     info.external_attr = mode << 16
     z.writestr(info, data)

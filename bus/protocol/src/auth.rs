@@ -25,14 +25,19 @@ pub const TOKEN_FILE_NAME: &str = "token";
 pub fn default_data_dir() -> Option<PathBuf> {
     match std::env::var_os(DATA_DIR_ENV) {
         Some(dir) if !dir.is_empty() => Some(PathBuf::from(dir)),
-        _ => dirs::data_dir().map(|d| d.join("ipcbus")),
+        _ => platform_data_dir(),
     }
 }
 
-/// The token file a client finds with no setting at all: `token` in the
-/// platform's data directory plus `ipcbus`, whatever the environment says.
+/// The platform's data directory plus `ipcbus`, whatever the environment says.
+fn platform_data_dir() -> Option<PathBuf> {
+    dirs::data_dir().map(|d| d.join("ipcbus"))
+}
+
+/// The token file a client finds with no setting at all: `token` in
+/// [`platform_data_dir`].
 pub fn platform_token_file() -> Option<PathBuf> {
-    dirs::data_dir().map(|d| d.join("ipcbus").join(TOKEN_FILE_NAME))
+    platform_data_dir().map(|d| d.join(TOKEN_FILE_NAME))
 }
 
 /// The token file a client reads by default.

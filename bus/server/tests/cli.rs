@@ -161,14 +161,8 @@ fn the_first_start_makes_a_private_token_and_clients_find_it() {
     assert_eq!((code, out.trim()), (0, r#"{"rev":1}"#));
     // ...and with another data dir (no token) they are refused, clearly.
     let other = tempfile::tempdir().expect("other dir");
-    let out = Command::new(BIN)
-        .args(["get", "t.k"])
-        .env("IPCBUS_URL", &served.url)
-        .env("IPCBUS_DATA_DIR", other.path())
-        .output()
-        .expect("run");
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
+    let (ok, _, err) = client(&["get", "t.k"], &served.url, other.path());
+    assert!(!ok);
     let missing = other.path().join("token").display().to_string();
     assert!(
         err.contains("refused the connection (401")
@@ -288,16 +282,23 @@ fn client_commands_say_what_went_wrong_and_take_a_token() {
     );
 }
 
-#[test]
-fn no_auth_off_loopback_is_refused() {
+/// `ipcbus serve` with `args` and a data directory of its own, which must
+/// fail at startup: its stderr.
+fn serve_refused(args: &[&str]) -> String {
     let dir = tempfile::tempdir().expect("data dir");
     let out = Command::new(BIN)
-        .args(["serve", "--port", "0", "--host", "0.0.0.0", "--no-auth"])
+        .arg("serve")
+        .args(args)
         .env("IPCBUS_DATA_DIR", dir.path())
         .output()
         .expect("run");
     assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn no_auth_off_loopback_is_refused() {
+    let err = serve_refused(&["--port", "0", "--host", "0.0.0.0", "--no-auth"]);
     assert!(
         err.contains("--no-auth is allowed only on a loopback address"),
         "{err}"
@@ -308,14 +309,7 @@ fn no_auth_off_loopback_is_refused() {
 fn a_port_in_use_says_so_and_how_to_get_around_it() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = taken.local_addr().expect("addr").port().to_string();
-    let dir = tempfile::tempdir().expect("data dir");
-    let out = Command::new(BIN)
-        .args(["serve", "--port", &port])
-        .env("IPCBUS_DATA_DIR", dir.path())
-        .output()
-        .expect("run");
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = serve_refused(&["--port", &port]);
     assert!(
         err.contains(&format!("cannot bind 127.0.0.1:{port}"))
             && err.contains("another program (or another ipcbus) listens there")

@@ -101,6 +101,9 @@ test("a value neither codec carries as it is is a TypeError naming it; nothing i
         [{ n: NaN }, /NaN at \.n is not a finite number/],
         [cyclic, /refers to itself at \.self/],
       ];
+      let deep = [];
+      for (let i = 0; i < 600; i++) deep = [deep]; // past MAX_DEPTH: the walk's bound
+      bad.push([deep, /nests deeper than 512 levels/]);
       if (codec === "ipcbus.v1.json") bad.push([new Uint8Array([1]), /bytes need the MessagePack codec/]);
       for (const [value, says] of bad) {
         await assert.rejects(bus.set("enc.bad", value), (e) => e instanceof TypeError && says.test(e.message));

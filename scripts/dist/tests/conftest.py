@@ -2,6 +2,7 @@
 a served ``ipcbus`` (any of the built binaries, run natively, under
 qemu-user or under Wine) that the host's Python client talks to."""
 
+import contextlib
 import hashlib
 import os
 import pathlib
@@ -12,7 +13,7 @@ import socket
 import subprocess
 import sys
 import tempfile
-from typing import List, Optional
+from typing import Iterator, List, Optional
 
 import pytest
 
@@ -102,6 +103,16 @@ class Served:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def serving(command: List[str], windows: bool = False, extra: Optional[List[str]] = None) -> Iterator[Served]:
+    """A :class:`Served` for the ``with`` block, stopped after it."""
+    served = Served(command, windows=windows, extra=extra)
+    try:
+        yield served
+    finally:
+        served.stop()
 
 
 def free_listener() -> socket.socket:

@@ -16,7 +16,7 @@ import zipfile
 
 import pytest
 
-from conftest import VERSION, WAIT, Served, artifact, free_listener, sha256, wait_until, wine_command
+from conftest import VERSION, WAIT, Served, artifact, free_listener, serving, sha256, wait_until, wine_command
 
 import ipcbus
 
@@ -83,18 +83,14 @@ def serve_and_check(command, windows=False):
     static glibc build resolves it with no NSS module)."""
     kodi = free_listener()  # stands for Kodi's JSON-RPC
     kodi.settimeout(WAIT)
-    served = Served(command, windows=windows,
-                    extra=["--kodi", "ws://localhost:%d/jsonrpc" % kodi.getsockname()[1]])
-    try:
+    with kodi, serving(command, windows=windows,
+                       extra=["--kodi", "ws://localhost:%d/jsonrpc" % kodi.getsockname()[1]]) as served:
         end_to_end(served)
         conn, _ = kodi.accept()
         with conn:
             conn.settimeout(WAIT)
             request = conn.recv(4096).decode(errors="replace")
         assert request.startswith("GET /jsonrpc HTTP/1.1") and "Host: localhost:" in request, request
-    finally:
-        served.stop()
-        kodi.close()
 
 
 def test_windows_build_serves_under_wine(tmp_path):

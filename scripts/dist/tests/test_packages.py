@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from conftest import REPO, VERSION, WAIT, Served, artifact
+from conftest import REPO, VERSION, WAIT, artifact, serving
 
 from test_binaries import end_to_end
 
@@ -56,11 +56,8 @@ def installed():
 
 def test_the_installed_deb_serves_and_its_units_verify(installed):
     assert run([str(installed), "--version"]).strip() == "ipcbus %s" % VERSION
-    served = Served([str(installed)])
-    try:
+    with serving([str(installed)]) as served:
         end_to_end(served)
-    finally:
-        served.stop()
     for unit in ("/usr/lib/systemd/user/ipcbus.service", "/usr/share/doc/ipcbus/examples/ipcbus-system.service"):
         out = subprocess.run(["systemd-analyze", "verify", unit], capture_output=True, text=True)
         # verify names every problem on stderr; a unit file it cannot parse
@@ -99,8 +96,7 @@ def test_the_npm_tarball_installs_into_an_empty_project_and_the_readme_example_r
     run(["npm", "install", "--no-audit", "--no-fund", str(tarball)], cwd=str(project))
     assert (project / "node_modules" / "ipcbus" / "src" / "index.js").exists()
     assert not (project / "node_modules" / "ipcbus").is_symlink()
-    served = Served([str(REPO / "target" / "debug" / "ipcbus")])
-    try:
+    with serving([str(REPO / "target" / "debug" / "ipcbus")]) as served:
         # The README's example as it is, on this server's port. It ends by
         # itself (the process exits once the bus is closed).
         (project / "example.mjs").write_text(readme_example().replace("ws://127.0.0.1:9099/ws", served.url))
@@ -108,8 +104,6 @@ def test_the_npm_tarball_installs_into_an_empty_project_and_the_readme_example_r
         env["IPCBUS_TOKEN"] = served.token
         out = run(["node", "--experimental-websocket", "example.mjs"], cwd=str(project), env=env, timeout=WAIT)
         assert "val weather.today { temp: 21.5 }\nsynced" in out and out.endswith("{ temp: 21.5 }\n"), out
-    finally:
-        served.stop()
 
 
 def test_cargo_install_from_the_source_tree(tmp_path):
@@ -121,8 +115,5 @@ def test_cargo_install_from_the_source_tree(tmp_path):
         env=env, cwd=str(REPO))
     exe = tmp_path / "bin" / "ipcbus"
     assert run([str(exe), "--version"]).strip() == "ipcbus %s" % VERSION
-    served = Served([str(exe)])
-    try:
+    with serving([str(exe)]) as served:
         end_to_end(served)
-    finally:
-        served.stop()
