@@ -88,6 +88,8 @@ async fn connection(stream: TcpStream, shared: &Shared) -> anyhow::Result<()> {
         server: "floor".into(),
         session: "0".into(),
         store: "0".into(),
+        max_value_bytes: None,
+        max_frame_bytes: None,
     };
     send(&tx, &mut buf, &hello);
     let mut next_sub = 1;

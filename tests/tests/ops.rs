@@ -253,7 +253,7 @@ async fn value_json_cannot_show_is_internal_for_json_sessions_only() {
 }
 
 #[tokio::test]
-async fn hello_names_protocol_server_session_and_store() {
+async fn hello_names_protocol_server_session_store_and_limits() {
     let server = TestServer::start();
     let mut hellos = Vec::new();
     for codec in CODECS {
@@ -272,6 +272,19 @@ async fn hello_names_protocol_server_session_and_store() {
         hellos[0]["store"], hellos[1]["store"],
         "one store per server"
     );
+    let limited = TestServer::with_config(Config {
+        max_value_bytes: 1000,
+        max_frame_bytes: 2000,
+        ..test_config()
+    });
+    for codec in CODECS {
+        let h = limited.raw_with_hello(codec).await.recv().await;
+        assert_eq!(
+            (&h["max_value_bytes"], &h["max_frame_bytes"]),
+            (&json!(1000), &json!(2000)),
+            "hello announces the limits: {h}"
+        );
+    }
     let other = TestServer::start();
     let mut raw = other.raw_with_hello(Codec::MsgPack).await;
     assert_ne!(

@@ -85,6 +85,10 @@ struct JsonOut<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     store: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    max_value_bytes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_frame_bytes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     sub: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     key: Option<&'a str>,
@@ -176,10 +180,13 @@ pub fn encode_server(
             server,
             session,
             store,
+            max_value_bytes,
+            max_frame_bytes,
         } => {
             out.ev = Some("hello");
             (out.proto, out.server) = (Some(*proto), Some(&**server));
             (out.session, out.store) = (Some(&**session), Some(&**store));
+            (out.max_value_bytes, out.max_frame_bytes) = (*max_value_bytes, *max_frame_bytes);
         }
         ServerMsg::Reply { id, result: Ok(r) } => {
             (out.id, out.ok, out.rev, out.sub) = (Some(*id), Some(true), r.rev, r.sub);
@@ -226,6 +233,8 @@ struct JsonServer<'a> {
     session: Option<Cow<'a, str>>,
     #[serde(borrow)]
     store: Option<Cow<'a, str>>,
+    max_value_bytes: Option<u64>,
+    max_frame_bytes: Option<u64>,
     sub: Option<u64>,
     #[serde(borrow)]
     key: Option<Cow<'a, str>>,
@@ -249,6 +258,8 @@ pub fn decode_server(frame: &str) -> Result<ServerMsg<'_>, DecodeError> {
         server: j.server,
         session: j.session,
         store: j.store,
+        max_value_bytes: j.max_value_bytes,
+        max_frame_bytes: j.max_frame_bytes,
         sub: j.sub,
         key: j.key,
         value: j.value.map(|v| json_to_msgpack(v.get())).transpose()?,

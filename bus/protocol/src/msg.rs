@@ -131,6 +131,12 @@ pub enum ServerMsg<'a> {
         /// that reconnects and finds another `store` must not resume with
         /// `since`: the revs it saw belong to a store that is gone.
         store: Cow<'a, str>,
+        /// The largest `set` value the server takes (`max_value_bytes`);
+        /// `None` from a server that does not announce it.
+        max_value_bytes: Option<u64>,
+        /// The largest message the server reads (`max_frame_bytes`); a
+        /// larger one closes the session with 1009.
+        max_frame_bytes: Option<u64>,
     },
     /// The reply to a request that had an id.
     Reply {
@@ -296,6 +302,8 @@ pub(crate) struct ServerFields<'a> {
     pub(crate) server: Option<Cow<'a, str>>,
     pub(crate) session: Option<Cow<'a, str>>,
     pub(crate) store: Option<Cow<'a, str>>,
+    pub(crate) max_value_bytes: Option<u64>,
+    pub(crate) max_frame_bytes: Option<u64>,
     pub(crate) sub: Option<u64>,
     pub(crate) key: Option<Cow<'a, str>>,
     pub(crate) value: Option<Bytes>,
@@ -328,6 +336,8 @@ impl<'a> ServerFields<'a> {
                 server: self.server.unwrap_or_default(),
                 session: self.session.unwrap_or_default(),
                 store: self.store.unwrap_or_default(),
+                max_value_bytes: self.max_value_bytes,
+                max_frame_bytes: self.max_frame_bytes,
             },
             "error" => ServerMsg::Error(self.error.ok_or_else(|| missing("error"))?),
             "synced" => ServerMsg::Synced { sub: sub()? },

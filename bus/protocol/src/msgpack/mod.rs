@@ -133,13 +133,21 @@ pub fn encode_server(msg: &ServerMsg<'_>, buf: &mut BytesMut) {
             server,
             session,
             store,
+            max_value_bytes,
+            max_frame_bytes,
         } => {
-            w.map(5);
+            let limits = [("max_value_bytes", max_value_bytes), ("max_frame_bytes", max_frame_bytes)];
+            w.map(5 + limits.iter().filter(|(_, v)| v.is_some()).count() as u32);
             w.field_str("ev", "hello");
             w.field_uint("proto", u64::from(*proto));
             w.field_str("server", server);
             w.field_str("session", session);
             w.field_str("store", store);
+            for (name, v) in limits {
+                if let Some(v) = v {
+                    w.field_uint(name, *v);
+                }
+            }
         }
         ServerMsg::Reply { id, result: Ok(r) } => {
             let n = [
@@ -227,6 +235,8 @@ pub fn decode_server(frame: &Bytes) -> Result<ServerMsg<'_>, DecodeError> {
             "server" => f.server = Some(Cow::Borrowed(rd.str()?)),
             "session" => f.session = Some(Cow::Borrowed(rd.str()?)),
             "store" => f.store = Some(Cow::Borrowed(rd.str()?)),
+            "max_value_bytes" => f.max_value_bytes = Some(rd.uint("max_value_bytes")?),
+            "max_frame_bytes" => f.max_frame_bytes = Some(rd.uint("max_frame_bytes")?),
             "sub" => f.sub = Some(rd.uint("sub")?),
             "key" => f.key = Some(Cow::Borrowed(rd.str()?)),
             "value" => f.value = Some(rd.raw(frame)?),
@@ -352,6 +362,8 @@ mod tests {
                 server: "ipcbus/0.1.0".into(),
                 session: "u".into(),
                 store: "s".into(),
+                max_value_bytes: Some(1 << 20),
+                max_frame_bytes: None,
             },
             ServerMsg::Val {
                 sub: 1,

@@ -98,6 +98,8 @@ pub(crate) struct WsSession {
     shutdown: watch::Receiver<bool>,
     store_id: String,
     max_frame_bytes: usize,
+    /// Announced in `hello`, so clients refuse a larger value before sending.
+    max_value_bytes: usize,
     /// Set by the frame guard when a header announced more than `max_frame_bytes`.
     refused: Rc<Cell<bool>>,
     /// A close frame has been queued; nothing more is read or written.
@@ -144,6 +146,7 @@ impl WsSession {
             shutdown: state.shutdown.clone(),
             store_id: state.store_id.clone(),
             max_frame_bytes: state.config.max_frame_bytes,
+            max_value_bytes: state.config.max_value_bytes,
             refused: Rc::default(),
             closing: false,
             outbox_events: state.config.outbox_events,
@@ -302,6 +305,8 @@ impl Actor for WsSession {
             server: Cow::Borrowed(crate::SERVER_NAME),
             session: Cow::Owned(session),
             store: Cow::Owned(self.store_id.clone()),
+            max_value_bytes: Some(self.max_value_bytes as u64),
+            max_frame_bytes: Some(self.max_frame_bytes as u64),
         };
         self.write(&hello, None, ctx);
         self.buf = BytesMut::new();
