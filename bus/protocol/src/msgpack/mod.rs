@@ -136,7 +136,10 @@ pub fn encode_server(msg: &ServerMsg<'_>, buf: &mut BytesMut) {
             max_value_bytes,
             max_frame_bytes,
         } => {
-            let limits = [("max_value_bytes", max_value_bytes), ("max_frame_bytes", max_frame_bytes)];
+            let limits = [
+                ("max_value_bytes", max_value_bytes),
+                ("max_frame_bytes", max_frame_bytes),
+            ];
             w.map(5 + limits.iter().filter(|(_, v)| v.is_some()).count() as u32);
             w.field_str("ev", "hello");
             w.field_uint("proto", u64::from(*proto));
