@@ -1,192 +1,249 @@
 // Bus: a connection to ipcbus over the platform WebSocket (browsers, and
 // Node 20 with --experimental-websocket or Node 22+). Requests are promises,
-// pipelined and matched to replies by id.
-import { diagnose, discoverToken, hasTokenParam, withToken } from "./auth.js";
+// pipelined and matched to replies by id. The connection is kept up by
+// connection.js, as docs/clients.md "The reconnect contract" says: calls
+// made while it is down wait, subscriptions and watches survive.
 import { JSON_CODEC, MSGPACK, codecFor } from "./codec.js";
-import { Timeout, Unavailable, fromWire } from "./errors.js";
+import { Connection, exchange } from "./connection.js";
+import { EphemeralKeys, wireTtl } from "./ephemeral.js";
+import { ServerError, Timeout, TooLarge, Unavailable, fromWire } from "./errors.js";
+import { byteLength, checkFrame, checkValueSize, limitsOf } from "./limits.js";
+import { Subscription } from "./subscription.js";
 import { checkValue } from "./value.js";
 import { Watch } from "./watch.js";
 
 export const DEFAULT_URL = "ws://127.0.0.1:9099/ws";
 
 /**
- * @typedef {{kind: "val"|"del"|"synced", key?: string, value?: unknown, rev?: number}} Event
+ * Calls that may wait for the connection at once. When that many wait, a
+ * new call made while the connection is down rejects at once with
+ * Unavailable. (Reads that were in flight when it dropped are sent again
+ * and do not count against it.)
  */
-
-/** Events an unread async iterator holds before each key keeps only its newest. */
-export const ITERATOR_CAPACITY = 4096;
-
-/** The largest `ttl_ms` the protocol accepts. */
-const MAX_TTL_MS = 2 ** 53 - 1;
+export const WAITING_CAPACITY = 10000;
 
 /**
- * A live subscription: a callback target and an async iterator of events.
- * An iterator that is not read keeps at most ITERATOR_CAPACITY events; past
- * that, an event for a key that already has one waiting replaces it (the
- * newest state wins, `skipped` counts the rest), as on the server.
+ * A client of the bus. It extends EventTarget: a `"state"` event (a
+ * CustomEvent, `detail: {state, reason}`) reports each change of `state`:
+ * "connecting", "open", "reconnecting" or "closed".
  */
-export class Subscription {
-  constructor(bus, pattern, callback) {
-    this.pattern = pattern;
-    this._bus = bus;
-    this._callback = callback;
-    this._queue = [];
-    this._pulls = [];
-    this.skipped = 0;
-    this.id = null;
-    this.closed = false;
-  }
-
-  _deliver(event) {
-    if (this._callback) {
-      try {
-        this._callback(event);
-      } catch (e) {
-        console.error("ipcbus: subscription callback failed", e);
-      }
-      return;
-    }
-    if (this._pulls.length) return this._pulls.shift()({ value: event, done: false });
-    if (this._queue.length >= ITERATOR_CAPACITY && event.key !== undefined) {
-      const i = this._queue.findLastIndex((e) => e.key === event.key);
-      if (i >= 0) {
-        this._queue[i] = event;
-        this.skipped += 1;
-        return;
-      }
-    }
-    this._queue.push(event);
-  }
-
-  /** Unsubscribes; the async iterator ends. */
-  close() {
-    if (this.closed) return;
-    this.closed = true;
-    this._bus._unsubscribe(this);
-    for (const pull of this._pulls.splice(0)) pull({ value: undefined, done: true });
-    this.onClose?.();
-  }
-
-  [Symbol.asyncIterator]() {
-    return {
-      next: () => {
-        if (this._queue.length) return Promise.resolve({ value: this._queue.shift(), done: false });
-        if (this.closed) return Promise.resolve({ value: undefined, done: true });
-        return new Promise((resolve) => this._pulls.push(resolve));
-      },
-      return: () => {
-        this.close();
-        return Promise.resolve({ value: undefined, done: true });
-      },
-    };
-  }
-}
-
-export class Bus {
+export class Bus extends EventTarget {
   /**
    * Connects and waits for the server's hello.
    *
+   * The first connect retries with backoff (0.1 s doubling to 5 s) until
+   * `connectTimeout` (default: `timeout`), then rejects with Unavailable;
+   * `failFast` makes one attempt. A refused connection rejects at once:
+   * in Node with `Unauthorized` (401) or `Forbidden` (403); a browser is not
+   * told why, and retries until the timeout like for a server that is down.
+   * A lost connection is made again with the same backoff unless
+   * `reconnect` is false.
+   *
    * The access token goes in the URL as `?token=` (browsers cannot set
    * headers on a WebSocket). Without `token`, and unless `url` has its own
-   * `?token=`, Node looks it up as the server wrote it: `$IPCBUS_TOKEN`, else
-   * the token file (`$IPCBUS_TOKEN_FILE`, else `token` in `$IPCBUS_DATA_DIR`
-   * or the platform data directory). A browser must be given the token.
-   *
-   * A refused connection is `Unauthorized` (401) or `Forbidden` (403) in
-   * Node; a browser is not told why, and sees `Unavailable`.
+   * `?token=`, Node looks it up at every (re)connect as the server wrote it:
+   * `$IPCBUS_TOKEN`, else the token file (`$IPCBUS_TOKEN_FILE`, else
+   * `token` in `$IPCBUS_DATA_DIR` or the platform data directory). A
+   * browser must be given the token.
    *
    * @example
-   * const bus = await Bus.connect("ws://127.0.0.1:9099/ws", { token });
+   * const bus = await Bus.connect("ws://127.0.0.1:9099/ws", { token, onState: (s, why) => show(s, why) });
    * @param {string} [url]
-   * @param {{codec?: string, timeout?: number, token?: string}} [options] codec: MSGPACK (default) or JSON_CODEC; timeout in ms
+   * @param {BusOptions} [options]
    * @returns {Promise<Bus>}
    */
   static async connect(url = DEFAULT_URL, options = {}) {
-    let found = { token: options.token ?? undefined, source: "the token given to Bus.connect" };
-    if (found.token === undefined) {
-      found = hasTokenParam(url) ? { source: "the URL's ?token=", inUrl: true } : await discoverToken();
-    }
-    const bus = new Bus(url, { ...options, token: found.token });
-    try {
-      await bus._opened;
-    } catch (e) {
-      throw await diagnose(url, bus._wsUrl, found, e, bus.timeout);
-    }
+    const bus = new Bus(url, options);
+    await bus._conn.opened;
     return bus;
   }
 
   /**
-   * Opens the connection; prefer `Bus.connect`, which also looks up the
-   * token and waits for the hello.
-   * @param {string} url
-   * @param {{codec?: string, timeout?: number, token?: string}} [options]
+   * @typedef {object} BusOptions
+   * @property {string} [codec] MSGPACK (default) or JSON_CODEC
+   * @property {number} [timeout] each call's timeout in ms (5000), the wait for the connection included
+   * @property {number} [connectTimeout] how long the first connect retries, in ms (default: `timeout`)
+   * @property {boolean} [failFast] the first connect makes one attempt
+   * @property {boolean} [reconnect] reconnect a lost connection (true)
+   * @property {string} [token] the server's access token
+   * @property {(state: string, reason: string) => void} [onState] called at each change of state
    */
-  constructor(url, { codec = MSGPACK, timeout = 5000, token } = {}) {
+
+  /**
+   * Starts connecting; prefer `Bus.connect`, which waits for the first open.
+   * Calls made before that wait for it.
+   * @param {string} url
+   * @param {BusOptions} [options]
+   */
+  constructor(url, options = {}) {
+    const { codec = MSGPACK, timeout = 5000, connectTimeout = timeout, failFast = false, reconnect = true, token, onState } = options;
     if (typeof WebSocket === "undefined") {
       throw new Unavailable("no WebSocket in this runtime: use a browser, Node 22+, or Node 20 with --experimental-websocket");
     }
+    super();
     this.url = url;
     this.timeout = timeout;
+    /** "connecting", "open", "reconnecting" or "closed". */
+    this.state = "connecting";
+    /** Why the state is what it is: the lost connection's close, the last error, "closed by the client". */
+    this.stateReason = `connecting to ${url}`;
+    this._onState = onState;
     this._codec = codecFor(codec);
     this._nextId = 1;
+    /** Calls sent on the current connection, by id. */
     this._pending = new Map();
+    /** Calls waiting for the connection, in call order (at most WAITING_CAPACITY new ones). */
+    this._waiting = new Set();
+    /** Subscriptions by their id on the current connection. */
     this._routes = new Map();
-    this._wsUrl = withToken(url, token);
-    this._ws = new WebSocket(this._wsUrl, [this._codec.name]);
-    this._ws.binaryType = "arraybuffer";
-    this._opened = new Promise((resolve, reject) => {
-      this._rejectOpen = reject;
-      this._ws.onmessage = (msg) => {
-        let hello;
-        try {
-          hello = this._codec.decode(msg.data);
-        } catch (e) {
-          return reject(new Unavailable(`bad hello from ${url}: ${e}`));
-        }
-        if (hello.ev !== "hello") return reject(new Unavailable(`${url} did not greet with hello`));
-        this.session = hello.session;
-        this.store = hello.store;
-        this._ws.onmessage = (m) => this._route(m.data);
-        resolve();
-      };
-      this._ws.onerror = () => reject(new Unavailable(refusedMessage(url)));
-    });
-    this._ws.onclose = () => this._lost();
-    // Settles `_opened` if the socket closes before the hello.
-    this._opened.catch(() => {});
-    this._ws.addEventListener("close", () => this._rejectOpen?.(new Unavailable(`${url} closed the connection`)));
+    /** Every live subscription, made again after a reconnect. */
+    this._subs = new Set();
+    this._ephemeral = new EphemeralKeys();
+    this._limits = {};
+    this._link = null;
+    this._conn = new Connection(this, url, { codec: this._codec, timeout, connectTimeout, failFast, reconnect, token });
   }
 
   get codec() {
     return this._codec.name;
   }
 
-  /** Closes the connection. */
+  /** Closes the client: calls waiting or in flight reject with Unavailable, subscriptions end. */
   close() {
-    this._ws.close(1000);
+    if (this.state === "closed") return;
+    this._conn.close();
+    this._shutdown("closed by the client", new Unavailable(`closed: the client of ${this.url} was closed`));
   }
 
-  _lost() {
-    for (const { reject, timer } of this._pending.values()) {
-      clearTimeout(timer);
-      reject(new Unavailable("connection closed"));
+  // -- the connection's steps (connection.js calls these) ---------------
+
+  _setState(state, reason) {
+    if (this.state === "closed") return;
+    this.state = state;
+    this.stateReason = reason;
+    this.dispatchEvent(new CustomEvent("state", { detail: { state, reason } }));
+    try {
+      this._onState?.(state, reason);
+    } catch (e) {
+      console.error("ipcbus: onState failed", e);
+    }
+  }
+
+  /** Before a new link is used: set the ephemeral keys again. */
+  async _prepare(link) {
+    const sameStore = this.store === undefined || link.hello.store === this.store;
+    const send = (messages) => exchange(link, this._codec, messages, () => this._nextId++, this.timeout);
+    await this._ephemeral.reassert(send, sameStore);
+  }
+
+  /** A new link is ready: subscribe again, send what waited, and count as open. */
+  _adopt(link) {
+    const { hello } = link;
+    const storeChanged = this.store !== undefined && hello.store !== this.store;
+    this.session = hello.session;
+    this.store = hello.store;
+    this._limits = limitsOf(hello);
+    this._link = link;
+    link.ws.onmessage = (m) => {
+      if (this._link === link) this._route(m.data);
+    };
+    for (const sub of this._subs) this._resubscribe(sub, storeChanged);
+    const waiting = [...this._waiting];
+    this._waiting.clear();
+    for (const call of waiting) this._send(call);
+    this._setState("open", `connected to ${this.url}`);
+  }
+
+  /** The link closed: writes in flight may have been applied; reads wait to be sent again. */
+  _lost({ code, reason }, why) {
+    this._link = null;
+    this._routes.clear();
+    for (const sub of this._subs) sub.id = null;
+    for (const call of this._pending.values()) {
+      if (call.internal) continue; // a resubscription: made again with the next link
+      if (code === 1009) {
+        // The server refused a frame as too big; which one is not known, so none is resent.
+        clearTimeout(call.timer);
+        call.reject(new TooLarge("too_large", `frame too big: the server closed the connection (1009 ${reason}); ${call.op} was not applied`));
+      } else if (call.write) {
+        clearTimeout(call.timer);
+        const what = `${call.op} ${JSON.stringify(call.key)}`;
+        call.reject(
+          new Unavailable(
+            `${what}: ${why} before the reply, so it may have been applied (not resent); ` +
+              "read the key to see, or write with ifRev, which makes a retry safe",
+            { maybeApplied: true },
+          ),
+        );
+      } else {
+        this._waiting.add(call);
+      }
     }
     this._pending.clear();
-    for (const sub of this._routes.values()) sub.close();
   }
 
-  _call(message, onReply) {
-    if (this._ws.readyState !== 1) return Promise.reject(new Unavailable("not connected"));
-    const id = this._nextId++;
-    message.id = id;
+  /** The client is closed for good: everything waiting fails with `error`. */
+  _shutdown(reason, error) {
+    if (this.state === "closed") return;
+    this._link = null;
+    for (const call of [...this._pending.values(), ...this._waiting]) {
+      clearTimeout(call.timer);
+      call.reject(error);
+    }
+    this._pending.clear();
+    this._waiting.clear();
+    this._routes.clear();
+    const subs = [...this._subs];
+    this._subs.clear();
+    for (const sub of subs) sub._end();
+    this._setState("closed", reason);
+  }
+
+  // -- requests ----------------------------------------------------------
+
+  /**
+   * Sends `message` now or when the connection is back; resolves to the
+   * reply. `write`: a set or del, never sent twice.
+   */
+  _call(message, { write = false, onReply, value } = {}) {
+    if (this.state === "closed") return Promise.reject(new Unavailable(`closed: ${this.stateReason}`));
+    message.id = this._nextId++;
+    const data = this._codec.encode(message);
+    const bytes = byteLength(data);
+    try {
+      if (value !== undefined) checkValueSize(value, bytes, this._limits);
+      checkFrame(message.op, bytes, this._limits);
+    } catch (e) {
+      return Promise.reject(e);
+    }
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this._pending.delete(id);
-        reject(new Timeout(`no reply to ${message.op} within ${this.timeout} ms`));
-      }, this.timeout);
-      this._pending.set(id, { resolve, reject, timer, onReply });
-      this._ws.send(this._codec.encode(message));
+      const call = { id: message.id, op: message.op, key: message.key, data, bytes, write, onReply, resolve, reject };
+      if (!this._link && this._waiting.size >= WAITING_CAPACITY) {
+        return reject(new Unavailable(`${call.op}: ${WAITING_CAPACITY} calls already wait for the connection to ${this.url} (${this.stateReason})`));
+      }
+      call.timer = setTimeout(() => this._expire(call), this.timeout);
+      if (this._link) this._send(call);
+      else this._waiting.add(call);
     });
+  }
+
+  _send(call) {
+    try {
+      checkFrame(call.op, call.bytes, this._limits); // the new server's limits may be lower
+    } catch (e) {
+      clearTimeout(call.timer);
+      return call.reject(e);
+    }
+    this._pending.set(call.id, call);
+    this._link.ws.send(call.data);
+  }
+
+  _expire(call) {
+    if (this._pending.delete(call.id)) {
+      call.reject(new Timeout(`no reply to ${call.op} within ${this.timeout} ms`));
+    } else if (this._waiting.delete(call)) {
+      call.reject(new Unavailable(`${call.op}: not connected to ${this.url} within ${this.timeout} ms (${this.stateReason})`));
+    }
   }
 
   _route(data) {
@@ -197,31 +254,43 @@ export class Bus {
       return console.warn("ipcbus: undecodable message from the server", e);
     }
     if (msg.id !== undefined) {
-      const waiting = this._pending.get(msg.id);
-      if (!waiting) {
+      const call = this._pending.get(msg.id);
+      if (!call) {
         // A `sub` whose caller timed out: end it, or the server keeps sending.
-        if (msg.ok && msg.sub !== undefined) this._ws.send(this._codec.encode({ op: "unsub", sub: msg.sub }));
+        if (msg.ok && msg.sub !== undefined) this._unsub(msg.sub);
         return;
       }
       this._pending.delete(msg.id);
-      clearTimeout(waiting.timer);
-      if (!msg.ok) return waiting.reject(fromWire(msg.error));
-      waiting.onReply?.(msg);
-      return waiting.resolve(msg);
+      clearTimeout(call.timer);
+      if (!msg.ok) return call.reject(fromWire(msg.error));
+      call.onReply?.(msg);
+      return call.resolve(msg);
     }
     if (msg.ev === "error") return console.warn("ipcbus: server reported", msg.error);
     const sub = this._routes.get(msg.sub);
     if (sub && !sub.closed) sub._deliver({ kind: msg.ev, key: msg.key, value: msg.value, rev: msg.rev });
   }
 
+  _unsub(id) {
+    this._link?.ws.send(this._codec.encode({ op: "unsub", sub: id }));
+  }
+
+  // -- the API -----------------------------------------------------------
+
   /**
    * Sets `key`; resolves to the rev.
    * - `ifRev`: a compare-and-set (0: only if absent), else RevMismatch;
    * - `persist`: the server writes the value to disk before it answers; it
    *   survives a restart of the server;
-   * - `ephemeral`: the server deletes the key when this connection ends
-   *   (this client does not reconnect, so it is gone for good);
+   * - `ephemeral`: the server deletes the key when this connection ends;
+   *   after a reconnect this client sets it again (its last value, what is
+   *   left of `ttlMs`) before it counts as open, unless another client
+   *   wrote it meanwhile. A `delete` or a non-ephemeral `set` of the key ends that;
    * - `ttlMs`: the server deletes the key after this many ms (at least 1).
+   *
+   * A value over the server's max_value_bytes is TooLarge, and nothing is
+   * sent. If the connection drops before the reply, this rejects with
+   * Unavailable and `.maybeApplied` (it is not resent).
    * @example
    * await bus.set("svc.weather.online", true, { ephemeral: true });
    * @param {string} key
@@ -238,11 +307,20 @@ export class Bus {
     if (ifRev !== undefined) message.if_rev = ifRev;
     if (persist) message.persist = true;
     if (ephemeral) message.ephemeral = true;
-    if (ttlMs !== undefined) {
-      if (typeof ttlMs !== "number" || !(ttlMs >= 0)) throw new RangeError(`ttlMs must be a number >= 0, not ${ttlMs}`);
-      message.ttl_ms = Math.min(Math.max(1, Math.round(ttlMs)), MAX_TTL_MS);
+    if (ttlMs !== undefined) message.ttl_ms = wireTtl(ttlMs);
+    if (!ephemeral) {
+      this._ephemeral.forget(key);
+      return (await this._call(message, { write: true, value })).rev;
     }
-    return (await this._call(message)).rev;
+    const { claim, previous } = this._ephemeral.begin(key, value, ttlMs);
+    const onReply = (reply) => this._ephemeral.acked(key, claim, reply.rev);
+    try {
+      return (await this._call(message, { write: true, value, onReply })).rev;
+    } catch (e) {
+      // Refused: the key is as it was. (Lost or timed out: it may be set; keep setting it.)
+      if (e instanceof ServerError || e instanceof TypeError) this._ephemeral.refused(key, claim, previous);
+      throw e;
+    }
   }
 
   /**
@@ -261,15 +339,17 @@ export class Bus {
   }
 
   /**
-   * Deletes `key`; resolves to the rev of the deletion.
+   * Deletes `key`; resolves to the rev of the deletion. Like `set`, it
+   * rejects with `.maybeApplied` if the connection drops before the reply.
    * @param {string} key
    * @param {{ifRev?: number}} [options]
    * @returns {Promise<number>}
    */
   async delete(key, { ifRev } = {}) {
+    this._ephemeral.forget(key);
     const message = { op: "del", key };
     if (ifRev !== undefined) message.if_rev = ifRev;
-    return (await this._call(message)).rev;
+    return (await this._call(message, { write: true })).rev;
   }
 
   /**
@@ -286,29 +366,47 @@ export class Bus {
   /**
    * Subscribes: current values, then {kind: "synced"}, then every change.
    * With a callback, events go to it; without, iterate the subscription
-   * with `for await`.
+   * with `for await`. After a reconnect it passes on only what changed
+   * while the connection was down: new values, and `{kind: "del", key,
+   * rev: 0}` for keys that went away; no second "synced".
    * @param {string} pattern
-   * @param {(event: Event) => void} [callback]
+   * @param {(event: import("./subscription.js").Event) => void} [callback]
    * @returns {Promise<Subscription>}
    */
   async subscribe(pattern, callback) {
     const sub = new Subscription(this, pattern, callback);
-    await this._call({ op: "sub", pattern }, (reply) => {
-      // Before the next message is handled: the first event is routed.
-      sub.id = reply.sub;
-      this._routes.set(reply.sub, sub);
-    });
+    // Before the next message is handled: the first event is routed.
+    await this._call({ op: "sub", pattern }, { onReply: (reply) => this._attach(sub, reply) });
     return sub;
   }
 
+  _attach(sub, reply) {
+    if (sub.closed) return this._unsub(reply.sub); // closed while its resubscription was under way
+    sub.id = reply.sub;
+    this._routes.set(sub.id, sub);
+    this._subs.add(sub);
+  }
+
+  /** Makes `sub` again on a new link; the reply routes itself. */
+  _resubscribe(sub, storeChanged) {
+    sub._startResync(storeChanged);
+    const id = this._nextId++;
+    const warn = (e) => console.warn(`ipcbus: subscribing to ${sub.pattern} again failed: ${e.message}`);
+    this._pending.set(id, { id, op: "sub", internal: true, onReply: (r) => this._attach(sub, r), resolve: () => {}, reject: warn });
+    this._link.ws.send(this._codec.encode({ op: "sub", pattern: sub.pattern, id }));
+  }
+
   _unsubscribe(sub) {
+    this._subs.delete(sub);
     if (sub.id === null) return;
     this._routes.delete(sub.id);
-    if (this._ws.readyState === 1) this._ws.send(this._codec.encode({ op: "unsub", sub: sub.id }));
+    this._unsub(sub.id);
+    sub.id = null;
   }
 
   /**
-   * A live local mirror of `pattern`; await `watch.synced()` for the initial state.
+   * A live local mirror of `pattern`; await `watch.synced()` for the
+   * initial state. It stays correct across reconnects.
    * @param {string} pattern
    * @returns {Promise<Watch>}
    */
@@ -320,14 +418,4 @@ export class Bus {
   }
 }
 
-/** A browser does not say why a WebSocket failed: name the likely causes. */
-function refusedMessage(url) {
-  const origin = globalThis.location?.origin;
-  const page = origin && origin !== "null" ? ` (this page: ${origin})` : "";
-  return (
-    `cannot connect to ${url}: the server is not running there, or it refused the connection. ` +
-    `Check the token and that the server allows this origin${page} with --allow-origin`
-  );
-}
-
-export { JSON_CODEC, MSGPACK };
+export { JSON_CODEC, MSGPACK, Subscription };

@@ -3,8 +3,22 @@
 
 export class IpcbusError extends Error {}
 
-/** The bus cannot be reached, or the connection was lost. */
-export class Unavailable extends IpcbusError {}
+/**
+ * The bus cannot be reached, the connection was lost, or the client is
+ * closed. `maybeApplied` is true for a `set` or `delete` that was sent but
+ * not answered when the connection dropped: the server may have applied it.
+ * It is not resent; a write with `ifRev` can be retried safely.
+ */
+export class Unavailable extends IpcbusError {
+  /**
+   * @param {string} message
+   * @param {{maybeApplied?: boolean}} [options]
+   */
+  constructor(message, { maybeApplied = false } = {}) {
+    super(message);
+    this.maybeApplied = maybeApplied;
+  }
+}
 
 /** No reply came within the client's timeout. */
 export class Timeout extends IpcbusError {}

@@ -1,5 +1,7 @@
 // ipcbus for JavaScript: see ../README.md.
-export { Bus, DEFAULT_URL, ITERATOR_CAPACITY, Subscription, JSON_CODEC, MSGPACK } from "./bus.js";
+export { Bus, DEFAULT_URL, WAITING_CAPACITY, JSON_CODEC, MSGPACK } from "./bus.js";
+export { ITERATOR_CAPACITY, Subscription } from "./subscription.js";
+export { BACKOFF_FIRST_MS, BACKOFF_MAX_MS } from "./connection.js";
 export { Watch } from "./watch.js";
 export {
   IpcbusError,

@@ -1,0 +1,249 @@
+// Connection: the socket under a Bus, its states and its backoff. It opens
+// a WebSocket, reads the hello, lets the Bus prepare the new link (its
+// ephemeral keys), hands the link over, and when it closes tries again, as
+// docs/clients.md "The reconnect contract" says.
+import { diagnose, discoverToken, hasTokenParam, withToken } from "./auth.js";
+import { Forbidden, Unauthorized, Unavailable } from "./errors.js";
+
+/** Reconnect backoff: the first wait, in ms; it doubles after each failed attempt. */
+export const BACKOFF_FIRST_MS = 100;
+/** Reconnect backoff: the longest wait, in ms. */
+export const BACKOFF_MAX_MS = 5000;
+/**
+ * The least time the first connect's last attempt gets, in ms, even at the
+ * connect deadline: else an attempt made just before it could not succeed.
+ */
+const LAST_ATTEMPT_MS = 200;
+
+/**
+ * @typedef {{ws: WebSocket, hello: object, closed: Promise<{code: number, reason: string}>}} Link
+ * An open WebSocket that has sent its hello; `closed` settles when it closes.
+ */
+
+/** A browser does not say why a WebSocket failed: name the likely causes. */
+export function refusedMessage(url) {
+  const origin = globalThis.location?.origin;
+  const page = origin && origin !== "null" ? ` (this page: ${origin})` : "";
+  return (
+    `cannot connect to ${url}: the server is not running there, or it refused the connection. ` +
+    `Check the token and that the server allows this origin${page} with --allow-origin`
+  );
+}
+
+/**
+ * Opens a WebSocket and waits for the server's hello.
+ * @returns {Promise<Link>}
+ */
+function openLink(wsUrl, url, codec, timeoutMs, signal) {
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(wsUrl, [codec.name]);
+    ws.binaryType = "arraybuffer";
+    const closed = new Promise((done) => ws.addEventListener("close", (ev) => done({ code: ev.code, reason: ev.reason })));
+    let settled = false;
+    const settle = () => {
+      settled = true;
+      clearTimeout(timer);
+      signal.removeEventListener("abort", onAbort);
+      ws.onmessage = ws.onerror = null;
+    };
+    const fail = (error) => {
+      if (settled) return;
+      settle();
+      ws.close();
+      reject(error);
+    };
+    const onAbort = () => fail(signal.reason);
+    const timer = setTimeout(() => fail(new Unavailable(`no hello from ${url} within ${timeoutMs} ms`)), timeoutMs);
+    signal.addEventListener("abort", onAbort);
+    ws.onerror = () => fail(new Unavailable(refusedMessage(url)));
+    closed.then(({ code, reason }) => fail(new Unavailable(`${url} closed the connection before its hello (${code} ${reason})`)));
+    ws.onmessage = (msg) => {
+      let hello;
+      try {
+        hello = codec.decode(msg.data);
+      } catch (e) {
+        return fail(new Unavailable(`bad hello from ${url}: ${e}`));
+      }
+      if (hello?.ev !== "hello") return fail(new Unavailable(`${url} did not greet with hello`));
+      if (settled) return;
+      settle();
+      resolve({ ws, hello, closed });
+    };
+  });
+}
+
+/**
+ * Sends requests on a link nobody else uses yet and resolves to their
+ * replies in order (nothing else arrives: the link has no subscriptions).
+ * Rejects if the link closes or the replies take longer than `timeoutMs`.
+ * @param {Link} link
+ * @param {object[]} messages
+ * @param {() => number} nextId
+ */
+export function exchange(link, codec, messages, nextId, timeoutMs) {
+  if (!messages.length) return Promise.resolve([]);
+  return new Promise((resolve, reject) => {
+    const ids = messages.map((m) => (m.id = nextId()));
+    const wanted = new Set(ids);
+    const replies = new Map();
+    const timer = setTimeout(() => reject(new Unavailable(`no reply from the new connection within ${timeoutMs} ms`)), timeoutMs);
+    link.closed.then(({ code, reason }) => {
+      clearTimeout(timer);
+      reject(new Unavailable(`the new connection closed (${code} ${reason})`));
+    });
+    link.ws.onmessage = (m) => {
+      let reply;
+      try {
+        reply = codec.decode(m.data);
+      } catch {
+        return;
+      }
+      if (!wanted.has(reply.id)) return;
+      replies.set(reply.id, reply);
+      if (replies.size < ids.length) return;
+      clearTimeout(timer);
+      link.ws.onmessage = null;
+      resolve(ids.map((id) => replies.get(id)));
+    };
+    for (const m of messages) link.ws.send(codec.encode(m));
+  });
+}
+
+/** Why a link ended, for `stateReason` and errors. */
+export function describeClose(url, { code, reason }) {
+  return `connection to ${url} lost (${code}${reason ? ` ${reason}` : ""})`;
+}
+
+/**
+ * The connect and reconnect loop. `host` (the Bus) is told of every step:
+ * `_setState(state, reason)`, `await _prepare(link)` before a link is used,
+ * `_adopt(link)` when it is, `_lost(end)` when it closes, and
+ * `_shutdown(reason, error)` when the loop ends for good.
+ */
+export class Connection {
+  constructor(host, url, { codec, timeout, connectTimeout, failFast, reconnect, token }) {
+    this.url = url;
+    this.reconnect = reconnect;
+    this._host = host;
+    this._codec = codec;
+    this._timeout = timeout;
+    this._connectTimeout = connectTimeout;
+    this._failFast = failFast;
+    this._token = token ?? undefined;
+    this._stop = new AbortController();
+    /** @type {Link|null} */
+    this.link = null;
+    /** Resolves at the first open; rejects if the first connect gives up. */
+    this.opened = new Promise((resolve, reject) => {
+      this._firstOpen = resolve;
+      this._firstFail = reject;
+    });
+    this.opened.catch(() => {});
+    this._run();
+  }
+
+  /** Ends the loop and closes the socket. The host reports the closing. */
+  close() {
+    this._firstFail(new Unavailable(`closed: the client was closed before it connected to ${this.url}`));
+    this._stop.abort(new Unavailable("closed"));
+    this.link?.ws.close(1000);
+  }
+
+  async _run() {
+    const signal = this._stop.signal;
+    const aborted = new Promise((done) => signal.addEventListener("abort", done));
+    const deadline = performance.now() + this._connectTimeout;
+    // After the constructor: a listener added right after `new Bus()` sees it.
+    await null;
+    this._host._setState("connecting", `connecting to ${this.url}`);
+    let delay = BACKOFF_FIRST_MS;
+    let first = true;
+    let refused; // the last refusal logged while reconnecting
+    while (!signal.aborted) {
+      let link;
+      try {
+        link = await this._attempt(first ? deadline : undefined);
+      } catch (error) {
+        if (signal.aborted) return;
+        const why = await diagnose(this.url, this._wsUrl, this._found, error, this._timeout);
+        const refusal = why instanceof Unauthorized || why instanceof Forbidden;
+        if (first) {
+          const left = deadline - performance.now();
+          if (refusal || this._failFast) return this._giveUp(why);
+          if (left <= 0) {
+            return this._giveUp(new Unavailable(`could not connect to ${this.url} within ${this._connectTimeout} ms: ${why.message}`));
+          }
+          await this._sleep(Math.min(delay, left));
+        } else {
+          if (refusal && why.message !== refused) console.warn(`ipcbus: reconnecting: ${why.message} (will keep trying)`);
+          if (refusal) refused = why.message;
+          await this._sleep(delay);
+        }
+        delay = Math.min(delay * 2, BACKOFF_MAX_MS);
+        continue;
+      }
+      if (signal.aborted) return link.ws.close(1000);
+      first = false;
+      delay = BACKOFF_FIRST_MS;
+      refused = undefined;
+      this.link = link;
+      this._host._adopt(link);
+      this._firstOpen();
+      const end = await Promise.race([link.closed, aborted]);
+      this.link = null;
+      if (signal.aborted) return;
+      const reason = describeClose(this.url, end);
+      this._host._lost(end, reason);
+      if (!this.reconnect) {
+        this._stop.abort();
+        return this._host._shutdown(reason, new Unavailable(`${reason}; reconnect is off`));
+      }
+      this._host._setState("reconnecting", reason);
+      await this._sleep(delay);
+    }
+  }
+
+  /** One attempt: the token, the socket, the hello, then the host's preparation. */
+  async _attempt(deadline) {
+    this._found = await this._credentials();
+    this._wsUrl = withToken(this.url, this._found.token);
+    let limit = this._timeout;
+    if (this._failFast) limit = Math.min(limit, this._connectTimeout);
+    else if (deadline !== undefined) limit = Math.min(limit, Math.max(deadline - performance.now(), LAST_ATTEMPT_MS));
+    const link = await openLink(this._wsUrl, this.url, this._codec, limit, this._stop.signal);
+    try {
+      await this._host._prepare(link);
+    } catch (e) {
+      link.ws.close();
+      throw new Unavailable(`connection to ${this.url} lost while setting ephemeral keys again: ${e.message}`);
+    }
+    return link;
+  }
+
+  /** What to send as the token: looked up at every attempt, so a rewritten token file is picked up. */
+  async _credentials() {
+    if (this._token !== undefined) return { token: this._token, source: "the token given to Bus.connect" };
+    if (hasTokenParam(this.url)) return { source: "the URL's ?token=", inUrl: true };
+    return discoverToken();
+  }
+
+  _giveUp(error) {
+    this._stop.abort();
+    this._firstFail(error);
+    this._host._shutdown(error.message, error);
+  }
+
+  /** Waits `ms`, or less if the client is closed meanwhile. */
+  _sleep(ms) {
+    const signal = this._stop.signal;
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        signal.removeEventListener("abort", done);
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      signal.addEventListener("abort", done);
+    });
+  }
+}
