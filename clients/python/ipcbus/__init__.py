@@ -29,6 +29,7 @@ from .errors import (
     Unavailable,
 )
 from .event import Event
+from .state import CLOSED, CONNECTING, OPEN, RECONNECTING
 from .watch import Watch
 
 __all__ = [
@@ -51,5 +52,9 @@ __all__ = [
     "Forbidden",
     "Unavailable",
     "Timeout",
+    "CONNECTING",
+    "OPEN",
+    "RECONNECTING",
+    "CLOSED",
 ]
 __version__ = "0.1.0"

@@ -10,15 +10,17 @@ import itertools
 import logging
 import os
 import threading
+import time
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
 
 import websocket  # websocket-client; in Kodi: script.module.websocket
 
-from . import _auth, errors
+from . import _auth, errors, state
 from ._dispatch import Dispatcher
 from ._ephemeral import EphemeralKeys, ttl_ms
 from .codec import Codec
 from .event import Event
+from .subscription import Subscription
 
 if TYPE_CHECKING:  # watch.py imports this module
     from .watch import Watch
@@ -39,6 +41,33 @@ REASSERT_BATCH = 256
 _MISSING = object()
 
 
+class _Lost:
+    """A waiter's reply when the connection was lost before it came."""
+
+    __slots__ = ("why", "too_large")
+
+    def __init__(self, why: Exception) -> None:
+        self.why = why
+        self.too_large = isinstance(why, _ClosedByServer) and why.code == CLOSE_TOO_BIG
+
+
+class _ClosedByServer(ConnectionError):
+    """The server closed the connection, with this close code."""
+
+    def __init__(self, data: bytes) -> None:
+        self.code = int.from_bytes(data[:2], "big") if len(data) >= 2 else None
+        reason = data[2:].decode("utf-8", "replace")
+        super().__init__("closed by the server%s%s" % (
+            " (%s)" % self.code if self.code else "", ": %s" % reason if reason else ""))
+
+
+#: The WebSocket close code for a message over the server's max_frame_bytes.
+CLOSE_TOO_BIG = 1009
+#: Requests that change the store: one that was in flight when the
+#: connection dropped may have been applied, so it is never resent.
+WRITES = ("set", "del")
+
+
 class _Waiter:
     __slots__ = ("done", "reply", "on_reply", "abandoned", "claimed")
 
@@ -51,63 +80,6 @@ class _Waiter:
         self.claimed = False
 
 
-class Subscription:
-    """A live subscription; ``close()`` ends it. Returned by :meth:`Bus.subscribe`."""
-
-    def __init__(self, bus: "Bus", pattern: str, callback: Callable[[Event], None], direct: bool) -> None:
-        self.pattern = pattern
-        self._bus = bus
-        self._callback = callback
-        self._direct = direct  # run the callback on the reader thread (Watch only)
-        self._server_id: Optional[int] = None
-        self.closed = False
-        # What the callback was last told of each key, so that after a
-        # reconnect the full replay can be reduced to what changed meanwhile.
-        self._known: Dict[str, int] = {}
-        self._resync: Optional[Dict[str, int]] = None
-
-    def _start_resync(self, store_changed: bool) -> None:
-        if store_changed:
-            # Revs of another store say nothing: deliver every value again.
-            self._known = dict.fromkeys(self._known, -1)
-        self._resync = {}
-
-    def _deliver(self, event: Event) -> None:
-        if self._direct:
-            self._callback(event)
-            return
-        if self._resync is not None:
-            if event.kind == "val":
-                self._resync[event.key] = event.rev
-                if self._known.get(event.key) == event.rev:
-                    return  # delivered before the connection was lost
-            elif event.kind == "synced":
-                gone = [key for key in self._known if key not in self._resync]
-                self._resync = None
-                for key in gone:  # deleted while the connection was down
-                    del self._known[key]
-                    self._put(Event("del", key, None, 0))
-                return  # the callback saw "synced" once already
-        if event.kind == "val":
-            self._known[event.key] = event.rev
-        elif event.kind == "del":
-            self._known.pop(event.key, None)
-        self._put(event)
-
-    def _put(self, event: Event) -> None:
-        self._bus._dispatcher.put(self, self._callback, event, event.key)
-
-    def close(self) -> None:
-        """Unsubscribes. Idempotent."""
-        self._bus._unsubscribe(self)
-
-    def __enter__(self) -> "Subscription":
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
-
-
 class Bus:
     """A connection to the bus.
 
@@ -118,13 +90,21 @@ class Bus:
 
     ``url`` defaults to ``$IPCBUS_URL`` or ``ws://127.0.0.1:9099/ws``; ``codec``
     to MessagePack when the ``msgpack`` module is installed, JSON otherwise.
-    With ``reconnect`` (the default) a lost connection is re-established with
-    backoff and every subscription replays in full; a subscription passes on
-    only what changed while it was down (new values, and a ``del`` with rev 0
-    for keys deleted meanwhile), so its callback misses nothing and sees no
-    duplicate. Requests made while it is down raise :class:`Unavailable`.
+    The Bus keeps docs/clients.md's reconnect contract. The first connect
+    retries with backoff for ``connect_timeout`` seconds (default:
+    ``timeout``), so a program that starts before the bus just waits
+    (``fail_fast=True``: one attempt). With ``reconnect`` (the default) a lost
+    connection is re-established with backoff and every subscription
+    replays in full; a subscription passes on only what changed while it was
+    down (new values, and a ``del`` with rev 0 for keys deleted meanwhile),
+    so its callback misses nothing and sees no duplicate. A call made while
+    the connection is down waits for it, within its ``timeout``; a ``set``
+    or ``delete`` that was in flight when it dropped raises
+    :class:`Unavailable` with ``maybe_applied`` set, and is not resent.
     Keys this Bus set with ``ephemeral=True`` are set again before it counts
-    as reconnected (see :meth:`set`).
+    as reconnected (see :meth:`set`). ``on_state(state, reason)`` is called
+    at every change of :attr:`state` (``"connecting"``, ``"open"``,
+    ``"reconnecting"``, ``"closed"``).
 
     ``token`` is the server's access token, sent as ``Authorization: Bearer``.
     Without it the Bus looks, at every (re)connect, for ``$IPCBUS_TOKEN``,
@@ -135,8 +115,12 @@ class Bus:
     data directory's, e.g. ``~/.local/share/ipcbus/token``), unless ``url``
     carries ``?token=``.
     A refused connection raises :class:`Unauthorized` (401: no or wrong
-    token) or :class:`Forbidden` (403: origin not allowed); while
+    token) or :class:`Forbidden` (403: origin not allowed) at once; while
     reconnecting, these are logged and retried, as the token may change.
+
+    :attr:`max_value_bytes` and :attr:`max_frame_bytes` are the server's
+    limits from its hello (``None`` if it did not say); a larger value or
+    request raises :class:`TooLarge` before anything is sent.
     """
 
     def __init__(
@@ -147,10 +131,16 @@ class Bus:
         reconnect: bool = True,
         callback_capacity: int = 10000,
         token: Optional[str] = None,
+        *,
+        connect_timeout: Optional[float] = None,
+        fail_fast: bool = False,
+        on_state: Optional[state.OnState] = None,
     ) -> None:
         self.url = url or os.environ.get("IPCBUS_URL", DEFAULT_URL)
         self.timeout = timeout
+        self.connect_timeout = timeout if connect_timeout is None else connect_timeout
         self.reconnect = reconnect
+        self._state = state.State(on_state)
         self._token = token
         self._ephemeral = EphemeralKeys()
         self._codec = Codec(codec)
@@ -162,11 +152,19 @@ class Bus:
         self._subscriptions: List[Subscription] = []
         self._closed = False
         self._closing = threading.Event()
-        self._up = threading.Event()
+        # Under _lock: whether requests may go out, and on which connection
+        # (a new number at every connect). Calls wait on _ready.
+        self._connected = False
+        self._generation = 0
+        self._ready = threading.Condition(self._lock)
         self.store: Optional[str] = None
-        self._ws, hello = self._open()
+        self.max_value_bytes: Optional[int] = None
+        self.max_frame_bytes: Optional[int] = None
+        self._ws, hello = self._connect_first(fail_fast)
         self._adopt(hello)
-        self._up.set()
+        with self._lock:
+            self._connected = True
+        self._state.set(state.OPEN, "connected to %s" % self.url)
         self._dispatcher = Dispatcher(callback_capacity)
         self._reader = threading.Thread(target=self._read_loop, name="ipcbus-reader", daemon=True)
         self._reader.start()
@@ -180,15 +178,49 @@ class Bus:
 
     @property
     def connected(self) -> bool:
-        return self._up.is_set()
+        return self._connected
 
-    def _open(self) -> Tuple["websocket.WebSocket", dict]:
+    @property
+    def state(self) -> str:
+        """``"connecting"``, ``"open"``, ``"reconnecting"`` or ``"closed"``."""
+        return self._state.name
+
+    @property
+    def state_reason(self) -> str:
+        """Why the Bus is in its state (for example why the connection was lost)."""
+        return self._state.reason
+
+    def _connect_first(self, fail_fast: bool) -> Tuple["websocket.WebSocket", dict]:
+        """The first connect: retried with backoff until ``connect_timeout``,
+        unless ``fail_fast``. A refusal (401, 403) is final at once."""
+        self._state.set(state.CONNECTING, "connecting to %s" % self.url)
+        deadline = time.monotonic() + self.connect_timeout
+        delay = BACKOFF_FIRST
+        while True:
+            try:
+                return self._open(min(self.timeout, max(deadline - time.monotonic(), 0.1)))
+            except errors.Unavailable as e:
+                left = deadline - time.monotonic()
+                if fail_fast or left <= 0:
+                    self._state.set(state.CLOSED, str(e))
+                    if fail_fast:
+                        raise
+                    raise errors.Unavailable(
+                        "%s (kept trying for %.1f s: is `ipcbus serve` running, on this port?)"
+                        % (e, self.connect_timeout)) from e
+            except errors.IpcbusError as e:
+                self._state.set(state.CLOSED, str(e))
+                raise
+            time.sleep(min(delay, left))
+            delay = min(delay * 2, BACKOFF_MAX)
+
+    def _open(self, timeout: Optional[float] = None) -> Tuple["websocket.WebSocket", dict]:
         """Connects and reads the hello."""
         token, source, token_file = _auth.credentials(self._token, self.url)
         try:
             ws = websocket.create_connection(
                 self.url,
-                timeout=self.timeout,
+                timeout=timeout or self.timeout,
                 subprotocols=[self._codec.name],
                 enable_multithread=True,
                 header=["Authorization: Bearer %s" % token] if token else [],
@@ -219,6 +251,8 @@ class Bus:
         # Revs (and so `since`) only mean something within one store.
         self.store_changed = self.store not in (None, hello.get("store"))
         self.store = hello.get("store")
+        self.max_value_bytes = hello.get("max_value_bytes")
+        self.max_frame_bytes = hello.get("max_frame_bytes")
 
     def close(self) -> None:
         """Closes the connection and stops the background threads."""
@@ -226,8 +260,10 @@ class Bus:
             if self._closed:
                 return
             self._closed = True
+            self._connected = False
+            self._ready.notify_all()  # calls waiting for a connection give up
         self._closing.set()
-        self._up.clear()
+        self._state.set(state.CLOSED, "closed by the client")
         ws = self._ws
         try:
             # Not ws.close(): it waits for the server's Close frame, which the
@@ -284,39 +320,99 @@ class Bus:
             ws.send(data)
 
     def _call(self, message: dict, on_reply: Optional[Callable[[dict], None]] = None) -> dict:
-        if self._closed:
-            raise errors.Unavailable("the bus connection is closed")
-        if not self._up.is_set():
-            raise errors.Unavailable("not connected to %s (reconnecting)" % self.url)
+        """Sends a request and waits for its reply, all within ``timeout``:
+        while the connection is down it waits for it. A read or ``sub`` that
+        was in flight when the connection dropped is sent again; a write is
+        not (``Unavailable`` with ``maybe_applied``)."""
         if threading.current_thread() is self._reader:
-            raise RuntimeError("ipcbus: a Watch callback cannot make requests")
-        waiter = _Waiter(on_reply)
+            raise RuntimeError("ipcbus: a Watch or on_state callback cannot make requests (it runs on the reader thread)")
+        deadline = time.monotonic() + self.timeout
         rid = next(self._ids)
-        message["id"] = rid
+        message["id"] = rid  # kept on a resend: the old connection is gone
         data = self._encode(message)
-        with self._lock:
-            self._pending[rid] = waiter
-        try:
-            self._send(data)
-        except errors.Unavailable:
+        self._check_size(message, data)
+        while True:
+            waiter = _Waiter(on_reply)
+            self._send_request(rid, waiter, data, deadline)
+            if not waiter.done.wait(max(deadline - time.monotonic(), 0)):
+                with self._lock:
+                    # Left in place: if a late `sub` reply comes, the reader undoes it.
+                    waiter.abandoned = not waiter.claimed
+                if waiter.abandoned:
+                    raise errors.Timeout("no reply to %s within %.1f s" % (message["op"], self.timeout))
+                waiter.done.wait()  # the reader has the reply in hand
+            reply = waiter.reply
+            if isinstance(reply, _Lost):
+                self._raise_lost(message, reply)
+                continue
+            if isinstance(reply, Exception):
+                raise reply
+            if not reply.get("ok"):
+                raise errors.from_wire(reply.get("error") or {})
+            return reply
+
+    def _send_request(self, rid: int, waiter: _Waiter, data: Any, deadline: float) -> None:
+        """Registers ``waiter`` and sends, once connected (waiting until
+        ``deadline`` for that)."""
+        failed_on = None  # a connection a send failed on: wait for the next
+        while True:
             with self._lock:
-                self._pending.pop(rid, None)
-            raise
-        if not waiter.done.wait(self.timeout):
-            with self._lock:
-                # Left in place: if a late `sub` reply comes, the reader undoes it.
-                waiter.abandoned = not waiter.claimed
-            if waiter.abandoned:
-                raise errors.Timeout(
-                    "no reply to %s within %.1f s" % (message["op"], self.timeout)
+                ready = self._ready.wait_for(
+                    lambda: self._closed or (self._connected and self._generation != failed_on),
+                    max(deadline - time.monotonic(), 0),
                 )
-            waiter.done.wait()  # the reader has the reply in hand
-        reply = waiter.reply
-        if isinstance(reply, Exception):
-            raise reply
-        if not reply.get("ok"):
-            raise errors.from_wire(reply.get("error") or {})
-        return reply
+                if self._closed:
+                    raise errors.Unavailable("the bus connection is closed")
+                if not ready:
+                    raise errors.Unavailable("not connected to %s within %.1f s (%s: %s)" % (
+                        self.url, self.timeout, self._state.name, self._state.reason))
+                ws, generation = self._ws, self._generation
+                self._pending[rid] = waiter
+            try:
+                with self._send_lock:
+                    self._send_data(ws, data)
+                return
+            except Exception as e:
+                # The frame did not go out whole, so nothing was applied.
+                # Make the reader notice too, and wait for the next connection.
+                log.debug("ipcbus: send failed, waiting for a reconnect: %s", e)
+                with self._lock:
+                    self._pending.pop(rid, None)
+                failed_on = generation
+                try:
+                    ws.shutdown()
+                except Exception:
+                    pass
+
+    def _raise_lost(self, message: dict, lost: _Lost) -> None:
+        """Raises for a request whose connection was lost before its reply,
+        unless it is safe to send again."""
+        op, key = message["op"], message.get("key")
+        if lost.too_large:
+            raise errors.TooLarge("%s %r: the server closed the connection: frame too big (%s)" % (op, key, lost.why))
+        if not self.reconnect:
+            raise errors.Unavailable("connection lost: %s" % lost.why, maybe_applied=op in WRITES)
+        if op in WRITES:
+            raise errors.Unavailable(
+                "%s %r: connection lost before the reply (%s); it may have been applied. Read the key "
+                "to find out, or write with if_rev, which is safe to retry" % (op, key, lost.why),
+                maybe_applied=True,
+            )
+
+    def _check_size(self, message: dict, data: Any) -> None:
+        """``TooLarge`` for a request the server would refuse for its size."""
+        limit = self.max_frame_bytes
+        if limit is not None and len(data) > limit:
+            raise errors.TooLarge("%s %r: the request is %d bytes, over the server's max_frame_bytes (%d); "
+                                  "nothing was sent" % (message["op"], message.get("key"), len(data), limit))
+        limit = self.max_value_bytes
+        # Only MessagePack: the limit is on the value's MessagePack encoding,
+        # which a JSON request does not show (the server answers too_large).
+        if message["op"] == "set" and self._codec.binary and limit is not None and len(data) > limit:
+            size = len(self._codec.encode(message["value"]))
+            if size > limit:
+                raise errors.TooLarge("set %r: the value is %d bytes, over the server's max_value_bytes (%d); "
+                                      "nothing was sent" % (message["key"], size, limit))
 
     def set(
         self,
@@ -453,7 +549,7 @@ class Bus:
             server_id = sub._server_id
             if server_id is not None:
                 self._routes.pop(server_id, None)
-        if server_id is not None and self._up.is_set() and not self._closed:
+        if server_id is not None and self._connected and not self._closed:
             try:
                 self._send(self._encode({"op": "unsub", "sub": server_id}))
             except errors.Unavailable:
@@ -473,7 +569,7 @@ class Bus:
             try:
                 opcode, data = self._ws.recv_data()
                 if opcode == websocket.ABNF.OPCODE_CLOSE:
-                    raise ConnectionError("closed by the server")
+                    raise _ClosedByServer(data)
                 message = self._codec.decode(data)
             except Exception as e:
                 if self._closed:
@@ -512,24 +608,27 @@ class Bus:
         sub._deliver(Event(ev, message.get("key"), message.get("value"), message.get("rev") or 0))
 
     def _lost(self, why: Exception) -> None:
-        self._up.clear()
         log.warning("ipcbus: connection to %s lost: %s", self.url, why)
         with self._lock:
+            self._connected = False
             self._routes.clear()
             for sub in self._subscriptions:
                 sub._server_id = None  # ids of the old session mean nothing now
-        self._fail_pending(errors.Unavailable("connection lost: %s" % why))
+        self._state.set(state.RECONNECTING if self.reconnect else state.CLOSED, "connection lost: %s" % why)
+        self._fail_pending(_Lost(why))
 
-    def _fail_pending(self, error: Exception) -> None:
+    def _fail_pending(self, reply: Any) -> None:
         with self._lock:
             pending, self._pending = self._pending, {}
         for waiter in pending.values():
-            waiter.reply = error
+            waiter.reply = reply
             waiter.done.set()
 
     def _reconnect_loop(self) -> bool:
         if not self.reconnect:
-            self._closed = True
+            with self._lock:
+                self._closed = True
+                self._ready.notify_all()
             self._dispatcher.stop()
             return False
         delay = BACKOFF_FIRST
@@ -554,7 +653,11 @@ class Bus:
             self._adopt(hello)
             log.info("ipcbus: reconnected to %s", self.url)
             self._resubscribe()
-            self._up.set()
+            with self._lock:
+                self._generation += 1
+                self._connected = True
+                self._ready.notify_all()
+            self._state.set(state.OPEN, "reconnected to %s" % self.url)
             return True
         return False
 

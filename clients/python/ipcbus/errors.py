@@ -8,7 +8,16 @@ class IpcbusError(Exception):
 
 
 class Unavailable(IpcbusError):
-    """The bus cannot be reached, or the connection was lost."""
+    """The bus cannot be reached, or the connection was lost.
+
+    ``maybe_applied`` is true for a ``set`` or ``delete`` that was sent but
+    not answered when the connection dropped: the server may have applied
+    it. The client does not resend it; read the key to find out, or write
+    with ``if_rev``, which applies at most once and so is safe to retry."""
+
+    def __init__(self, msg: str, maybe_applied: bool = False) -> None:
+        super().__init__(msg)
+        self.maybe_applied = maybe_applied
 
 
 class Timeout(IpcbusError):

@@ -137,6 +137,11 @@ class Proxy:
         self.conns = []
         #: Server-side sockets that `cut(hold_server_side=True)` left open.
         self.held = []
+        #: While set, what the server sends is dropped (`mute()`).
+        self.muted = threading.Event()
+        #: Bytes passed on from clients to the server, under `_forwarded`.
+        self.forwarded = 0
+        self._forwarded = threading.Condition()
         threading.Thread(target=self._accept, daemon=True).start()
 
     def _accept(self):
@@ -147,16 +152,22 @@ class Proxy:
                 return
             upstream = socket.create_connection(("127.0.0.1", self.target))
             self.conns.append((client, upstream))
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+            for a, b, muted in ((client, upstream, None), (upstream, client, self.muted)):
+                threading.Thread(target=self._pipe, args=(a, b, muted), daemon=True).start()
 
-    def _pipe(self, a, b):
+    def _pipe(self, a, b, muted):
         try:
             while True:
                 data = a.recv(65536)
                 if not data:
                     break
-                b.sendall(data)
+                if muted is None:
+                    b.sendall(data)
+                    with self._forwarded:
+                        self.forwarded += len(data)
+                        self._forwarded.notify_all()
+                elif not muted.is_set():
+                    b.sendall(data)
         except OSError:
             pass
         for s in (a, b):
@@ -166,11 +177,22 @@ class Proxy:
                 except OSError:
                     pass
 
+    def wait_forwarded(self, count):
+        """Waits until `count` bytes went from clients to the server."""
+        with self._forwarded:
+            assert self._forwarded.wait_for(lambda: self.forwarded >= count, WAIT), self.forwarded
+
+    def mute(self):
+        """Drops whatever the server sends from now on (its replies are lost
+        on the way), until `cut()`."""
+        self.muted.set()
+
     def cut(self, hold_server_side=False):
         """Cuts every connection. With `hold_server_side`, the client sees
         its connection end but the server does not (as when a network goes
         away), until `release()`."""
         conns, self.conns = self.conns, []
+        self.muted.clear()
         for client, upstream in conns:
             if hold_server_side:
                 self.held.append(upstream)

@@ -8,7 +8,7 @@ import sys
 import threading
 
 import ipcbus
-from conftest import REPO, WAIT
+from conftest import REPO, WAIT, Server, free_port
 
 EXAMPLES = REPO / "examples" / "python"
 
@@ -45,3 +45,28 @@ def test_shared_result_is_gathered_once(server):
         assert proc.wait(timeout=WAIT) == 0
         roles.append(role)
     assert sorted(roles) == ["gathered", "shared", "shared", "shared"]
+
+
+def test_the_scenario_rides_out_a_bus_restart(monkeypatch):
+    server = Server(free_port()).start()
+    monkeypatch.setenv("IPCBUS_DATA_DIR", server.data_dir)
+    try:
+        publisher, published = spawn("publisher.py", server, SCRAPES="2")
+        assert published.get(timeout=WAIT) == "published scrape 1 as rev 2"
+        plugin, shown = spawn("plugin.py", server, UPDATES="2")
+        assert shown.get(timeout=WAIT) == "Oslo: -2.5 °C (scrape 1)"
+        server.stop()  # nothing was persisted: the weather is gone with it
+        server.start()
+        assert shown.get(timeout=WAIT) == "no weather yet"  # the plugin's mirror resynced
+        hotkey, _ = spawn("hotkey.py", server)
+        assert hotkey.wait(timeout=WAIT) == 0
+        # The publisher's subscription resumed: the push reaches it.
+        line = published.get(timeout=WAIT)
+        while line.startswith("publishing svc.weather.today again"):
+            line = published.get(timeout=WAIT)
+        assert line.startswith("published scrape 2 as rev "), line
+        assert shown.get(timeout=WAIT) == "Oslo: -2.0 °C (scrape 2)"
+        assert plugin.wait(timeout=WAIT) == 0
+        assert publisher.wait(timeout=WAIT) == 0
+    finally:
+        server.remove()

@@ -13,5 +13,8 @@ REQUEST_TIMEOUT = 5.0
 def connect(settings: Settings, reconnect: bool = True) -> Any:
     """A ``Bus`` to the configured host and port. With no token file set,
     the client's own lookup runs at each (re)connect; inside Kodi it finds
-    the token of the bus this addon started (see docs/kodi.md)."""
-    return ipcbus.Bus(settings.url, timeout=REQUEST_TIMEOUT, reconnect=reconnect, token=settings.token())
+    the token of the bus this addon started (see docs/kodi.md). One attempt
+    (``fail_fast``): the service retries by itself, between its checks for
+    Kodi's abort request."""
+    return ipcbus.Bus(settings.url, timeout=REQUEST_TIMEOUT, reconnect=reconnect, token=settings.token(),
+                      fail_fast=True)
