@@ -402,9 +402,10 @@ class Bus:
     def _check_size(self, message: dict, data: Any) -> None:
         """``TooLarge`` for a request the server would refuse for its size."""
         limit = self.max_frame_bytes
-        if limit is not None and len(data) > limit:
+        size = len(data)  # JSON frames are ASCII (json.dumps escapes the rest)
+        if limit is not None and size > limit:
             raise errors.TooLarge("%s %r: the request is %d bytes, over the server's max_frame_bytes (%d); "
-                                  "nothing was sent" % (message["op"], message.get("key"), len(data), limit))
+                                  "nothing was sent" % (message["op"], message.get("key"), size, limit))
         limit = self.max_value_bytes
         # Only MessagePack: the limit is on the value's MessagePack encoding,
         # which a JSON request does not show (the server answers too_large).
