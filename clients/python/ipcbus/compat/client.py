@@ -1,7 +1,6 @@
 """``IPCClientX``: the connection, the error mapping and the old data calls
 (set, get, delete, get_data_list, clearall, clearcache)."""
 
-import inspect
 import os
 import re
 import sys
@@ -22,8 +21,6 @@ from .saved import SavedData
 Data = namedtuple("Data", ["value", "ts", "cached"])
 #: The author the old client used outside an addon's default.py.
 DEFAULT_AUTHOR = "service.ipcdatastore"
-#: Whether this ipcbus's Bus takes ``fail_fast`` (one connect attempt).
-_FAIL_FAST = "fail_fast" in inspect.signature(Bus).parameters
 
 
 def _log(message):
@@ -94,7 +91,8 @@ class IPCClientX(SavedData):
         self.addonname = default_author()
         #: As before: False logs a failure and returns False/None; True raises.
         self.raise_exception = False
-        #: Kept for old code; the bus client reconnects by itself.
+        #: The bus client reconnects by itself; 1 (or less) still means one
+        #: connect attempt, without the wait for a bus that is starting.
         self.num_of_server_retries = 5
         self.ReturnData = Data
         self._uri = _url(host, port)
@@ -127,7 +125,8 @@ class IPCClientX(SavedData):
     def _connected(self, fail_fast=False):
         with self._lock:
             if self._bus is None:
-                self._bus = Bus(self._uri, fail_fast=True) if fail_fast and _FAIL_FAST else Bus(self._uri)
+                fail_fast = fail_fast or self.num_of_server_retries <= 1
+                self._bus = Bus(self._uri, fail_fast=True) if fail_fast else Bus(self._uri)
             return self._bus
 
     def server_available(self):
