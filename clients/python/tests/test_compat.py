@@ -202,6 +202,26 @@ def test_serverunavailable_error(client):
     assert isinstance(e.value, ipcclientxerrors.IPCClientError)
 
 
+def test_a_refused_client_is_told_why(make, monkeypatch):
+    monkeypatch.setenv("IPCBUS_TOKEN", "not-the-token")
+    client = make()
+    assert client.set("x", 1) is False
+    client.raise_exception = True
+    with pytest.raises(ipcclientxerrors.ServerUnavailableError) as e:
+        client.get("x")
+    assert "401" in str(e.value) and "IPCBUS_TOKEN" in str(e.value)
+
+
+def test_dropping_the_client_closes_its_connection(server, monkeypatch):
+    monkeypatch.setenv("IPCBUS_URL", server.url)
+    client = IPCClientX()  # as old addons did: made for a call, then `del client`
+    assert client.get("x") is None
+    bus = client._bus
+    assert bus.state == "open"
+    del client
+    assert bus.state == "closed"
+
+
 def test_persistence_across_a_restart(client, server):
     client.set("persist", 3.14159, author=OLD_AUTHOR, persist=True)
     client.set("added", "a", author=OLD_AUTHOR)
