@@ -5,13 +5,17 @@
 //!     cargo run -p ipcbus-examples --bin publisher
 //!
 //! It publishes `svc.weather.today` after each (simulated, slow) scrape,
-//! marks itself online at `svc.weather.online`, and scrapes again at once
-//! when someone sets `svc.weather.refresh` (see the `hotkey` example). It
-//! never polls: refresh requests are pushed to it. `IPCBUS_URL` picks the
-//! server (default `ws://127.0.0.1:9099/ws`); `SCRAPES=N` stops after N scrapes.
+//! marks itself online at `svc.weather.online` (ephemeral: the bus deletes
+//! it if the service dies), and scrapes again at once when someone sets
+//! `svc.weather.refresh` (see the `hotkey` example). It never polls:
+//! refresh requests are pushed to it. It keeps running when the bus
+//! restarts: the client reconnects, its subscription and its online flag
+//! carry on, and a scrape the bus could not take is reported and skipped.
+//! `IPCBUS_URL` picks the server (default `ws://127.0.0.1:9099/ws`);
+//! `SCRAPES=N` stops after N scrapes.
 
 use futures_util::StreamExt;
-use ipcbus_client::{Client, Event};
+use ipcbus_client::{Client, Error, Event, SetOptions};
 use serde::Serialize;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -53,12 +57,21 @@ async fn main() -> Result<(), ipcbus_client::Error> {
             break;
         }
     }
-    bus.set("svc.weather.online", &true).await?;
+    let online = SetOptions {
+        ephemeral: true,
+        ..SetOptions::default()
+    };
+    bus.set_with("svc.weather.online", &true, online).await?;
     // The first tick is a period away: the first scrape happens right here.
     let mut timer = tokio::time::interval_at(tokio::time::Instant::now() + PERIOD, PERIOD);
     for n in 1.. {
-        let rev = bus.set("svc.weather.today", &scrape(n).await).await?;
-        println!("published scrape {n} as rev {rev}");
+        match bus.set("svc.weather.today", &scrape(n).await).await {
+            Ok(rev) => println!("published scrape {n} as rev {rev}"),
+            // The bus was away for longer than the call timeout, or went
+            // away under the write: the next scrape replaces this one anyway.
+            Err(e @ Error::Unavailable { .. }) => eprintln!("scrape {n} not published: {e}"),
+            Err(e) => return Err(e),
+        }
         if limit.is_some_and(|l| n >= l) {
             break;
         }
@@ -69,7 +82,7 @@ async fn main() -> Result<(), ipcbus_client::Error> {
                 ev = refresh.next() => match ev {
                     Some(Event::Value { .. }) => break,
                     Some(_) => continue,
-                    None => return Err(ipcbus_client::Error::Closed),
+                    None => return Ok(()), // the client was closed
                 },
             }
         }

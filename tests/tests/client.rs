@@ -201,16 +201,37 @@ async fn requests_are_pipelined() {
     assert_eq!(*distinct.iter().max().expect("max"), 2000);
 }
 
+/// With reconnect off, a lost connection closes the client: calls fail
+/// with `Unavailable` at once (reconnects are tested in reconnect.rs).
 #[tokio::test]
-async fn requests_fail_with_closed_when_the_server_goes() {
+async fn without_reconnect_requests_fail_when_the_server_goes() {
     let server = TestServer::start();
-    let client: Client = server.client().await;
+    let options = ipcbus_client::ClientOptions {
+        reconnect: false,
+        ..Default::default()
+    };
+    let client = Client::connect_with(&server.url(), options)
+        .await
+        .expect("connect");
     client.set("x", &1).await.expect("set");
     tokio::task::spawn_blocking(move || drop(server))
         .await
         .expect("stopped");
     let err = client.get::<i32>("x").await.expect_err("closed");
-    assert!(matches!(err, Error::Closed | Error::WebSocket(_)), "{err}");
+    assert!(
+        matches!(
+            err,
+            Error::Unavailable {
+                maybe_applied: false,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(
+        client.state().borrow().kind,
+        ipcbus_client::StateKind::Closed
+    );
 }
 
 #[tokio::test]

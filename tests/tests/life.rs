@@ -116,7 +116,7 @@ async fn persisted_keys_survive_a_restart_and_others_do_not() {
         c.set("p3", &"no longer persisted").await.expect("p3 again");
         c.set_with("p4", &4, PERSIST).await.expect("p4");
         let last_rev = c.del("p4").await.expect("del p4");
-        (c.store().to_owned(), p1_rev, last_rev)
+        (c.store(), p1_rev, last_rev)
     };
     let server = TestServer::with_config(on_disk(dir.path()));
     let c = server.client().await;

@@ -1,72 +1,35 @@
-//! `Client`: a cheap-to-clone handle to one connection.
+//! `Client`: a cheap-to-clone handle to one logical connection, which the
+//! connection task (`reconnect.rs`) keeps up across server restarts.
 
-use crate::conn::{self, Command};
+use crate::conn::{self, Command, Kind, Progress, Shared};
+use crate::dial::Hello;
+use crate::ephemeral::Ephemeral;
 use crate::error::{Error, Result};
-use crate::queue::EventQueue;
+use crate::options::{ClientOptions, SetOptions};
+use crate::reconnect::{self, Link};
+use crate::resync::SubShared;
+use crate::state::{State, StateKind};
 use crate::subscription::Subscription;
 use crate::watch::Watch;
-use bytes::{Bytes, BytesMut};
-use futures_util::StreamExt;
-use ipcbus_protocol::{
-    msgpack, KeyRev, Life, Op, Pattern, Reply, Request, ServerMsg, MAX_TTL_MS, SUBPROTOCOL_MSGPACK,
-};
+use bytes::Bytes;
+use ipcbus_protocol::{KeyRev, Life, Op, Pattern, Reply, MAX_TTL_MS};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::borrow::Cow;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
-use tokio::sync::{mpsc, oneshot};
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::http::HeaderValue;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
-
-/// Connection settings.
-#[derive(Debug, Clone)]
-pub struct ClientOptions {
-    /// Socket read buffer per connection. Small by default: tungstenite's
-    /// 128 KiB default costs that much per idle connection.
-    pub read_buffer_bytes: usize,
-    /// Requests queued for the writer before callers wait.
-    pub request_capacity: usize,
-    /// Events buffered per subscription before each key keeps only its
-    /// newest waiting event (see [`Subscription`]).
-    pub subscription_capacity: usize,
-    /// Largest message accepted from the server.
-    pub max_message_bytes: usize,
-    /// The access token, sent as `Authorization: Bearer`. When `None`, the
-    /// client uses `$IPCBUS_TOKEN` or the token file the local server wrote
-    /// (see `ipcbus_protocol::auth`), if there is one.
-    pub token: Option<String>,
-}
-
-/// How a `set` stores its value; see [`Client::set_with`].
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct SetOptions {
-    /// Write only if the key's current rev is this (0: only if absent).
-    pub if_rev: Option<u64>,
-    /// Write the value to disk before the server acknowledges it, so it
-    /// survives a restart or a crash of the server.
-    pub persist: bool,
-    /// Delete the key when this connection ends (a "last will").
-    pub ephemeral: bool,
-    /// Delete the key after this long.
-    pub ttl: Option<std::time::Duration>,
-}
-
-impl Default for ClientOptions {
-    fn default() -> Self {
-        ClientOptions {
-            read_buffer_bytes: 16 << 10,
-            request_capacity: 1024,
-            subscription_capacity: 4096,
-            max_message_bytes: 16 << 20,
-            token: None,
-        }
-    }
-}
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot, watch};
 
 /// A connection to an ipcbus server. Clones share the connection; requests
 /// from all of them are pipelined and matched to replies by id.
+///
+/// When the connection is lost the client reconnects by itself (see
+/// [`ClientOptions::reconnect`]): calls wait for it up to
+/// [`ClientOptions::timeout`], subscriptions and watches carry on, and
+/// [`Client::state`] tells what is going on. It closes when the program
+/// calls [`Client::close`] or drops every `Client` (and every
+/// [`Subscription`] and [`Watch`], which hold one).
 ///
 /// ```no_run
 /// # async fn demo() -> Result<(), ipcbus_client::Error> {
@@ -83,105 +46,177 @@ pub struct Client {
 #[derive(Debug)]
 struct Inner {
     tx: mpsc::Sender<Command>,
-    routes: conn::Shared,
-    next_id: AtomicU64,
-    session: String,
-    store: String,
+    shared: Shared,
+    ids: Arc<AtomicU64>,
+    info: Arc<Mutex<Hello>>,
+    ephemeral: Arc<Ephemeral>,
+    state: watch::Receiver<State>,
+    closing: watch::Sender<bool>,
     options: ClientOptions,
 }
 
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.closing.send_replace(true);
+    }
+}
+
 impl Client {
-    /// Connects with default options (MessagePack).
+    /// Connects with default options (MessagePack): retries for up to
+    /// [`ClientOptions::timeout`] if the bus is not up yet.
     pub async fn connect(url: &str) -> Result<Client> {
         Client::connect_with(url, ClientOptions::default()).await
     }
 
-    /// Connects with the given options.
+    /// Connects with the given options. A bus that is not up yet is tried
+    /// again (0.1 s, doubling to 5 s) until [`ClientOptions::connect_timeout`],
+    /// then this fails with [`Error::Unavailable`]; a refused token or
+    /// origin (401, 403) fails at once with [`Error::Refused`]. With
+    /// [`ClientOptions::fail_fast`], one attempt, and its error as it is.
     pub async fn connect_with(url: &str, options: ClientOptions) -> Result<Client> {
-        let mut request = url.into_client_request()?;
-        request.headers_mut().insert(
-            "Sec-WebSocket-Protocol",
-            HeaderValue::from_static(SUBPROTOCOL_MSGPACK),
-        );
-        let in_url = request
-            .uri()
-            .query()
-            .is_some_and(|q| q.split('&').any(|kv| kv.starts_with("token=")));
-        let token = match &options.token {
-            Some(token) => Some(token.clone()),
-            None if in_url => None,
-            None => ipcbus_protocol::auth::discover_token(),
+        let (tx, rx) = mpsc::channel(options.request_capacity);
+        let (state_tx, state) = watch::channel(State::new(
+            StateKind::Connecting,
+            format!("connecting to {url}"),
+        ));
+        let (closing, closing_rx) = watch::channel(false);
+        let inner = Inner {
+            shared: Shared::default(),
+            ids: Arc::new(AtomicU64::new(1)),
+            info: Arc::default(),
+            ephemeral: Arc::default(),
+            state,
+            closing,
+            options: options.clone(),
+            tx,
         };
-        if let Some(token) = token {
-            let value = HeaderValue::try_from(format!("Bearer {token}"))
-                .map_err(|_| Error::Protocol("the token is not a valid header value".into()))?;
-            request.headers_mut().insert("Authorization", value);
-        }
-        let config = WebSocketConfig::default()
-            .read_buffer_size(options.read_buffer_bytes)
-            .max_message_size(Some(options.max_message_bytes))
-            .max_frame_size(Some(options.max_message_bytes));
-        let (mut ws, _) =
-            match tokio_tungstenite::connect_async_with_config(request, Some(config), true).await {
-                Ok(connected) => connected,
-                Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
-                    return Err(refused(resp.status().as_u16(), resp.body().as_deref()));
-                }
-                Err(e) => return Err(e.into()),
-            };
-        let (session, store) = match ws.next().await {
-            Some(Ok(tokio_tungstenite::tungstenite::Message::Binary(frame))) => {
-                match msgpack::decode_server(&frame) {
-                    Ok(ServerMsg::Hello { session, store, .. }) => {
-                        (session.into_owned(), store.into_owned())
-                    }
-                    _ => return Err(Error::Protocol("expected hello".into())),
-                }
-            }
-            Some(Err(e)) => return Err(e.into()),
-            _ => return Err(Error::Protocol("expected hello".into())),
+        let link = Link {
+            url: url.to_owned(),
+            options,
+            shared: inner.shared.clone(),
+            rx,
+            weak: inner.tx.downgrade(),
+            state: state_tx,
+            closing: closing_rx,
+            info: inner.info.clone(),
+            ephemeral: inner.ephemeral.clone(),
+            ids: inner.ids.clone(),
+            resend: Vec::new(),
         };
-        let (tx, routes) = conn::spawn(ws, options.request_capacity);
-        Ok(Client {
-            inner: Arc::new(Inner {
-                tx,
-                routes,
-                next_id: AtomicU64::new(1),
-                session,
-                store,
-                options,
+        let (first, connected) = oneshot::channel();
+        tokio::spawn(reconnect::run(link, first));
+        match connected.await {
+            Ok(Ok(())) => Ok(Client {
+                inner: Arc::new(inner),
             }),
-        })
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(Error::unavailable(reconnect::CLOSED_BY_CLIENT)),
+        }
     }
 
-    /// The server's id for this session.
-    pub fn session(&self) -> &str {
-        &self.inner.session
+    /// The connection's state, as it changes.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: ipcbus_client::Client) {
+    /// let mut state = client.state();
+    /// while state.changed().await.is_ok() {
+    ///     let now = state.borrow_and_update().clone();
+    ///     println!("bus: {} ({})", now.kind, now.reason); // "reconnecting (...)"
+    /// }
+    /// # }
+    /// ```
+    pub fn state(&self) -> watch::Receiver<State> {
+        self.inner.state.clone()
+    }
+
+    /// Closes the client: calls in flight or waiting fail with
+    /// [`Error::Unavailable`] ("closed by the client"), subscriptions end,
+    /// the state becomes [`StateKind::Closed`]. The server deletes this
+    /// client's ephemeral keys.
+    pub fn close(&self) {
+        self.inner.closing.send_replace(true);
+    }
+
+    fn info(&self) -> MutexGuard<'_, Hello> {
+        self.inner
+            .info
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The server's id for the current session (a new one after a reconnect).
+    pub fn session(&self) -> String {
+        self.info().session.clone()
     }
 
     /// The server's store id (from `hello`). Revs are only comparable, and
     /// `since` only meaningful, within one store.
-    pub fn store(&self) -> &str {
-        &self.inner.store
+    pub fn store(&self) -> String {
+        self.info().store.clone()
     }
 
-    async fn request(&self, op: Op<'_>, events: Option<Arc<EventQueue>>) -> Result<Reply<'static>> {
-        let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
-        let mut buf = BytesMut::new();
-        msgpack::encode_request(&Request { id: Some(id), op }, &mut buf);
+    fn next_id(&self) -> u64 {
+        self.inner.ids.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Sends `op` and waits for its reply, up to the call timeout.
+    async fn request(&self, op: Op<'_>, kind: Kind) -> Result<Reply<'static>> {
+        let id = self.next_id();
+        self.call(id, conn::encode(Some(id), op), kind).await
+    }
+
+    /// Sends one request and waits for its reply, up to the call timeout.
+    async fn call(&self, id: u64, frame: Bytes, kind: Kind) -> Result<Reply<'static>> {
+        if let Some(max) = self.info().max_frame_bytes {
+            if frame.len() as u64 > max {
+                return Err(Error::too_large(format!(
+                    "request of {} bytes exceeds max_frame_bytes ({max})",
+                    frame.len()
+                )));
+            }
+        }
+        let write = matches!(kind, Kind::Write);
+        let progress = Arc::new(Progress::default());
         let (reply, rx) = oneshot::channel();
         let cmd = Command {
-            frame: buf.freeze(),
+            frame,
             id: Some(id),
+            kind,
             reply: Some(reply),
-            events,
+            progress: Some(progress.clone()),
         };
-        self.inner.tx.send(cmd).await.map_err(|_| Error::Closed)?;
-        rx.await.map_err(|_| Error::Closed)?
+        let timeout = self.inner.options.timeout;
+        let waited = tokio::time::timeout(timeout, async {
+            self.inner.tx.send(cmd).await.ok()?;
+            rx.await.ok()
+        })
+        .await;
+        match waited {
+            Ok(Some(result)) => result,
+            Ok(None) => Err(Error::unavailable(self.inner.state.borrow().reason.clone())),
+            Err(_) => {
+                let sent = progress.abandon();
+                let state = self.inner.state.borrow().clone();
+                let reason = if sent || state.kind == StateKind::Open {
+                    format!("no reply within {timeout:?}")
+                } else {
+                    format!("not connected within {timeout:?}: {}", state.reason)
+                };
+                Err(Error::Unavailable {
+                    reason,
+                    maybe_applied: write && sent,
+                })
+            }
+        }
     }
 
     /// Sets `key` to `value`, encoded as MessagePack (structs as maps).
     /// Returns the rev of the write.
+    ///
+    /// If the connection is lost before the reply, this fails with
+    /// [`Error::Unavailable`] and [`Error::maybe_applied`]: the write is
+    /// not sent again. Read the key to learn what happened, or use
+    /// [`Client::set_if`], which applies at most once and is safe to retry.
     pub async fn set<T: Serialize + ?Sized>(&self, key: &str, value: &T) -> Result<u64> {
         self.set_raw(key, encode(value)?, None).await
     }
@@ -211,7 +246,7 @@ impl Client {
     /// ```no_run
     /// # async fn demo(client: ipcbus_client::Client) -> Result<(), ipcbus_client::Error> {
     /// use ipcbus_client::SetOptions;
-    /// // Deleted when this connection ends: plugins see the service go away.
+    /// // Deleted when this client ends: plugins see the service go away.
     /// let online = SetOptions { ephemeral: true, ..SetOptions::default() };
     /// client.set_with("svc.weather.online", &true, online).await?;
     /// # Ok(()) }
@@ -225,11 +260,25 @@ impl Client {
         self.set_raw_with(key, encode(value)?, options).await
     }
 
-    /// [`Client::set_with`] for a MessagePack value given as bytes.
+    /// [`Client::set_with`] for a MessagePack value given as bytes. A value
+    /// over the server's `max_value_bytes` fails with `too_large` before
+    /// anything is sent.
     pub async fn set_raw_with(&self, key: &str, value: Bytes, options: SetOptions) -> Result<u64> {
-        let ttl_ms = options
-            .ttl
-            .map(|t| u64::try_from(t.as_millis()).map_or(MAX_TTL_MS, |ms| ms.clamp(1, MAX_TTL_MS)));
+        if let Some(max) = self.info().max_value_bytes {
+            if value.len() as u64 > max {
+                return Err(Error::too_large(format!(
+                    "value of {} bytes exceeds max_value_bytes ({max})",
+                    value.len()
+                )));
+            }
+        }
+        let ephemeral = &self.inner.ephemeral;
+        let claim = if options.ephemeral {
+            Some(ephemeral.begin(key, value.clone(), options.ttl))
+        } else {
+            ephemeral.forget(key, None);
+            None
+        };
         let op = Op::Set {
             key: Cow::Borrowed(key),
             value,
@@ -237,10 +286,19 @@ impl Client {
             life: Life {
                 persist: options.persist,
                 ephemeral: options.ephemeral,
-                ttl_ms,
+                ttl_ms: options.ttl.map(ttl_ms),
             },
         };
-        rev(&self.request(op, None).await?)
+        let result = self.request(op, Kind::Write).await;
+        let result = result.and_then(|reply| rev(&reply));
+        if let Some((generation, previous)) = claim {
+            match &result {
+                Ok(rev) => ephemeral.acked(key, generation, *rev),
+                Err(e) if !e.maybe_applied() => ephemeral.refused(key, generation, previous),
+                Err(_) => {}
+            }
+        }
+        result
     }
 
     /// Reads `key` and decodes it. Fails with `not_found` if absent.
@@ -251,50 +309,40 @@ impl Client {
 
     /// Reads `key` as MessagePack bytes, with its rev.
     pub async fn get_raw(&self, key: &str) -> Result<(Bytes, u64)> {
-        let reply = self
-            .request(
-                Op::Get {
-                    key: Cow::Borrowed(key),
-                },
-                None,
-            )
-            .await?;
+        let op = Op::Get {
+            key: Cow::Borrowed(key),
+        };
+        let reply = self.request(op, Kind::Read).await?;
         match (reply.value, reply.rev) {
             (Some(value), Some(rev)) => Ok((value, rev)),
             _ => Err(Error::Protocol("get reply without value or rev".into())),
         }
     }
 
-    /// Deletes `key`; returns the rev of the deletion.
+    /// Deletes `key`; returns the rev of the deletion. Like [`Client::set`],
+    /// it fails with [`Error::maybe_applied`] if the reply is lost.
     pub async fn del(&self, key: &str) -> Result<u64> {
-        rev(&self
-            .request(
-                Op::Del {
-                    key: Cow::Borrowed(key),
-                    if_rev: None,
-                },
-                None,
-            )
-            .await?)
+        self.del_maybe_if(key, None).await
     }
 
     /// Deletes `key` only if its current rev is `rev`.
     pub async fn del_if(&self, key: &str, rev_: u64) -> Result<u64> {
-        rev(&self
-            .request(
-                Op::Del {
-                    key: Cow::Borrowed(key),
-                    if_rev: Some(rev_),
-                },
-                None,
-            )
-            .await?)
+        self.del_maybe_if(key, Some(rev_)).await
+    }
+
+    async fn del_maybe_if(&self, key: &str, if_rev: Option<u64>) -> Result<u64> {
+        self.inner.ephemeral.forget(key, None);
+        let op = Op::Del {
+            key: Cow::Borrowed(key),
+            if_rev,
+        };
+        rev(&self.request(op, Kind::Write).await?)
     }
 
     /// Lists keys and revs, all or those matching `pattern`.
     pub async fn keys(&self, pattern: Option<&str>) -> Result<Vec<(String, u64)>> {
         let pattern = pattern.map(parse_pattern).transpose()?;
-        let reply = self.request(Op::Keys { pattern }, None).await?;
+        let reply = self.request(Op::Keys { pattern }, Kind::Read).await?;
         let keys = reply.keys.unwrap_or_default();
         Ok(keys
             .into_iter()
@@ -303,7 +351,8 @@ impl Client {
     }
 
     /// Subscribes to a key or pattern: current values first, then
-    /// [`crate::Event::Synced`], then every change.
+    /// [`crate::Event::Synced`], then every change. After a reconnect the
+    /// stream goes on with what changed meanwhile (see [`Subscription`]).
     pub async fn subscribe(&self, pattern: &str) -> Result<Subscription> {
         self.subscribe_since(pattern, None).await
     }
@@ -311,31 +360,29 @@ impl Client {
     /// Like [`Client::subscribe`], replaying only keys whose rev is above `since`.
     pub async fn subscribe_since(&self, pattern: &str, since: Option<u64>) -> Result<Subscription> {
         let pattern = parse_pattern(pattern)?;
-        let queue = Arc::new(EventQueue::new(self.inner.options.subscription_capacity));
-        let reply = self
-            .request(Op::Sub { pattern, since }, Some(queue.clone()))
-            .await?;
-        let id = reply
-            .sub
-            .ok_or_else(|| Error::Protocol("sub reply without sub".into()))?;
+        let id = self.next_id();
+        let capacity = self.inner.options.subscription_capacity;
+        let sub = Arc::new(SubShared::new(id, pattern, since, capacity));
+        self.call(id, sub.frame(id), Kind::Sub(sub.clone())).await?;
         Ok(Subscription {
-            id,
-            queue,
+            sub,
             client: self.clone(),
         })
     }
 
-    /// A local mirror of every key matching `pattern`, kept current by push.
+    /// A local mirror of every key matching `pattern`, kept current by push,
+    /// and correct again after a reconnect once the replay is in.
     /// Reads from it are local. Await [`Watch::synced`] for the initial state.
     pub async fn watch(&self, pattern: &str) -> Result<Watch> {
         Ok(Watch::start(self.subscribe(pattern).await?))
     }
 
-    /// Stops routing `sub` and sends `unsub` without waiting (used by
+    /// Ends a subscription and sends `unsub` without waiting (used by
     /// `Subscription::drop`, which cannot await).
-    pub(crate) fn unsubscribe_later(&self, sub: u64) {
-        self.inner.routes.forget(sub);
-        let cmd = Command::unsub(sub);
+    pub(crate) fn unsubscribe_later(&self, sub: &SubShared) {
+        let Some(cmd) = self.inner.shared.forget(sub) else {
+            return;
+        };
         if let Err(mpsc::error::TrySendError::Full(cmd)) = self.inner.tx.try_send(cmd) {
             let tx = self.inner.tx.clone();
             if let Ok(rt) = tokio::runtime::Handle::try_current() {
@@ -347,15 +394,9 @@ impl Client {
     }
 }
 
-/// The error for a refused upgrade: the `msg` of the server's JSON error
-/// body, or the body as text.
-fn refused(status: u16, body: Option<&[u8]>) -> Error {
-    let text = String::from_utf8_lossy(body.unwrap_or_default());
-    let msg = serde_json::from_str::<serde_json::Value>(&text)
-        .ok()
-        .and_then(|v| v["error"]["msg"].as_str().map(str::to_owned))
-        .unwrap_or_else(|| text.trim().to_owned());
-    Error::Refused { status, msg }
+/// A `ttl` as the wire's `ttl_ms`: at least 1, at most `MAX_TTL_MS`.
+pub(crate) fn ttl_ms(ttl: Duration) -> u64 {
+    u64::try_from(ttl.as_millis()).map_or(MAX_TTL_MS, |ms| ms.clamp(1, MAX_TTL_MS))
 }
 
 fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Bytes> {

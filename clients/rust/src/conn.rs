@@ -1,68 +1,120 @@
-//! The connection's two background tasks: a writer that sends encoded
-//! requests in batches, and a reader that routes replies to their callers
-//! and events to their subscriptions. The reader never waits, neither for
-//! the writer nor for a slow subscription (see `EventQueue`), so neither side
-//! of the socket can deadlock the other.
+//! What one connection shares with the client: the commands it sends, the
+//! table that routes replies to their callers and events to their
+//! subscriptions, and the reader task. The reader never waits, neither for
+//! the writer (`reconnect.rs`) nor for a slow subscription (see
+//! `EventQueue`), so neither side of the socket can deadlock the other.
 
 use crate::error::{Error, Result};
-use crate::queue::EventQueue;
+use crate::resync::SubShared;
 use crate::subscription::Event;
 use bytes::{Bytes, BytesMut};
-use futures_util::stream::{SplitSink, SplitStream};
-use futures_util::{SinkExt, StreamExt};
+use futures_util::stream::SplitStream;
+use futures_util::StreamExt;
 use ipcbus_protocol::{msgpack, Op, Reply, Request, ServerMsg};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 pub(crate) type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+pub(crate) type ReplyTx = oneshot::Sender<Result<Reply<'static>>>;
 
-/// A request on its way to the writer.
+/// What a request is, for what happens to it when its connection is lost.
+#[derive(Clone)]
+pub(crate) enum Kind {
+    /// `get`, `keys`: sent again on the next connection.
+    Read,
+    /// `set`, `del`: fails with `maybe_applied`, never sent twice.
+    Write,
+    /// A program's `sub`: sent again; its reply attaches the subscription.
+    Sub(Arc<SubShared>),
+    /// A `sub` the client makes again after a reconnect (nobody awaits it).
+    Resub(Arc<SubShared>),
+    /// The client's own request on a new connection (ephemeral keys).
+    Internal,
+    /// `unsub` without id, for the connection `epoch` only: the server's
+    /// ids mean nothing on another connection.
+    Unsub { epoch: u64 },
+}
+
+/// A request on its way to the connection.
 pub(crate) struct Command {
     pub(crate) frame: Bytes,
     pub(crate) id: Option<u64>,
-    pub(crate) reply: Option<oneshot::Sender<Result<Reply<'static>>>>,
-    /// For `sub`: where the subscription's events go, registered before the
-    /// reply is delivered so that no event can arrive unrouted.
-    pub(crate) events: Option<Arc<EventQueue>>,
+    pub(crate) kind: Kind,
+    pub(crate) reply: Option<ReplyTx>,
+    pub(crate) progress: Option<Arc<Progress>>,
+}
+
+/// One request as MessagePack.
+pub(crate) fn encode(id: Option<u64>, op: Op<'_>) -> Bytes {
+    let mut buf = BytesMut::new();
+    msgpack::encode_request(&Request { id, op }, &mut buf);
+    buf.freeze()
 }
 
 impl Command {
-    /// `unsub` without id: the reply to it would go nowhere.
-    pub(crate) fn unsub(sub: u64) -> Command {
-        let mut buf = BytesMut::new();
-        msgpack::encode_request(
-            &Request {
-                id: None,
-                op: Op::Unsub { sub },
-            },
-            &mut buf,
-        );
+    pub(crate) fn unsub(sub: u64, epoch: u64) -> Command {
         Command {
-            frame: buf.freeze(),
+            frame: encode(None, Op::Unsub { sub }),
             id: None,
+            kind: Kind::Unsub { epoch },
             reply: None,
-            events: None,
+            progress: None,
+        }
+    }
+
+    /// Fails the caller, if any still waits.
+    pub(crate) fn fail(self, error: Error) {
+        if let Some(reply) = self.reply {
+            let _ = reply.send(Err(error));
         }
     }
 }
 
-struct Waiting {
-    reply: oneshot::Sender<Result<Reply<'static>>>,
-    events: Option<Arc<EventQueue>>,
+/// Whether a request went out, settled once between the writer and a
+/// caller that timed out, so that a write is reported `maybe_applied`
+/// exactly when it may have been sent.
+#[derive(Default)]
+pub(crate) struct Progress(AtomicU8);
+
+const QUEUED: u8 = 0;
+const SENT: u8 = 1;
+const ABANDONED: u8 = 2;
+
+impl Progress {
+    /// The writer is about to send it; false if the caller gave up first.
+    pub(crate) fn send(&self) -> bool {
+        self.0
+            .compare_exchange(QUEUED, SENT, Ordering::AcqRel, Ordering::Acquire)
+            .map_or_else(|now| now == SENT, |_| true)
+    }
+
+    /// The caller gives up; true if the request was sent already.
+    pub(crate) fn abandon(&self) -> bool {
+        self.0
+            .compare_exchange(QUEUED, ABANDONED, Ordering::AcqRel, Ordering::Acquire)
+            .is_err_and(|now| now == SENT)
+    }
 }
 
 #[derive(Default)]
-struct Routes {
-    waiting: HashMap<u64, Waiting>,
-    subs: HashMap<u64, Arc<EventQueue>>,
-    closed: bool,
+pub(crate) struct Routes {
+    /// Requests sent on the current connection, by id.
+    pub(crate) waiting: HashMap<u64, Command>,
+    /// The server's subscription id → subscription, on the current connection.
+    pub(crate) live: HashMap<u64, Arc<SubShared>>,
+    /// Every subscription the program holds, by its local id.
+    pub(crate) subs: HashMap<u64, Arc<SubShared>>,
+    /// Counts connections; see [`Kind::Unsub`].
+    pub(crate) epoch: u64,
 }
 
-/// The routing table both tasks and the client share.
+/// The routing table the connection tasks and the clients share.
 #[derive(Clone, Default)]
 pub(crate) struct Shared(Arc<Mutex<Routes>>);
 
@@ -73,135 +125,80 @@ impl std::fmt::Debug for Shared {
 }
 
 impl Shared {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Routes> {
+    pub(crate) fn lock(&self) -> std::sync::MutexGuard<'_, Routes> {
         self.0.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Stops routing a subscription's events (its `unsub` is sent separately).
-    pub(crate) fn forget(&self, sub: u64) {
-        if let Some(queue) = self.lock().subs.remove(&sub) {
-            queue.close();
+    /// Ends a subscription: no more routing, its stream ends; returns the
+    /// `unsub` to send, if it is on a connection.
+    pub(crate) fn forget(&self, sub: &SubShared) -> Option<Command> {
+        let mut routes = self.lock();
+        routes.subs.remove(&sub.local);
+        sub.queue.close();
+        let (id, epoch) = sub.attached()?;
+        if routes.live.get(&id).is_some_and(|s| s.local == sub.local) {
+            routes.live.remove(&id);
         }
+        Some(Command::unsub(id, epoch))
     }
 }
 
-/// Starts both tasks; requests go into the returned sender.
-pub(crate) fn spawn(ws: Ws, capacity: usize) -> (mpsc::Sender<Command>, Shared) {
-    let (tx, rx) = mpsc::channel(capacity);
-    let shared = Shared::default();
-    let (sink, stream) = ws.split();
-    tokio::spawn(write_loop(sink, rx, shared.clone()));
-    // Weak, so that dropping every `Client` still ends the writer.
-    tokio::spawn(read_loop(stream, shared.clone(), tx.downgrade()));
-    (tx, shared)
+/// Why a connection ended.
+pub(crate) struct Lost {
+    pub(crate) reason: String,
+    /// The server closed it with 1009: a message of ours was too big.
+    pub(crate) too_large: bool,
 }
 
-async fn write_loop(
-    mut sink: SplitSink<Ws, Message>,
-    mut rx: mpsc::Receiver<Command>,
+/// Reads the connection `epoch` until it ends; `tx` (weak: dropping every
+/// `Client` still ends the client) takes the `unsub` of a late `sub` reply.
+pub(crate) async fn read_loop(
+    mut stream: SplitStream<Ws>,
     shared: Shared,
-) {
-    while let Some(cmd) = rx.recv().await {
-        if !register(&shared, cmd.id, cmd.reply, cmd.events) {
-            break;
-        }
-        if sink.feed(Message::Binary(cmd.frame)).await.is_err() {
-            break;
-        }
-        // Send whatever else is queued in the same flush.
-        while let Ok(cmd) = rx.try_recv() {
-            if !register(&shared, cmd.id, cmd.reply, cmd.events)
-                || sink.feed(Message::Binary(cmd.frame)).await.is_err()
-            {
-                return fail_all(&shared);
-            }
-        }
-        if sink.flush().await.is_err() {
-            break;
-        }
-    }
-    let _ = sink.close().await;
-    fail_all(&shared);
-}
-
-/// Records who waits for a reply. False once the connection is gone.
-fn register(
-    shared: &Shared,
-    id: Option<u64>,
-    reply: Option<oneshot::Sender<Result<Reply<'static>>>>,
-    events: Option<Arc<EventQueue>>,
-) -> bool {
-    let mut routes = shared.lock();
-    if routes.closed {
-        if let Some(reply) = reply {
-            let _ = reply.send(Err(Error::Closed));
-        }
-        return false;
-    }
-    if let (Some(id), Some(reply)) = (id, reply) {
-        routes.waiting.insert(id, Waiting { reply, events });
-    }
-    true
-}
-
-fn fail_all(shared: &Shared) {
-    let mut routes = shared.lock();
-    routes.closed = true;
-    for (_, w) in routes.waiting.drain() {
-        let _ = w.reply.send(Err(Error::Closed));
-    }
-    for (_, queue) in routes.subs.drain() {
-        queue.close();
-    }
-}
-
-async fn read_loop(mut stream: SplitStream<Ws>, shared: Shared, tx: mpsc::WeakSender<Command>) {
+    tx: mpsc::WeakSender<Command>,
+    epoch: u64,
+) -> Lost {
+    let mut closed_with = None;
     while let Some(msg) = stream.next().await {
         let frame = match msg {
             Ok(Message::Binary(frame)) => frame,
-            Err(_) => break,
+            Err(e) => {
+                return Lost {
+                    reason: e.to_string(),
+                    too_large: false,
+                }
+            }
             // Keep reading after a close frame: that is what sends the reply.
-            Ok(Message::Close(_)) => continue,
+            Ok(Message::Close(frame)) => {
+                closed_with = frame;
+                continue;
+            }
             Ok(_) => continue,
         };
         match msgpack::decode_server(&frame) {
-            Ok(msg) => route(&shared, &tx, msg),
+            Ok(msg) => route(&shared, &tx, msg, epoch),
             Err(e) => tracing::warn!("ipcbus: undecodable message from server: {e}"),
         }
     }
-    fail_all(&shared);
+    match closed_with {
+        Some(f) if f.code == CloseCode::Size => Lost {
+            reason: format!("frame too big: {}", f.reason),
+            too_large: true,
+        },
+        Some(f) => Lost {
+            reason: format!("closed by the server ({}): {}", u16::from(f.code), f.reason),
+            too_large: false,
+        },
+        None => Lost {
+            reason: "the connection ended".into(),
+            too_large: false,
+        },
+    }
 }
 
-fn route(shared: &Shared, tx: &mpsc::WeakSender<Command>, msg: ServerMsg<'_>) {
+fn route(shared: &Shared, tx: &mpsc::WeakSender<Command>, msg: ServerMsg<'_>, epoch: u64) {
     let (sub, event) = match msg {
-        ServerMsg::Reply { id, result } => {
-            let mut routes = shared.lock();
-            let Some(w) = routes.waiting.remove(&id) else {
-                return;
-            };
-            let sub = match (&result, w.events) {
-                (Ok(Reply { sub: Some(sub), .. }), Some(events)) => {
-                    routes.subs.insert(*sub, events);
-                    Some(*sub)
-                }
-                _ => None,
-            };
-            drop(routes);
-            if w.reply
-                .send(result.map(owned).map_err(Error::Server))
-                .is_err()
-            {
-                // The caller gave up (a cancelled `subscribe`): nobody will
-                // ever unsubscribe, so do it now.
-                if let Some(sub) = sub {
-                    shared.forget(sub);
-                    if let Some(tx) = tx.upgrade() {
-                        let _ = tx.try_send(Command::unsub(sub));
-                    }
-                }
-            }
-            return;
-        }
+        ServerMsg::Reply { id, result } => return reply(shared, tx, id, result, epoch),
         ServerMsg::Error(e) => {
             tracing::warn!("ipcbus: server reported {e}");
             return;
@@ -229,8 +226,56 @@ fn route(shared: &Shared, tx: &mpsc::WeakSender<Command>, msg: ServerMsg<'_>) {
         ),
         ServerMsg::Synced { sub } => (sub, Event::Synced),
     };
-    if let Some(queue) = shared.lock().subs.get(&sub) {
-        queue.push(event);
+    if let Some(sub) = shared.lock().live.get(&sub) {
+        sub.deliver(event);
+    }
+}
+
+fn reply(
+    shared: &Shared,
+    tx: &mpsc::WeakSender<Command>,
+    id: u64,
+    result: Result<Reply<'_>, ipcbus_protocol::ErrorBody>,
+    epoch: u64,
+) {
+    let mut routes = shared.lock();
+    let Some(cmd) = routes.waiting.remove(&id) else {
+        return;
+    };
+    let sub = match (&cmd.kind, &result) {
+        (Kind::Sub(sub) | Kind::Resub(sub), Ok(Reply { sub: Some(sid), .. })) => {
+            // Registered before the reply is delivered, so that no event
+            // can arrive unrouted.
+            sub.attach(*sid, epoch);
+            routes.live.insert(*sid, sub.clone());
+            routes.subs.insert(sub.local, sub.clone());
+            Some(sub.clone())
+        }
+        (Kind::Resub(sub), Err(e)) => {
+            tracing::warn!(
+                "ipcbus: subscription {} not made again after reconnecting: {e}",
+                sub.local
+            );
+            None
+        }
+        _ => None,
+    };
+    drop(routes);
+    let unwanted = match cmd.reply {
+        Some(reply) => reply
+            .send(result.map(owned).map_err(Error::Server))
+            .is_err(),
+        None => false,
+    };
+    if let Some(sub) = sub {
+        // The caller gave up (a cancelled or timed-out `subscribe`), or the
+        // program dropped it while it was being made again: nobody will
+        // ever unsubscribe, so do it now.
+        if unwanted || sub.queue.is_closed() {
+            if let (Some(cmd), Some(tx)) = (shared.forget(&sub), tx.upgrade()) {
+                let _ = tx.try_send(cmd);
+            }
+        }
     }
 }
 

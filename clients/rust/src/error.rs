@@ -5,10 +5,11 @@ use ipcbus_protocol::{ErrorBody, ErrorCode};
 /// Why a client call failed.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// The WebSocket could not be opened or failed.
+    /// The WebSocket could not be opened or failed (a fail-fast connect).
     #[error("websocket: {0}")]
     WebSocket(#[from] tokio_tungstenite::tungstenite::Error),
-    /// The server refused the request.
+    /// The server refused the request; also `too_large` for a value or a
+    /// request over the limits the server announced, found before sending.
     #[error("server refused: {0}")]
     Server(ErrorBody),
     /// The server refused the connection (HTTP status of the upgrade):
@@ -21,9 +22,17 @@ pub enum Error {
         /// What the server said.
         msg: String,
     },
-    /// The connection is closed; no reply will come.
-    #[error("connection closed")]
-    Closed,
+    /// No answer: the bus could not be reached within the call's timeout,
+    /// the connection was lost under a write, or the client was closed.
+    /// Nothing else: a call made while a reconnect is under way waits.
+    #[error("unavailable: {reason}{}", applied_note(*.maybe_applied))]
+    Unavailable {
+        /// What happened.
+        reason: String,
+        /// A `set` or `del` was sent and its reply lost: it may have been
+        /// applied. It is not resent; read the key, or retry with `if_rev`.
+        maybe_applied: bool,
+    },
     /// A value could not be encoded as MessagePack.
     #[error("cannot encode value: {0}")]
     Encode(#[from] rmp_serde::encode::Error),
@@ -33,6 +42,14 @@ pub enum Error {
     /// The server sent something this client does not understand.
     #[error("protocol: {0}")]
     Protocol(String),
+}
+
+fn applied_note(maybe_applied: bool) -> &'static str {
+    if maybe_applied {
+        " (the write may have been applied)"
+    } else {
+        ""
+    }
 }
 
 impl Error {
@@ -50,6 +67,28 @@ impl Error {
             Error::Server(e) => e.rev,
             _ => None,
         }
+    }
+
+    /// True when a write's reply was lost: it may or may not have landed.
+    pub fn maybe_applied(&self) -> bool {
+        matches!(
+            self,
+            Error::Unavailable {
+                maybe_applied: true,
+                ..
+            }
+        )
+    }
+
+    pub(crate) fn unavailable(reason: impl Into<String>) -> Error {
+        Error::Unavailable {
+            reason: reason.into(),
+            maybe_applied: false,
+        }
+    }
+
+    pub(crate) fn too_large(msg: String) -> Error {
+        Error::Server(ErrorBody::new(ErrorCode::TooLarge, msg))
     }
 }
 

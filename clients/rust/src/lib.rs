@@ -3,28 +3,46 @@
 //! # Layout
 //! - [`Client`] (`client.rs`): connect, `set`/`get`/`del`/`keys` (typed with
 //!   serde, or raw MessagePack bytes), `set_if`, `set_with` ([`SetOptions`]:
-//!   persist, ephemeral, TTL), `subscribe`, `watch`.
-//!
-//! The client sends the access token the local server wrote (or
-//! `$IPCBUS_TOKEN`, or [`ClientOptions::token`]) as `Authorization: Bearer`.
+//!   persist, ephemeral, TTL), `subscribe`, `watch`, `state`, `close`.
+//! - [`ClientOptions`], [`SetOptions`] (`options.rs`).
+//! - [`State`], [`StateKind`] (`state.rs`): connecting, open, reconnecting, closed.
 //! - [`Subscription`] and [`Event`] (`subscription.rs`): a subscription as a `Stream`.
 //! - [`Watch`] (`watch.rs`): a local mirror of a pattern, kept current by push.
-//! - `conn.rs`: the reader and writer tasks behind a connection.
+//! - `reconnect.rs`: the task that owns the connection: connects with
+//!   backoff (`backoff.rs`), writes requests, and after a lost connection
+//!   reconnects, sets ephemeral keys again (`ephemeral.rs`), resubscribes.
+//! - `dial.rs`: one connection attempt and its `hello`.
+//! - `conn.rs`: requests, the routing table and the reader task.
+//! - `resync.rs`: a subscription across reconnects, and the filter that
+//!   reduces the replay after a reconnect to what changed.
 //! - `queue.rs`: the bounded, conflating queue of each subscription.
 //! - [`Error`] (`error.rs`).
 //!
+//! The client sends the access token the local server wrote (or
+//! `$IPCBUS_TOKEN`, or [`ClientOptions::token`]) as `Authorization: Bearer`.
+//!
 //! Requests are pipelined: any number may be in flight on one connection,
-//! matched to replies by id. The wire protocol is `docs/protocol.md`.
+//! matched to replies by id. The wire protocol is `docs/protocol.md`; the
+//! reconnect contract this client keeps is in `docs/clients.md`.
 
+mod backoff;
 mod client;
 mod conn;
+mod dial;
+mod ephemeral;
 mod error;
+mod options;
 mod queue;
+mod reconnect;
+mod resync;
+mod state;
 mod subscription;
 mod watch;
 
-pub use client::{Client, ClientOptions, SetOptions};
+pub use client::Client;
 pub use error::{Error, Result};
 pub use ipcbus_protocol::ErrorCode;
+pub use options::{ClientOptions, SetOptions};
+pub use state::{State, StateKind};
 pub use subscription::{Event, Subscription};
 pub use watch::{Entry, Watch};

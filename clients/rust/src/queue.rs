@@ -82,6 +82,11 @@ impl EventQueue {
         Poll::Pending
     }
 
+    /// True once `close` was called.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.lock().closed
+    }
+
     /// Events replaced by newer ones because the consumer fell behind.
     pub(crate) fn skipped(&self) -> u64 {
         self.lock().skipped
@@ -89,16 +94,28 @@ impl EventQueue {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use bytes::Bytes;
 
-    fn val(key: &str, rev: u64) -> Event {
+    /// A value event with an empty value.
+    pub(crate) fn val(key: &str, rev: u64) -> Event {
         Event::Value {
             key: key.into(),
             rev,
             value: Bytes::new(),
         }
+    }
+
+    /// Every event ready now.
+    pub(crate) fn drain(q: &EventQueue) -> Vec<Event> {
+        let waker = futures_util::task::noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        let mut got = Vec::new();
+        while let Poll::Ready(Some(ev)) = q.poll_next(&mut cx) {
+            got.push(ev);
+        }
+        got
     }
 
     #[test]
@@ -114,18 +131,14 @@ mod tests {
         ] {
             q.push(ev);
         }
-        let waker = futures_util::task::noop_waker();
-        let mut cx = Context::from_waker(&waker);
-        let mut got = Vec::new();
-        while let Poll::Ready(Some(ev)) = q.poll_next(&mut cx) {
-            got.push(ev);
-        }
         assert_eq!(
-            got,
+            drain(&q),
             vec![val("a", 3), val("b", 5), val("c", 4), Event::Synced]
         );
         assert_eq!(q.skipped(), 2);
         q.close();
+        let waker = futures_util::task::noop_waker();
+        let mut cx = Context::from_waker(&waker);
         assert_eq!(q.poll_next(&mut cx), Poll::Ready(None));
     }
 }

@@ -2,7 +2,7 @@
 
 use crate::client::Client;
 use crate::error::Result;
-use crate::queue::EventQueue;
+use crate::resync::SubShared;
 use bytes::Bytes;
 use futures_util::Stream;
 use serde::de::DeserializeOwned;
@@ -54,35 +54,41 @@ impl Event {
 
 /// The events of one subscription, as a `Stream`. Dropping it unsubscribes.
 ///
+/// It survives reconnects: the client subscribes again and passes on only
+/// what changed while the connection was down (values with a new rev, and
+/// an [`Event::Deleted`] with rev 0 for keys that went away; `Synced` is
+/// not repeated; if the server's store changed, every value again). The
+/// stream ends only when it is dropped or the client is closed.
+///
 /// Events wait in a queue of [`crate::ClientOptions::subscription_capacity`]
 /// events. A consumer that falls further behind than that skips
 /// intermediate revs: each key keeps only its newest waiting event, so it
 /// still ends with the latest state, and the connection never stalls for it.
 /// [`Subscription::skipped`] counts what was skipped.
 pub struct Subscription {
-    pub(crate) id: u64,
-    pub(crate) queue: Arc<EventQueue>,
+    pub(crate) sub: Arc<SubShared>,
     pub(crate) client: Client,
 }
 
 impl std::fmt::Debug for Subscription {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Subscription")
-            .field("id", &self.id)
+            .field("id", &self.id())
             .finish()
     }
 }
 
 impl Subscription {
-    /// The server's id of this subscription.
+    /// The server's id of this subscription on the current connection
+    /// (another after a reconnect; 0 while it is being made again).
     pub fn id(&self) -> u64 {
-        self.id
+        self.sub.attached().map_or(0, |(id, _)| id)
     }
 
     /// Events replaced by newer ones of the same key because this consumer
     /// fell more than `subscription_capacity` events behind.
     pub fn skipped(&self) -> u64 {
-        self.queue.skipped()
+        self.sub.queue.skipped()
     }
 }
 
@@ -90,12 +96,12 @@ impl Stream for Subscription {
     type Item = Event;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Event>> {
-        self.queue.poll_next(cx)
+        self.sub.queue.poll_next(cx)
     }
 }
 
 impl Drop for Subscription {
     fn drop(&mut self) {
-        self.client.unsubscribe_later(self.id);
+        self.client.unsubscribe_later(&self.sub);
     }
 }

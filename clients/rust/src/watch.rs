@@ -23,6 +23,8 @@ pub struct Entry {
 type Map = Arc<RwLock<HashMap<String, Entry>>>;
 
 /// A live map of the keys matching a pattern. Dropping it unsubscribes.
+/// After a reconnect it is correct again once the replay is in: keys
+/// deleted meanwhile are removed, changed ones updated.
 #[derive(Debug)]
 pub struct Watch {
     map: Map,
@@ -94,13 +96,13 @@ impl Watch {
     }
 
     /// Resolves once the initial replay is complete (immediately after that).
-    /// Fails with [`Error::Closed`] if the connection ended first.
+    /// Fails with [`Error::Unavailable`] if the client was closed first.
     pub async fn synced(&self) -> Result<()> {
         let mut rx = self.synced.clone();
         rx.wait_for(|s| *s)
             .await
             .map(|_| ())
-            .map_err(|_| Error::Closed)
+            .map_err(|_| Error::unavailable("closed before the watch was synced"))
     }
 
     /// A future that resolves once a change made after this call has been

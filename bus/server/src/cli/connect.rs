@@ -52,8 +52,12 @@ pub(super) async fn connect(
             }
         }
     };
+    // A one-shot tool: one attempt, its error as it is, and no reconnect
+    // (`watch` ends when the connection does).
     let options = ClientOptions {
         token,
+        fail_fast: true,
+        reconnect: false,
         ..ClientOptions::default()
     };
     Client::connect_with(url, options)

@@ -359,7 +359,7 @@ async fn client_command(client: Client, command: Command) -> Result<(), CliError
                     Event::Synced => return Ok(()),
                 }
             }
-            return Err(ipcbus_client::Error::Closed.into());
+            return Err(ended(&client));
         }
         Command::Watch { pattern, since } => {
             let mut sub = client.subscribe_since(&pattern, since).await?;
@@ -378,10 +378,20 @@ async fn client_command(client: Client, command: Command) -> Result<(), CliError
                 writeln!(out, "{line}")?;
                 out.flush()?;
             }
-            return Err(ipcbus_client::Error::Closed.into());
+            return Err(ended(&client));
         }
     }
     Ok(())
+}
+
+/// The error for a subscription that ended: the client closed, and why
+/// (the CLI does not reconnect).
+fn ended(client: &Client) -> CliError {
+    let reason = client.state().borrow().reason.clone();
+    CliError::Client(ipcbus_client::Error::Unavailable {
+        reason,
+        maybe_applied: false,
+    })
 }
 
 fn json(value: &[u8]) -> Result<Box<serde_json::value::RawValue>, CliError> {

@@ -1,0 +1,69 @@
+//! `ClientOptions` and `SetOptions`: how a client connects, waits and
+//! stores.
+
+use std::time::Duration;
+
+/// Connection settings. Build them with `..ClientOptions::default()`.
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    /// Socket read buffer per connection. Small by default: tungstenite's
+    /// 128 KiB default costs that much per idle connection.
+    pub read_buffer_bytes: usize,
+    /// Requests queued for the connection before callers wait: while the
+    /// bus is away, calls queue here; once it is full, further callers wait
+    /// for room, and that wait counts against their `timeout` like any other.
+    pub request_capacity: usize,
+    /// Events buffered per subscription before each key keeps only its
+    /// newest waiting event (see [`crate::Subscription`]).
+    pub subscription_capacity: usize,
+    /// Largest message accepted from the server.
+    pub max_message_bytes: usize,
+    /// The access token, sent as `Authorization: Bearer`. When `None`, the
+    /// client uses `$IPCBUS_TOKEN` or the token file the local server wrote
+    /// (see `ipcbus_protocol::auth`), if there is one, looked up again at
+    /// every (re)connect so that a rewritten token file is picked up.
+    pub token: Option<String>,
+    /// How long one call may take, the wait for a connection included;
+    /// then it fails with [`crate::Error::Unavailable`].
+    pub timeout: Duration,
+    /// How long the first connect keeps trying; `None`: [`Self::timeout`].
+    pub connect_timeout: Option<Duration>,
+    /// Connect with one attempt, and return its error as it is (for
+    /// one-shot tools such as the CLI).
+    pub fail_fast: bool,
+    /// Reconnect when the connection is lost (with backoff, for as long as
+    /// the client lives). When false, a lost connection closes the client.
+    pub reconnect: bool,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        ClientOptions {
+            read_buffer_bytes: 16 << 10,
+            request_capacity: 1024,
+            subscription_capacity: 4096,
+            max_message_bytes: 16 << 20,
+            token: None,
+            timeout: Duration::from_secs(5),
+            connect_timeout: None,
+            fail_fast: false,
+            reconnect: true,
+        }
+    }
+}
+
+/// How a `set` stores its value; see [`crate::Client::set_with`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SetOptions {
+    /// Write only if the key's current rev is this (0: only if absent).
+    pub if_rev: Option<u64>,
+    /// Write the value to disk before the server acknowledges it, so it
+    /// survives a restart or a crash of the server.
+    pub persist: bool,
+    /// Delete the key when this connection ends (a "last will"). The
+    /// client sets the key again after a reconnect, before it counts as
+    /// open, unless another client wrote it meanwhile.
+    pub ephemeral: bool,
+    /// Delete the key after this long.
+    pub ttl: Option<Duration>,
+}
