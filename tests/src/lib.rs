@@ -1,9 +1,14 @@
 //! Test harness: runs the real ipcbus server on `127.0.0.1:0` in a thread of
 //! its own and stops it on `Drop`; plus a raw WebSocket peer for wire-level
 //! tests; and [`child`], the server as a child process, for the soak test
-//! and the benchmarks. The end-to-end tests are in `tests/tests/`.
+//! and the benchmarks; [`restart`], a server stopped and started again on
+//! the same port and data directory, and [`proxy`], a TCP proxy whose
+//! connections a test can cut, for the reconnect tests. The end-to-end
+//! tests are in `tests/tests/`.
 
 pub mod child;
+pub mod proxy;
+pub mod restart;
 
 use futures_util::{SinkExt, StreamExt};
 use ipcbus::Config;
@@ -58,6 +63,14 @@ impl TestServer {
         });
         let token = config.auth.then(|| test_token(&token_file));
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        let mut server = TestServer::on(listener, config, token);
+        server._data_dir = data_dir;
+        server
+    }
+
+    /// Starts a server on `listener` with `config` (which has its data
+    /// directory) and the `token` it will find there.
+    pub(crate) fn on(listener: TcpListener, config: Config, token: Option<String>) -> TestServer {
         let addr = listener.local_addr().expect("local addr");
         let (stop, stopped) = oneshot::channel::<()>();
         let thread = std::thread::spawn(move || {
@@ -73,7 +86,7 @@ impl TestServer {
             token,
             stop: Some(stop),
             thread: Some(thread),
-            _data_dir: data_dir,
+            _data_dir: None,
         }
     }
 

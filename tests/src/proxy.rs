@@ -1,0 +1,131 @@
+//! A TCP proxy in front of a server, whose connections a test can cut (as
+//! a network failure would), refuse for a while (the bus is away for that
+//! client), or whose replies it can hold back (so that a request is
+//! applied but its reply not yet delivered).
+
+use std::net::SocketAddr;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// The proxy; dropping it stops accepting (open connections are cut).
+pub struct Proxy {
+    addr: SocketAddr,
+    /// Counts cuts; a connection ends when it changes.
+    cuts: watch::Sender<u64>,
+    /// True: bytes from the server are held in the proxy.
+    hold: watch::Sender<bool>,
+    /// True: new connections are closed at once.
+    block: watch::Sender<bool>,
+    /// Counts accepted connections.
+    accepted: watch::Sender<u64>,
+    accept: JoinHandle<()>,
+}
+
+impl Proxy {
+    /// Listens on `127.0.0.1:0` and forwards every connection to `target`.
+    pub async fn start(target: SocketAddr) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
+        let addr = listener.local_addr().expect("proxy addr");
+        let (cuts, _) = watch::channel(0);
+        let (hold, _) = watch::channel(false);
+        let (block, _) = watch::channel(false);
+        let (accepted, _) = watch::channel(0);
+        let (c, h, b, a) = (cuts.clone(), hold.clone(), block.clone(), accepted.clone());
+        let accept = tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                a.send_modify(|n| *n += 1);
+                if !*b.borrow() {
+                    tokio::spawn(forward(client, target, c.subscribe(), h.subscribe()));
+                }
+            }
+        });
+        Proxy {
+            addr,
+            cuts,
+            hold,
+            block,
+            accepted,
+            accept,
+        }
+    }
+
+    /// `ws://PROXY/ws?token=…`: a URL for the server behind it.
+    pub fn url(&self, token: Option<&str>) -> String {
+        match token {
+            Some(token) => format!("ws://{}/ws?token={token}", self.addr),
+            None => format!("ws://{}/ws", self.addr),
+        }
+    }
+
+    /// Closes every connection open now, both ways; new ones are accepted.
+    pub fn cut(&self) {
+        self.cuts.send_modify(|n| *n += 1);
+    }
+
+    /// Cuts every connection and refuses new ones (true), or lets them
+    /// through again (false).
+    pub fn block(&self, on: bool) {
+        self.block.send_replace(on);
+        if on {
+            self.cut();
+        }
+    }
+
+    /// Counts the connections accepted so far, as they come.
+    pub fn accepted(&self) -> watch::Receiver<u64> {
+        self.accepted.subscribe()
+    }
+
+    /// Holds back (true) or releases (false) what the server sends.
+    pub fn hold(&self, on: bool) {
+        self.hold.send_replace(on);
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.accept.abort();
+        self.cut();
+    }
+}
+
+async fn forward(
+    client: TcpStream,
+    target: SocketAddr,
+    mut cuts: watch::Receiver<u64>,
+    hold: watch::Receiver<bool>,
+) {
+    cuts.mark_unchanged();
+    let Ok(server) = TcpStream::connect(target).await else {
+        return; // the client sees the connection close, as with no server
+    };
+    let (client_rx, client_tx) = client.into_split();
+    let (server_rx, server_tx) = server.into_split();
+    let (_free, free) = watch::channel(false);
+    tokio::select! {
+        biased; // a cut wins over bytes released at the same moment
+        _ = cuts.changed() => {}
+        () = pipe(client_rx, server_tx, free) => {}
+        () = pipe(server_rx, client_tx, hold) => {}
+    }
+}
+
+/// Copies `from` to `to`, waiting while `hold` is true before each write.
+async fn pipe(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, mut hold: watch::Receiver<bool>) {
+    let mut buf = vec![0u8; 16 << 10];
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        if hold.wait_for(|h| !*h).await.is_err() {
+            return;
+        }
+        if to.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
+    }
+}

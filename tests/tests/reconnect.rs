@@ -1,0 +1,364 @@
+//! The Rust client across bus restarts and network cuts (the reconnect
+//! contract, docs/clients.md): real servers restarted on the same port and
+//! data directory, and a TCP proxy whose connections the tests cut.
+
+use futures_util::StreamExt;
+use ipcbus_client::{
+    Client, ClientOptions, Error, ErrorCode, Event, SetOptions, State, StateKind, Subscription,
+};
+use ipcbus_tests::proxy::Proxy;
+use ipcbus_tests::restart::Restartable;
+use ipcbus_tests::{test_config, WAIT};
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// Waits until the state is `kind`; returns the kinds seen on the way
+/// (each run of one kind once), the current one first.
+async fn until(state: &mut watch::Receiver<State>, kind: StateKind) -> Vec<StateKind> {
+    let mut seen = vec![state.borrow_and_update().kind];
+    tokio::time::timeout(WAIT, async {
+        while *seen.last().expect("one") != kind {
+            state.changed().await.expect("state sender alive");
+            let now = state.borrow_and_update().kind;
+            if seen.last() != Some(&now) {
+                seen.push(now);
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no {kind} state in time; seen {seen:?}"));
+    seen
+}
+
+async fn next(sub: &mut Subscription) -> Event {
+    tokio::time::timeout(WAIT, sub.next())
+        .await
+        .expect("an event in time")
+        .expect("the stream goes on")
+}
+
+fn persist() -> SetOptions {
+    SetOptions {
+        persist: true,
+        ..SetOptions::default()
+    }
+}
+
+async fn connect(url: &str, options: ClientOptions) -> Client {
+    Client::connect_with(url, options).await.expect("connect")
+}
+
+/// A server, a proxy in front of it, a client through the proxy and one
+/// straight to the server.
+async fn behind_proxy() -> (Restartable, Proxy, Client, Client) {
+    let server = Restartable::start();
+    let proxy = Proxy::start(server.addr()).await;
+    let client = connect(&proxy.url(server.token()), ClientOptions::default()).await;
+    let direct = connect(&server.url(), ClientOptions::default()).await;
+    (server, proxy, client, direct)
+}
+
+#[tokio::test]
+async fn states_follow_a_restart_in_order() {
+    let mut server = Restartable::start();
+    let client = connect(&server.url(), ClientOptions::default()).await;
+    let mut state = client.state();
+    assert_eq!(state.borrow_and_update().kind, StateKind::Open);
+    server.stop().await;
+    until(&mut state, StateKind::Reconnecting).await;
+    assert!(state.borrow().reason.contains("connection lost"));
+    server.start_again();
+    assert_eq!(
+        until(&mut state, StateKind::Open).await,
+        [StateKind::Reconnecting, StateKind::Open]
+    );
+    client.close();
+    until(&mut state, StateKind::Closed).await;
+    assert_eq!(state.borrow().reason, "closed by the client");
+    let err = client.get::<i32>("k").await.expect_err("closed");
+    assert!(matches!(err, Error::Unavailable { .. }), "{err}");
+}
+
+/// Through a restart and an outage the subscriber saw nothing of: the
+/// stream goes on with each key's final state, a deletion (rev 0) for the
+/// key that went, and nothing for the key that did not change.
+#[tokio::test]
+async fn a_subscriber_sees_every_final_state_and_only_that() {
+    let mut server = Restartable::start();
+    let proxy = Proxy::start(server.addr()).await;
+    let writer = connect(&server.url(), ClientOptions::default()).await;
+    writer.set_with("s.same", &1, persist()).await.expect("set");
+    writer
+        .set_with("s.changed", &1, persist())
+        .await
+        .expect("set");
+    writer.set("s.gone", &1).await.expect("set"); // not persisted: the restart loses it
+    let client = connect(&proxy.url(server.token()), ClientOptions::default()).await;
+    let mut state = client.state();
+    let mut sub = client.subscribe("s.*").await.expect("subscribe");
+    let mut replay = Vec::new();
+    while let Some(key) = next(&mut sub).await.key().map(str::to_owned) {
+        replay.push(key);
+    }
+    replay.sort();
+    assert_eq!(replay, ["s.changed", "s.gone", "s.same"]);
+
+    proxy.block(true);
+    until(&mut state, StateKind::Reconnecting).await;
+    server.stop().await;
+    server.start_again();
+    let writer = connect(&server.url(), ClientOptions::default()).await;
+    let rev = writer.set("s.changed", &2).await.expect("set");
+    proxy.block(false);
+
+    let mut after = vec![next(&mut sub).await, next(&mut sub).await];
+    after.sort_by_key(|e| e.key().map(str::to_owned));
+    assert!(
+        matches!(&after[0], Event::Value { key, rev: r, .. } if key == "s.changed" && *r == rev),
+        "{after:?}"
+    );
+    assert_eq!(
+        after[1],
+        Event::Deleted {
+            key: "s.gone".into(),
+            rev: 0
+        }
+    );
+    // Nothing else came before this live change: no `synced`, no `s.same`.
+    let rev = writer.set("s.new", &3).await.expect("set");
+    assert!(
+        matches!(next(&mut sub).await, Event::Value { key, rev: r, .. } if key == "s.new" && r == rev)
+    );
+}
+
+/// A publisher that keeps setting through a restart keeps running: its
+/// calls wait for the bus, and a call that cannot finish is `Unavailable`.
+#[tokio::test]
+async fn a_publisher_loop_keeps_running() {
+    let mut server = Restartable::start();
+    let client = connect(&server.url(), ClientOptions::default()).await;
+    let publisher = tokio::spawn(async move {
+        let mut pace = tokio::time::interval(Duration::from_millis(20));
+        for n in 0u64.. {
+            pace.tick().await;
+            match client.set("p.n", &n).await {
+                Ok(_) | Err(Error::Unavailable { .. }) => {}
+                Err(e) => return e,
+            }
+        }
+        unreachable!()
+    });
+    let watcher = connect(&server.url(), ClientOptions::default()).await;
+    let mut sub = watcher.subscribe("p.n").await.expect("subscribe");
+    while !matches!(next(&mut sub).await, Event::Value { .. }) {}
+    server.stop().await;
+    server.start_again();
+    // The watcher is back too; a value from the new server proves the loop runs.
+    let store = loop {
+        if let Event::Value { .. } = next(&mut sub).await {
+            let store = watcher.store();
+            if watcher.get_raw("p.n").await.is_ok() {
+                break store;
+            }
+        }
+    };
+    assert!(!store.is_empty());
+    assert!(!publisher.is_finished(), "the publisher loop ended");
+    publisher.abort();
+}
+
+#[tokio::test]
+async fn a_call_during_an_outage_waits_within_its_timeout() {
+    let mut server = Restartable::start();
+    let client = connect(&server.url(), ClientOptions::default()).await;
+    let short = ClientOptions {
+        timeout: Duration::from_millis(200),
+        ..ClientOptions::default()
+    };
+    let impatient = connect(&server.url(), short).await;
+    client.set_with("c.k", &7, persist()).await.expect("set");
+    let mut state = client.state();
+    let mut impatient_state = impatient.state();
+    server.stop().await;
+    until(&mut state, StateKind::Reconnecting).await;
+    until(&mut impatient_state, StateKind::Reconnecting).await;
+
+    let waiting = tokio::spawn({
+        let client = client.clone();
+        async move { client.get::<i32>("c.k").await }
+    });
+    for err in [
+        impatient.get::<i32>("c.k").await.expect_err("no bus"),
+        impatient.set("c.k", &8).await.expect_err("no bus"),
+    ] {
+        match err {
+            Error::Unavailable {
+                reason,
+                maybe_applied: false,
+            } => assert!(reason.contains("not connected within"), "{reason}"),
+            other => panic!("expected Unavailable, got {other}"),
+        }
+    }
+    server.start_again();
+    assert_eq!(waiting.await.expect("task").expect("get after restart"), 7);
+    assert_eq!(impatient.get::<i32>("c.k").await.expect("get"), 7);
+}
+
+/// A `set` whose reply is lost in a cut may have been applied: it fails
+/// with `maybe_applied` and is not sent again; a `get` in flight is.
+#[tokio::test]
+async fn a_write_in_flight_during_a_cut_is_maybe_applied() {
+    let (_server, proxy, client, watcher) = behind_proxy().await;
+    let mut sub = watcher.subscribe("m.k").await.expect("subscribe");
+    assert_eq!(next(&mut sub).await, Event::Synced);
+
+    proxy.hold(true);
+    let set = tokio::spawn({
+        let client = client.clone();
+        async move { client.set("m.k", &1).await }
+    });
+    let rev = match next(&mut sub).await {
+        Event::Value { rev, .. } => rev, // applied; its reply is held in the proxy
+        other => panic!("{other:?}"),
+    };
+    let get = tokio::spawn({
+        let client = client.clone();
+        async move { client.get_raw("m.k").await }
+    });
+    // Whether the get went out before the cut or waits for the new
+    // connection, it is answered there.
+    let mut state = client.state();
+    proxy.cut();
+    until(&mut state, StateKind::Reconnecting).await;
+    proxy.hold(false);
+    let err = set.await.expect("task").expect_err("reply lost");
+    assert!(err.maybe_applied(), "{err}");
+    assert_eq!(get.await.expect("task").expect("get resent").1, rev);
+    assert_eq!(
+        watcher.get_raw("m.k").await.expect("get").1,
+        rev,
+        "not sent twice"
+    );
+}
+
+#[tokio::test]
+async fn the_first_connect_waits_for_the_bus_unless_told_not_to() {
+    let mut server = Restartable::not_started();
+    let proxy = Proxy::start(server.addr()).await;
+    let url = proxy.url(server.token());
+    let fast = ClientOptions {
+        fail_fast: true,
+        ..ClientOptions::default()
+    };
+    let err = Client::connect_with(&url, fast).await.expect_err("no bus");
+    assert!(!matches!(err, Error::Unavailable { .. }), "as it is: {err}");
+
+    let mut accepted = proxy.accepted();
+    let connecting = tokio::spawn({
+        let url = url.clone();
+        let patient = ClientOptions {
+            connect_timeout: Some(WAIT),
+            ..ClientOptions::default()
+        };
+        async move { Client::connect_with(&url, patient).await }
+    });
+    // A second attempt reached the proxy: the first one failed and was retried.
+    let first = *accepted.borrow_and_update();
+    tokio::time::timeout(WAIT, accepted.wait_for(|n| *n >= first + 2))
+        .await
+        .expect("retried in time")
+        .expect("proxy alive");
+    server.start_again();
+    let client = connecting.await.expect("task").expect("connected once up");
+    assert_eq!(client.state().borrow().kind, StateKind::Open);
+
+    // A wrong token is final at once, not retried until the timeout.
+    let wrong = ClientOptions {
+        token: Some("wrong".into()),
+        connect_timeout: Some(Duration::from_secs(600)),
+        ..ClientOptions::default()
+    };
+    let err = Client::connect_with(&server.url().replace("token=", "x="), wrong)
+        .await
+        .expect_err("refused");
+    assert!(matches!(err, Error::Refused { status: 401, .. }), "{err}");
+}
+
+#[tokio::test]
+async fn a_value_over_the_announced_limit_is_too_large_before_sending() {
+    let config = ipcbus::Config {
+        max_value_bytes: 1000,
+        max_frame_bytes: 2000,
+        ..test_config()
+    };
+    let server = Restartable::with_config(config);
+    let client = connect(&server.url(), ClientOptions::default()).await;
+    let session = client.session();
+    let big = vec![7u8; 1500];
+    let err = client.set("l.big", &big).await.expect_err("too large");
+    assert_eq!(err.code(), Some(ErrorCode::TooLarge), "{err}");
+    let long_key = "l.".to_owned() + &"k".repeat(2500);
+    let err = client.get::<i32>(&long_key).await.expect_err("too large");
+    assert_eq!(err.code(), Some(ErrorCode::TooLarge), "{err}");
+    client.set("l.small", &vec![7u8; 500]).await.expect("set");
+    assert_eq!(client.session(), session, "the same connection");
+}
+
+/// An ephemeral key is set again after a cut; a `del` ends that.
+#[tokio::test]
+async fn an_ephemeral_key_is_set_again_after_a_cut() {
+    let (_server, proxy, client, other) = behind_proxy().await;
+    let mut state = client.state();
+    let ephemeral = SetOptions {
+        ephemeral: true,
+        ..SetOptions::default()
+    };
+    client
+        .set_with("e.online", &true, ephemeral)
+        .await
+        .expect("set");
+    let mut sub = other.subscribe("e.online").await.expect("subscribe");
+    while next(&mut sub).await != Event::Synced {}
+    proxy.cut();
+    until(&mut state, StateKind::Reconnecting).await;
+    until(&mut state, StateKind::Open).await;
+    assert!(other.get::<bool>("e.online").await.expect("set again"));
+
+    client.del("e.online").await.expect("del");
+    proxy.cut();
+    until(&mut state, StateKind::Reconnecting).await;
+    until(&mut state, StateKind::Open).await;
+    let err = other
+        .get::<bool>("e.online")
+        .await
+        .expect_err("not set again");
+    assert_eq!(err.code(), Some(ErrorCode::NotFound));
+}
+
+#[tokio::test]
+async fn a_watch_is_right_again_after_a_reconnect() {
+    let (_server, proxy, client, writer) = behind_proxy().await;
+    writer.set("w.a", &1).await.expect("set");
+    writer.set("w.b", &1).await.expect("set");
+    let watch = client.watch("w.*").await.expect("watch");
+    watch.synced().await.expect("synced");
+    let mut state = client.state();
+    proxy.block(true);
+    until(&mut state, StateKind::Reconnecting).await;
+    writer.set("w.a", &2).await.expect("set");
+    writer.del("w.b").await.expect("del");
+    writer.set("w.c", &3).await.expect("set");
+    proxy.block(false);
+    tokio::time::timeout(WAIT, async {
+        loop {
+            let changed = watch.changed();
+            let a = watch.get::<i32>("w.a").and_then(Result::ok);
+            if watch.keys() == ["w.a", "w.c"] && a == Some(2) {
+                break;
+            }
+            changed.await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("watch not right in time: {:?}", watch.keys()));
+}
