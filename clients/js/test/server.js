@@ -13,7 +13,12 @@ const BIN = process.env.IPCBUS_BIN ?? `${REPO}target/debug/ipcbus`;
 /** Where clients look for the token; tests set them for clients only. */
 export const CLIENT_ENV = ["IPCBUS_TOKEN", "IPCBUS_TOKEN_FILE", "IPCBUS_DATA_DIR", "IPCBUS_URL"];
 
-function freePort() {
+/** A new empty directory for a server's data. */
+export function tempDir() {
+  return mkdtempSync(join(tmpdir(), "ipcbus-js-"));
+}
+
+export function freePort() {
   return new Promise((resolve) => {
     const s = createServer().listen(0, "127.0.0.1", () => {
       const { port } = s.address();
@@ -49,14 +54,15 @@ function serve(port, dataDir, args) {
 
 /**
  * @param {string[]} args extra `ipcbus serve` arguments
+ * @param {{port?: number, dataDir?: string}} [at] where, if the test chose already
  * @returns {Promise<{url: string, http: string, token: string, dataDir: string,
  *   restart: () => Promise<void>, stop: () => Promise<void>}>}
  *   `restart` keeps the port and the data dir (and so the token and persisted keys)
  */
-export async function startServer(args = []) {
+export async function startServer(args = [], at = {}) {
   if (!existsSync(BIN)) throw new Error(`ipcbus binary not found at ${BIN}: run cargo build -p ipcbus`);
-  const port = await freePort();
-  const dataDir = mkdtempSync(join(tmpdir(), "ipcbus-js-"));
+  const port = at.port ?? (await freePort());
+  const dataDir = at.dataDir ?? tempDir();
   let stopServer = await serve(port, dataDir, args);
   return {
     url: `ws://127.0.0.1:${port}/ws`,
