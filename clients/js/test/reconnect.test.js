@@ -284,3 +284,20 @@ test("closing ends subscriptions and fails waiting calls", LIMIT, async () => {
   proxy.resume();
   assert.deepEqual(recorded.seen.map(([s]) => s), ["connecting", "open", "reconnecting", "closed"]);
 });
+
+test("with reconnect off, a lost connection closes the client", LIMIT, async () => {
+  const recorded = states();
+  const bus = await Bus.connect(proxy.url, { onState: recorded.onState, reconnect: false });
+  const sub = await bus.subscribe("off.>");
+  const ended = (async () => {
+    for await (const ev of sub) void ev;
+  })();
+  const read = bus.get("off.k");
+  proxy.cut();
+  await assert.rejects(read, (e) => e instanceof Unavailable && /reconnect is off/.test(e.message));
+  await ended;
+  await recorded.reached("closed");
+  assert.deepEqual(recorded.seen.map(([s]) => s), ["connecting", "open", "closed"]);
+  assert.match(bus.stateReason, /lost/);
+  await assert.rejects(bus.get("off.k"), Unavailable);
+});
