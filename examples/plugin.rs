@@ -1,5 +1,6 @@
 //! A plugin started at any time: it shows the service's data at once, from
-//! the bus's replay, then follows every change. No polling.
+//! the bus's replay, then follows every change. No polling. When the bus
+//! restarts, the client reconnects and the mirror catches up by itself.
 //!
 //! Run it (with the server and the `publisher` example running):
 //!
@@ -26,22 +27,22 @@ async fn main() -> Result<(), ipcbus_client::Error> {
     // A local mirror of the service's keys: reads never leave the process.
     let weather = bus.watch("svc.weather.>").await?;
     weather.synced().await?;
-    let mut shown_rev = None;
+    let mut shown: Option<Option<u64>> = None; // the rev shown, once anything was
     let mut updates_seen = 0;
     loop {
         // Taken before reading, so no change can slip in between.
         let changed = weather.changed();
         // Other keys under svc.weather change too; show only new weather.
         let rev = weather.get_raw("svc.weather.today").map(|e| e.rev);
-        if rev != shown_rev {
+        if shown != Some(rev) {
             match weather.get::<Weather>("svc.weather.today").transpose()? {
                 Some(w) => println!("{}: {:.1} °C (scrape {})", w.city, w.temp_c, w.scrape),
                 None => println!("no weather yet"),
             }
-            if shown_rev.is_some() {
+            if shown.is_some() {
                 updates_seen += 1;
             }
-            shown_rev = rev;
+            shown = Some(rev);
         }
         if updates.is_some_and(|n| updates_seen >= n) {
             return Ok(());

@@ -1,5 +1,6 @@
 //! The examples, run as the real binaries against a real server.
 
+use ipcbus_tests::restart::Restartable;
 use ipcbus_tests::TestServer;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -78,4 +79,32 @@ fn shared_result_is_gathered_once() {
     }
     roles.sort();
     assert_eq!(roles, ["gathered", "shared", "shared", "shared"]);
+}
+
+/// The publisher and a plugin keep running through a bus restart: the
+/// plugin sees the unpersisted weather go with the old bus, then a hotkey
+/// run after the restart reaches the publisher, and the plugin follows.
+#[test]
+fn publisher_and_plugin_ride_out_a_restart() {
+    let mut server = Restartable::start();
+    let url = server.url();
+    let (mut publisher, published) =
+        spawn(env!("CARGO_BIN_EXE_publisher"), &url, &[("SCRAPES", "2")]);
+    assert_eq!(line(&published), "published scrape 1 as rev 2");
+    let (mut plugin, shown) = spawn(env!("CARGO_BIN_EXE_plugin"), &url, &[("UPDATES", "2")]);
+    assert_eq!(line(&shown), "Oslo: -2.5 °C (scrape 1)");
+
+    server.stop_blocking();
+    server.start_again();
+    assert_eq!(line(&shown), "no weather yet", "the new bus has no weather");
+    let hotkey = Command::new(env!("CARGO_BIN_EXE_hotkey"))
+        .env("IPCBUS_URL", &url)
+        .output()
+        .expect("hotkey");
+    assert!(hotkey.status.success());
+    let said = line(&published);
+    assert!(said.starts_with("published scrape 2 as rev "), "{said}");
+    assert_eq!(line(&shown), "Oslo: -2.0 °C (scrape 2)");
+    assert!(plugin.wait().expect("plugin").success());
+    assert!(publisher.wait().expect("publisher").success());
 }

@@ -72,7 +72,8 @@ impl Restartable {
         }
     }
 
-    fn stop_blocking(&mut self) {
+    /// Stops the server, from a test with no async runtime.
+    pub fn stop_blocking(&mut self) {
         self.running.take();
     }
 
