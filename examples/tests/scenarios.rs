@@ -26,6 +26,15 @@ fn spawn(bin: &str, url: &str, env: &[(&str, &str)]) -> (Child, mpsc::Receiver<S
     (child, rx)
 }
 
+/// Runs the hotkey example once, successfully.
+fn hotkey(url: &str) {
+    let hotkey = Command::new(env!("CARGO_BIN_EXE_hotkey"))
+        .env("IPCBUS_URL", url)
+        .output()
+        .expect("hotkey");
+    assert!(hotkey.status.success());
+}
+
 fn line(rx: &mpsc::Receiver<String>) -> String {
     rx.recv_timeout(WAIT).expect("a line of output in time")
 }
@@ -47,11 +56,7 @@ fn publisher_plugin_hotkey() {
     let (mut plugin, shown) = spawn(env!("CARGO_BIN_EXE_plugin"), &url, &[("UPDATES", "1")]);
     assert_eq!(line(&shown), "Oslo: -2.5 °C (scrape 1)", "replayed at once");
 
-    let hotkey = Command::new(env!("CARGO_BIN_EXE_hotkey"))
-        .env("IPCBUS_URL", &url)
-        .output()
-        .expect("hotkey");
-    assert!(hotkey.status.success());
+    hotkey(&url);
     assert_eq!(
         line(&published),
         "published scrape 2 as rev 4",
@@ -97,11 +102,7 @@ fn publisher_and_plugin_ride_out_a_restart() {
     server.stop_blocking();
     server.start_again();
     assert_eq!(line(&shown), "no weather yet", "the new bus has no weather");
-    let hotkey = Command::new(env!("CARGO_BIN_EXE_hotkey"))
-        .env("IPCBUS_URL", &url)
-        .output()
-        .expect("hotkey");
-    assert!(hotkey.status.success());
+    hotkey(&url);
     let said = line(&published);
     assert!(said.starts_with("published scrape 2 as rev "), "{said}");
     assert_eq!(line(&shown), "Oslo: -2.0 °C (scrape 2)");
