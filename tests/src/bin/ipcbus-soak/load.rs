@@ -105,8 +105,11 @@ impl Shared {
 async fn connect(shared: &Shared, who: &str) -> Option<(Client, u64)> {
     loop {
         let phase = shared.phase().await?;
+        // The soak reconnects by itself and counts each connection's end.
         let options = ClientOptions {
             token: Some(phase.token.clone()),
+            fail_fast: true,
+            reconnect: false,
             ..ClientOptions::default()
         };
         match Client::connect_with(&phase.url, options).await {
