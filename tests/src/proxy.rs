@@ -1,8 +1,12 @@
 //! A TCP proxy in front of a server, whose connections a test can cut (as
 //! a network failure would), refuse for a while (the bus is away for that
 //! client), or whose replies it can hold back (so that a request is
-//! applied but its reply not yet delivered).
+//! applied but its reply not yet delivered). [`Proxy::older`] also takes
+//! the limits out of the server's `hello`, as a server from before they
+//! were announced.
 
+use bytes::{Bytes, BytesMut};
+use ipcbus_protocol::{msgpack, ServerMsg};
 use std::net::SocketAddr;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -27,6 +31,16 @@ pub struct Proxy {
 impl Proxy {
     /// Listens on `127.0.0.1:0` and forwards every connection to `target`.
     pub async fn start(target: SocketAddr) -> Proxy {
+        Proxy::listen(target, false).await
+    }
+
+    /// [`Proxy::start`], with `max_value_bytes` and `max_frame_bytes` taken
+    /// out of every `hello`: the client does not know the server's limits.
+    pub async fn older(target: SocketAddr) -> Proxy {
+        Proxy::listen(target, true).await
+    }
+
+    async fn listen(target: SocketAddr, older: bool) -> Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
         let addr = listener.local_addr().expect("proxy addr");
         let (cuts, _) = watch::channel(0);
@@ -38,7 +52,8 @@ impl Proxy {
             while let Ok((client, _)) = listener.accept().await {
                 a.send_modify(|n| *n += 1);
                 if !*b.borrow() {
-                    tokio::spawn(forward(client, target, c.subscribe(), h.subscribe()));
+                    let (cuts, hold) = (c.subscribe(), h.subscribe());
+                    tokio::spawn(forward(client, target, cuts, hold, older));
                 }
             }
         });
@@ -97,19 +112,24 @@ async fn forward(
     target: SocketAddr,
     mut cuts: watch::Receiver<u64>,
     hold: watch::Receiver<bool>,
+    older: bool,
 ) {
     cuts.mark_unchanged();
     let Ok(server) = TcpStream::connect(target).await else {
         return; // the client sees the connection close, as with no server
     };
-    let (client_rx, client_tx) = client.into_split();
-    let (server_rx, server_tx) = server.into_split();
+    let (client_rx, mut client_tx) = client.into_split();
+    let (mut server_rx, server_tx) = server.into_split();
     let (_free, free) = watch::channel(false);
     tokio::select! {
         biased; // a cut wins over bytes released at the same moment
         _ = cuts.changed() => {}
         () = pipe(client_rx, server_tx, free) => {}
-        () = pipe(server_rx, client_tx, hold) => {}
+        () = async {
+            if !older || pass_hello_without_limits(&mut server_rx, &mut client_tx).await.is_some() {
+                pipe(server_rx, client_tx, hold).await;
+            }
+        } => {}
     }
 }
 
@@ -128,4 +148,58 @@ async fn pipe(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, mut hold: watch::
             return;
         }
     }
+}
+
+/// Passes on the server's HTTP response and its first WebSocket frame, the
+/// `hello`, without the limits in it. None if the connection ended first.
+async fn pass_hello_without_limits(
+    from: &mut OwnedReadHalf,
+    to: &mut OwnedWriteHalf,
+) -> Option<()> {
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        head.push(from.read_u8().await.ok()?);
+    }
+    to.write_all(&head).await.ok()?;
+    // A server frame is unmasked; a hello is shorter than 64 KiB.
+    let (op, len) = (from.read_u8().await.ok()?, from.read_u8().await.ok()?);
+    let len = match len {
+        126 => usize::from(from.read_u16().await.ok()?),
+        n => usize::from(n),
+    };
+    let mut payload = vec![0; len];
+    from.read_exact(&mut payload).await.ok()?;
+    let payload = Bytes::from(payload);
+    let mut out = BytesMut::new();
+    match msgpack::decode_server(&payload).expect("the server's hello") {
+        ServerMsg::Hello {
+            proto,
+            server,
+            session,
+            store,
+            ..
+        } => msgpack::encode_server(
+            &ServerMsg::Hello {
+                proto,
+                server,
+                session,
+                store,
+                max_value_bytes: None,
+                max_frame_bytes: None,
+            },
+            &mut out,
+        ),
+        other => panic!("the first frame is not a hello: {other:?}"),
+    }
+    let mut frame = vec![op];
+    match u16::try_from(out.len()) {
+        Ok(n) if n < 126 => frame.push(n as u8),
+        Ok(n) => {
+            frame.push(126);
+            frame.extend_from_slice(&n.to_be_bytes());
+        }
+        Err(_) => panic!("a hello over 64 KiB"),
+    }
+    frame.extend_from_slice(&out);
+    to.write_all(&frame).await.ok()
 }

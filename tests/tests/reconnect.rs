@@ -44,6 +44,15 @@ fn persist() -> SetOptions {
     }
 }
 
+/// A server with small limits: values to 1000 bytes, messages to 2000.
+fn limited() -> ipcbus::Config {
+    ipcbus::Config {
+        max_value_bytes: 1000,
+        max_frame_bytes: 2000,
+        ..test_config()
+    }
+}
+
 async fn connect(url: &str, options: ClientOptions) -> Client {
     Client::connect_with(url, options).await.expect("connect")
 }
@@ -286,12 +295,7 @@ async fn the_first_connect_waits_for_the_bus_unless_told_not_to() {
 
 #[tokio::test]
 async fn a_value_over_the_announced_limit_is_too_large_before_sending() {
-    let config = ipcbus::Config {
-        max_value_bytes: 1000,
-        max_frame_bytes: 2000,
-        ..test_config()
-    };
-    let server = Restartable::with_config(config);
+    let server = Restartable::with_config(limited());
     let client = connect(&server.url(), ClientOptions::default()).await;
     let session = client.session();
     let big = vec![7u8; 1500];
@@ -302,6 +306,36 @@ async fn a_value_over_the_announced_limit_is_too_large_before_sending() {
     assert_eq!(err.code(), Some(ErrorCode::TooLarge), "{err}");
     client.set("l.small", &vec![7u8; 500]).await.expect("set");
     assert_eq!(client.session(), session, "the same connection");
+}
+
+/// A server that did not announce its limits closes with 1009 under a
+/// frame too big: the request fails as too large, and the client reconnects.
+#[tokio::test]
+async fn a_1009_close_is_too_large_and_the_client_reconnects() {
+    let server = Restartable::with_config(limited());
+    let proxy = Proxy::older(server.addr()).await;
+    let client = connect(&proxy.url(server.token()), ClientOptions::default()).await;
+    let mut state = client.state();
+    let err = client
+        .set("l.big", &vec![7u8; 1500])
+        .await
+        .expect_err("too large");
+    assert!(
+        matches!(err, Error::Server(_)),
+        "the server's own reply: {err}"
+    );
+    let err = client
+        .set("l.big", &vec![7u8; 3000])
+        .await
+        .expect_err("too large");
+    assert_eq!(err.code(), Some(ErrorCode::TooLarge), "{err}");
+    assert!(err.to_string().contains("frame too big"), "{err}");
+    let seen = until(&mut state, StateKind::Open).await;
+    assert!(seen.contains(&StateKind::Reconnecting), "{seen:?}");
+    client
+        .set("l.small", &1)
+        .await
+        .expect("set after the reconnect");
 }
 
 /// An ephemeral key is set again after a cut; a `del` ends that.

@@ -282,6 +282,18 @@ fn client_commands_say_what_went_wrong_and_take_a_token() {
     );
 }
 
+#[test]
+fn a_value_over_the_limit_is_too_large_not_a_closed_connection() {
+    let data = tempfile::tempdir().expect("data dir");
+    let served = Served::start(data.path(), &["--no-selftest", "--max-value-bytes", "1000"]);
+    let big = format!("\"{}\"", "x".repeat(3000));
+    let (ok, _, err) = client(&["set", "t.big", &big], &served.url, data.path());
+    assert!(
+        !ok && err.contains("too large: value of 3003 bytes exceeds the server's max_value_bytes (1000); nothing was sent"),
+        "{err}"
+    );
+}
+
 /// `ipcbus serve` with `args` and a data directory of its own, which must
 /// fail at startup: its stderr.
 fn serve_refused(args: &[&str]) -> String {

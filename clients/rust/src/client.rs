@@ -170,7 +170,7 @@ impl Client {
         if let Some(max) = self.info().max_frame_bytes {
             if frame.len() as u64 > max {
                 return Err(Error::too_large(format!(
-                    "request of {} bytes exceeds max_frame_bytes ({max})",
+                    "request of {} bytes exceeds the server's max_frame_bytes ({max}); nothing was sent",
                     frame.len()
                 )));
             }
@@ -267,7 +267,7 @@ impl Client {
         if let Some(max) = self.info().max_value_bytes {
             if value.len() as u64 > max {
                 return Err(Error::too_large(format!(
-                    "value of {} bytes exceeds max_value_bytes ({max})",
+                    "value of {} bytes exceeds the server's max_value_bytes ({max}); nothing was sent",
                     value.len()
                 )));
             }

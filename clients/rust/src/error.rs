@@ -8,10 +8,15 @@ pub enum Error {
     /// The WebSocket could not be opened or failed (a fail-fast connect).
     #[error("websocket: {0}")]
     WebSocket(#[from] tokio_tungstenite::tungstenite::Error),
-    /// The server refused the request; also `too_large` for a value or a
-    /// request over the limits the server announced, found before sending.
+    /// The server refused the request.
     #[error("server refused: {0}")]
     Server(ErrorBody),
+    /// A value or a request over the limits the server announced in its
+    /// `hello`, found before anything was sent; or a connection the server
+    /// closed with 1009 (frame too big) under the request. `code()` is
+    /// `too_large`, as for the server's own refusal.
+    #[error("too large: {0}")]
+    TooLarge(String),
     /// The server refused the connection (HTTP status of the upgrade):
     /// 401 without the right token, 403 for a browser origin it does not
     /// allow, 503 at `max_connections`.
@@ -57,6 +62,7 @@ impl Error {
     pub fn code(&self) -> Option<ErrorCode> {
         match self {
             Error::Server(e) => Some(e.code),
+            Error::TooLarge(_) => Some(ErrorCode::TooLarge),
             _ => None,
         }
     }
@@ -88,7 +94,7 @@ impl Error {
     }
 
     pub(crate) fn too_large(msg: String) -> Error {
-        Error::Server(ErrorBody::new(ErrorCode::TooLarge, msg))
+        Error::TooLarge(msg)
     }
 }
 
