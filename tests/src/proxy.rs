@@ -3,7 +3,9 @@
 //! client), or whose replies it can hold back (so that a request is
 //! applied but its reply not yet delivered). [`Proxy::older`] also takes
 //! the limits out of the server's `hello`, as a server from before they
-//! were announced.
+//! were announced. [`Proxy::framed`] reads the WebSocket frames going
+//! through, so that it can cut a connection just before a `synced`, or
+//! close it as a server would and leave the TCP connection open.
 
 use bytes::{Bytes, BytesMut};
 use ipcbus_protocol::{msgpack, ServerMsg};
@@ -25,35 +27,67 @@ pub struct Proxy {
     block: watch::Sender<bool>,
     /// Counts accepted connections.
     accepted: watch::Sender<u64>,
+    framed: Option<Framed>,
     accept: JoinHandle<()>,
+}
+
+/// The controls of a [`Proxy::framed`].
+#[derive(Clone)]
+struct Framed {
+    /// True: the next `synced` from the server cuts its connection instead
+    /// (once: it turns false again).
+    cut_at_synced: watch::Sender<bool>,
+    /// Counts [`Proxy::close_and_hang`]s.
+    hang: watch::Sender<u64>,
+    /// Counts close frames the client sent on hung connections.
+    client_closes: watch::Sender<u64>,
 }
 
 impl Proxy {
     /// Listens on `127.0.0.1:0` and forwards every connection to `target`.
     pub async fn start(target: SocketAddr) -> Proxy {
-        Proxy::listen(target, false).await
+        Proxy::listen(target, false, false).await
+    }
+
+    /// [`Proxy::start`], reading frames: see [`Proxy::cut_at_synced`] and
+    /// [`Proxy::close_and_hang`].
+    pub async fn framed(target: SocketAddr) -> Proxy {
+        Proxy::listen(target, false, true).await
     }
 
     /// [`Proxy::start`], with `max_value_bytes` and `max_frame_bytes` taken
     /// out of every `hello`: the client does not know the server's limits.
     pub async fn older(target: SocketAddr) -> Proxy {
-        Proxy::listen(target, true).await
+        Proxy::listen(target, true, false).await
     }
 
-    async fn listen(target: SocketAddr, older: bool) -> Proxy {
+    async fn listen(target: SocketAddr, older: bool, framed: bool) -> Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
         let addr = listener.local_addr().expect("proxy addr");
         let (cuts, _) = watch::channel(0);
         let (hold, _) = watch::channel(false);
         let (block, _) = watch::channel(false);
         let (accepted, _) = watch::channel(0);
+        let framed = framed.then(|| Framed {
+            cut_at_synced: watch::channel(false).0,
+            hang: watch::channel(0).0,
+            client_closes: watch::channel(0).0,
+        });
         let (c, h, b, a) = (cuts.clone(), hold.clone(), block.clone(), accepted.clone());
+        let f = framed.clone();
         let accept = tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
                 a.send_modify(|n| *n += 1);
                 if !*b.borrow() {
                     let (cuts, hold) = (c.subscribe(), h.subscribe());
-                    tokio::spawn(forward(client, target, cuts, hold, older));
+                    match &f {
+                        Some(f) => {
+                            tokio::spawn(forward_frames(client, target, cuts, hold, f.clone()));
+                        }
+                        None => {
+                            tokio::spawn(forward(client, target, cuts, hold, older));
+                        }
+                    }
                 }
             }
         });
@@ -63,8 +97,34 @@ impl Proxy {
             hold,
             block,
             accepted,
+            framed,
             accept,
         }
+    }
+
+    fn framed_controls(&self) -> &Framed {
+        self.framed.as_ref().expect("a Proxy::framed")
+    }
+
+    /// The next `synced` the server sends (on any connection) cuts that
+    /// connection instead of reaching the client: a connection lost in the
+    /// middle of a replay. Only for a [`Proxy::framed`].
+    pub fn cut_at_synced(&self) {
+        self.framed_controls().cut_at_synced.send_replace(true);
+    }
+
+    /// On every connection open now, sends the client a close frame (1001,
+    /// as a server that stops) and then forwards nothing more either way,
+    /// keeping the TCP connection open until [`Proxy::cut`]. Only for a
+    /// [`Proxy::framed`].
+    pub fn close_and_hang(&self) {
+        self.framed_controls().hang.send_modify(|n| *n += 1);
+    }
+
+    /// Counts the close frames clients sent back on connections
+    /// [`Proxy::close_and_hang`] closed. Only for a [`Proxy::framed`].
+    pub fn client_closes(&self) -> watch::Receiver<u64> {
+        self.framed_controls().client_closes.subscribe()
     }
 
     /// `ws://PROXY/ws?token=…`: a URL for the server behind it.
@@ -202,4 +262,142 @@ async fn pass_hello_without_limits(
     }
     frame.extend_from_slice(&out);
     to.write_all(&frame).await.ok()
+}
+
+/// [`forward`] for a [`Proxy::framed`]: frame by frame.
+async fn forward_frames(
+    client: TcpStream,
+    target: SocketAddr,
+    mut cuts: watch::Receiver<u64>,
+    hold: watch::Receiver<bool>,
+    framed: Framed,
+) {
+    cuts.mark_unchanged();
+    let mut hang = framed.hang.subscribe();
+    hang.mark_unchanged();
+    let Ok(server) = TcpStream::connect(target).await else {
+        return;
+    };
+    let (mut client_rx, mut client_tx) = client.into_split();
+    let (mut server_rx, mut server_tx) = server.into_split();
+    let (hung_tx, hung) = watch::channel(false);
+    let up = pass_up(&mut client_rx, &mut server_tx, hung, &framed.client_closes);
+    let down = async {
+        let pass = async {
+            pass_head(&mut server_rx, &mut client_tx).await?;
+            pass_frames(&mut server_rx, &mut client_tx, hold, &framed.cut_at_synced).await
+        };
+        tokio::select! {
+            _ = pass => return,
+            _ = hang.changed() => {}
+        }
+        hung_tx.send_replace(true);
+        // A close frame, 1001 ("going away"), unmasked as from a server.
+        let _ = client_tx.write_all(&[0x88, 2, 0x03, 0xe9]).await;
+        std::future::pending::<()>().await;
+    };
+    tokio::select! {
+        biased;
+        _ = cuts.changed() => {}
+        _ = up => {}
+        () = down => {}
+    }
+}
+
+/// Copies client frames to the server; once `hung`, drops them instead,
+/// counting close frames in `closes`.
+async fn pass_up(
+    from: &mut OwnedReadHalf,
+    to: &mut OwnedWriteHalf,
+    hung: watch::Receiver<bool>,
+    closes: &watch::Sender<u64>,
+) -> Option<()> {
+    pass_head(from, to).await?;
+    loop {
+        let frame = read_frame(from).await?;
+        if *hung.borrow() {
+            if frame.opcode == 8 {
+                closes.send_modify(|n| *n += 1);
+            }
+            continue;
+        }
+        to.write_all(&frame.raw).await.ok()?;
+    }
+}
+
+/// Copies server frames to the client, waiting while `hold` is true; None
+/// when the connection ends or is cut before a `synced`.
+async fn pass_frames(
+    from: &mut OwnedReadHalf,
+    to: &mut OwnedWriteHalf,
+    mut hold: watch::Receiver<bool>,
+    cut_at_synced: &watch::Sender<bool>,
+) -> Option<()> {
+    loop {
+        let frame = read_frame(from).await?;
+        let synced = frame.opcode == 2
+            && matches!(
+                msgpack::decode_server(&Bytes::from(frame.payload)),
+                Ok(ServerMsg::Synced { .. })
+            );
+        if synced && cut_at_synced.send_replace(false) {
+            return None;
+        }
+        hold.wait_for(|h| !*h).await.ok()?;
+        to.write_all(&frame.raw).await.ok()?;
+    }
+}
+
+/// Copies an HTTP head (up to its empty line).
+async fn pass_head(from: &mut OwnedReadHalf, to: &mut OwnedWriteHalf) -> Option<()> {
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        head.push(from.read_u8().await.ok()?);
+    }
+    to.write_all(&head).await.ok()
+}
+
+/// One WebSocket frame: as it went over the wire, its opcode, and its
+/// payload unmasked.
+struct Frame {
+    raw: Vec<u8>,
+    opcode: u8,
+    payload: Vec<u8>,
+}
+
+async fn read_frame(from: &mut OwnedReadHalf) -> Option<Frame> {
+    let mut raw = vec![from.read_u8().await.ok()?, from.read_u8().await.ok()?];
+    let len = match raw[1] & 0x7f {
+        126 => {
+            let n = from.read_u16().await.ok()?;
+            raw.extend_from_slice(&n.to_be_bytes());
+            u64::from(n)
+        }
+        127 => {
+            let n = from.read_u64().await.ok()?;
+            raw.extend_from_slice(&n.to_be_bytes());
+            n
+        }
+        n => u64::from(n),
+    };
+    let mut mask = None;
+    if raw[1] & 0x80 != 0 {
+        let mut m = [0u8; 4];
+        from.read_exact(&mut m).await.ok()?;
+        raw.extend_from_slice(&m);
+        mask = Some(m);
+    }
+    let mut payload = vec![0; usize::try_from(len).ok()?];
+    from.read_exact(&mut payload).await.ok()?;
+    raw.extend_from_slice(&payload);
+    if let Some(m) = mask {
+        for (i, b) in payload.iter_mut().enumerate() {
+            *b ^= m[i % 4];
+        }
+    }
+    Some(Frame {
+        opcode: raw[0] & 0x0f,
+        raw,
+        payload,
+    })
 }

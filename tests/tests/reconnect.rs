@@ -396,3 +396,44 @@ async fn a_watch_is_right_again_after_a_reconnect() {
     .await
     .unwrap_or_else(|_| panic!("watch not right in time: {:?}", watch.keys()));
 }
+
+/// A connection lost in the middle of the first replay, before `synced`:
+/// the replay is made again, and the subscription still gets its one
+/// `Synced` (a watch its `synced()`), after the values it already had.
+#[tokio::test]
+async fn a_replay_cut_before_synced_still_ends_in_synced() {
+    let server = Restartable::start();
+    let proxy = Proxy::framed(server.addr()).await;
+    let client = connect(&proxy.url(server.token()), ClientOptions::default()).await;
+    let writer = connect(&server.url(), ClientOptions::default()).await;
+    let a = writer.set("r.a", &1).await.expect("set");
+    let b = writer.set("r.b", &2).await.expect("set");
+    proxy.cut_at_synced();
+    let mut sub = client.subscribe("r.*").await.expect("subscribe");
+    let mut got = Vec::new();
+    loop {
+        let event = next(&mut sub).await;
+        let synced = event == Event::Synced;
+        got.push(event);
+        if synced {
+            break;
+        }
+    }
+    let revs: Vec<_> = got
+        .iter()
+        .map(|e| match e {
+            Event::Value { key, rev, .. } => (key.as_str(), *rev),
+            Event::Deleted { key, rev } => (key.as_str(), *rev),
+            Event::Synced => ("synced", 0),
+        })
+        .collect();
+    assert_eq!(revs, [("r.a", a), ("r.b", b), ("synced", 0)]);
+
+    proxy.cut_at_synced();
+    let watch = client.watch("r.*").await.expect("watch");
+    tokio::time::timeout(WAIT, watch.synced())
+        .await
+        .expect("the watch synced in time")
+        .expect("synced");
+    assert_eq!(watch.keys(), ["r.a", "r.b"]);
+}

@@ -33,6 +33,10 @@ struct Filter {
     since: Option<u64>,
     /// The server's id of the subscription, and the connection it is on.
     server: Option<(u64, u64)>,
+    /// True once `Synced` was passed on: a replay made again after that
+    /// does not repeat it, one made again before it (the connection was
+    /// lost during the first replay) still ends in it.
+    synced: bool,
 }
 
 impl SubShared {
@@ -115,7 +119,9 @@ impl SubShared {
                         kept
                     });
                     f.resync = None;
-                    return; // the consumer saw `Synced` once already
+                    if f.synced {
+                        return; // the consumer saw `Synced` once already
+                    }
                 }
             }
         }
@@ -126,7 +132,7 @@ impl SubShared {
             Event::Deleted { key, .. } => {
                 f.known.remove(key);
             }
-            Event::Synced => {}
+            Event::Synced => f.synced = true,
         }
         self.queue.push(event);
     }
@@ -164,6 +170,27 @@ mod tests {
         assert_eq!(
             drain(&sub.queue),
             [val("a.3", 7), val("a.4", 8), del("a.2", 0), val("a.1", 9)]
+        );
+    }
+
+    #[test]
+    fn a_replay_made_again_before_synced_ends_in_synced() {
+        let sub = SubShared::new(1, Pattern::parse("a.*").expect("pattern"), None, 100);
+        sub.deliver(val("a.1", 1));
+        sub.deliver(val("a.2", 2));
+        sub.start_resync(false);
+        for ev in [val("a.1", 1), Event::Synced, val("a.1", 3)] {
+            sub.deliver(ev);
+        }
+        assert_eq!(
+            drain(&sub.queue),
+            [
+                val("a.1", 1),
+                val("a.2", 2),
+                del("a.2", 0),
+                Event::Synced,
+                val("a.1", 3)
+            ]
         );
     }
 
