@@ -437,3 +437,28 @@ async fn a_replay_cut_before_synced_still_ends_in_synced() {
         .expect("synced");
     assert_eq!(watch.keys(), ["r.a", "r.b"]);
 }
+
+/// Durations too long for the clock (a call timeout or connect timeout of
+/// "forever", an ephemeral key's ttl) do not panic, across a reconnect too.
+#[tokio::test]
+async fn durations_too_long_for_the_clock_do_not_panic() {
+    let server = Restartable::start();
+    let proxy = Proxy::start(server.addr()).await;
+    let options = ClientOptions {
+        timeout: Duration::MAX,
+        connect_timeout: Some(Duration::MAX),
+        ..ClientOptions::default()
+    };
+    let client = connect(&proxy.url(server.token()), options).await;
+    let forever = SetOptions {
+        ephemeral: true,
+        ttl: Some(Duration::MAX),
+        ..SetOptions::default()
+    };
+    client.set_with("f.k", &1, forever).await.expect("set");
+    let mut state = client.state();
+    proxy.cut();
+    until(&mut state, StateKind::Reconnecting).await;
+    until(&mut state, StateKind::Open).await;
+    assert_eq!(client.get::<i32>("f.k").await.expect("get"), 1);
+}

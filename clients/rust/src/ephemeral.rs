@@ -58,7 +58,10 @@ impl Ephemeral {
             generation: g.0,
             value,
             rev: None,
-            deadline: ttl.map(|t| Instant::now() + t),
+            // As sent (`ttl_ms`); a ttl past the clock's range is none.
+            deadline: ttl.and_then(|t| {
+                Instant::now().checked_add(Duration::from_millis(crate::client::ttl_ms(t)))
+            }),
         };
         (g.0, g.1.insert(key.to_owned(), claim))
     }

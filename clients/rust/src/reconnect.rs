@@ -116,7 +116,10 @@ impl Link {
         let options = &self.options;
         let url = &self.url;
         let patience = options.connect_timeout.unwrap_or(options.timeout);
-        let deadline = first.then(|| Instant::now() + patience);
+        // A patience past the clock's range is no deadline.
+        let deadline = first
+            .then(|| Instant::now().checked_add(patience))
+            .flatten();
         let mut backoff = Backoff::new();
         let mut delay = if first {
             Duration::ZERO
@@ -397,14 +400,17 @@ impl Link {
             replies.push(rx);
         }
         self.write_all(live, cmds).await?;
-        let deadline = Instant::now() + self.options.timeout;
+        // `sleep`, not `sleep_until(now + timeout)`: a timeout past the
+        // clock's range must not panic.
+        let expiry = tokio::time::sleep(self.options.timeout);
+        tokio::pin!(expiry);
         let mut out = Vec::with_capacity(replies.len());
         for rx in replies {
             tokio::select! {
                 reply = rx => out.push(reply.unwrap_or_else(|_| Err(Error::unavailable("no reply")))
                     .and_then(|r| r.rev.ok_or_else(|| Error::Protocol("reply without rev".into())))),
                 lost = &mut live.reader => return Err(joined(lost)),
-                () = tokio::time::sleep_until(deadline) => {
+                () = &mut expiry => {
                     return Err(end(live, "no reply while setting ephemeral keys again".into()).await);
                 }
             }
