@@ -438,6 +438,29 @@ async fn a_replay_cut_before_synced_still_ends_in_synced() {
     assert_eq!(watch.keys(), ["r.a", "r.b"]);
 }
 
+/// The server closed the connection (its close frame came) but the TCP
+/// connection has not ended yet: a `set` made now cannot be written on it,
+/// so it was not sent, and it is sent on the next connection instead of
+/// failing as maybe applied.
+#[tokio::test]
+async fn a_write_after_the_close_frame_waits_for_the_next_connection() {
+    let server = Restartable::start();
+    let proxy = Proxy::framed(server.addr()).await;
+    let client = connect(&proxy.url(server.token()), ClientOptions::default()).await;
+    let direct = connect(&server.url(), ClientOptions::default()).await;
+    let mut closes = proxy.client_closes();
+    proxy.close_and_hang();
+    tokio::time::timeout(WAIT, closes.wait_for(|n| *n > 0))
+        .await
+        .expect("the client answered the close in time")
+        .expect("proxy alive");
+    let rev = client
+        .set("h.k", &1)
+        .await
+        .expect("set on the next connection");
+    assert_eq!(direct.get_raw("h.k").await.expect("get").1, rev);
+}
+
 /// Durations too long for the clock (a call timeout or connect timeout of
 /// "forever", an ephemeral key's ttl) do not panic, across a reconnect too.
 #[tokio::test]

@@ -94,6 +94,13 @@ impl Progress {
             .map_or_else(|now| now == SENT, |_| true)
     }
 
+    /// The writer could not send it after all: it is queued again.
+    pub(crate) fn unsend(&self) {
+        let _ = self
+            .0
+            .compare_exchange(SENT, QUEUED, Ordering::AcqRel, Ordering::Acquire);
+    }
+
     /// The caller gives up; true if the request was sent already.
     pub(crate) fn abandon(&self) -> bool {
         self.0

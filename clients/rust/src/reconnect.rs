@@ -46,7 +46,8 @@ pub(crate) struct Link {
     pub(crate) info: Arc<Mutex<Hello>>,
     pub(crate) ephemeral: Arc<Ephemeral>,
     pub(crate) ids: Arc<AtomicU64>,
-    /// Reads and `sub`s that were in flight when the connection was lost.
+    /// Reads and `sub`s that were in flight when the connection was lost,
+    /// and requests that could not be written on it (see `write_all`).
     pub(crate) resend: Vec<Command>,
 }
 
@@ -242,27 +243,69 @@ impl Link {
         }
     }
 
-    /// Sends `cmds` and flushes; on failure the connection is over.
+    /// Sends `cmds` and flushes; on failure the connection is over. A
+    /// request that certainly did not go out (the connection was already
+    /// closing when it was to be written, or it came after one that
+    /// failed) waits for the next connection, as if it had never left the
+    /// queue: a write that was not sent is not `maybe_applied`.
     async fn write_all(
-        &self,
+        &mut self,
         live: &mut Live,
         cmds: Vec<Command>,
     ) -> std::result::Result<(), Lost> {
+        let mut cmds = cmds.into_iter();
         let mut result = Ok(());
-        for cmd in cmds {
-            match self.admit(cmd, live.epoch) {
-                Some(frame) if result.is_ok() => {
-                    result = live.sink.feed(Message::Binary(frame)).await;
+        // The sink holds the last frame fed back until the next `feed` or
+        // the `flush`, and an error there is that frame's.
+        let mut held = None;
+        for cmd in cmds.by_ref() {
+            let id = cmd.id;
+            let Some(frame) = self.admit(cmd, live.epoch) else {
+                continue;
+            };
+            if let Err(e) = live.sink.feed(Message::Binary(frame)).await {
+                self.unadmit(id); // not taken by the sink
+                if not_sent(&e) {
+                    self.unadmit(held);
                 }
-                _ => {}
+                result = Err(e);
+                break;
             }
+            held = id;
         }
         if result.is_ok() {
             result = live.sink.flush().await;
+            if result.as_ref().is_err_and(not_sent) {
+                self.unadmit(held);
+            }
         }
         match result {
             Ok(()) => Ok(()),
-            Err(e) => Err(end(live, format!("cannot write: {e}")).await),
+            Err(e) => {
+                for cmd in cmds {
+                    self.keep(cmd);
+                }
+                Err(end(live, format!("cannot write: {e}")).await)
+            }
+        }
+    }
+
+    /// Takes back the admitted request `id`, which was not sent after all.
+    fn unadmit(&mut self, id: Option<u64>) {
+        let cmd = id.and_then(|id| self.shared.lock().waiting.remove(&id));
+        if let Some(cmd) = cmd {
+            self.keep(cmd);
+        }
+    }
+
+    /// Keeps a request that was not sent for the next connection (the
+    /// client's own requests are made anew there).
+    fn keep(&mut self, cmd: Command) {
+        if let Some(progress) = &cmd.progress {
+            progress.unsend();
+        }
+        if matches!(cmd.kind, Kind::Read | Kind::Write | Kind::Sub(_)) {
+            self.resend.push(cmd);
         }
     }
 
@@ -342,7 +385,11 @@ impl Link {
 
     /// Sets the ephemeral keys again on a new connection, before anything
     /// else is sent on it (see `ephemeral.rs`).
-    async fn reassert(&self, live: &mut Live, same_store: bool) -> std::result::Result<(), Lost> {
+    async fn reassert(
+        &mut self,
+        live: &mut Live,
+        same_store: bool,
+    ) -> std::result::Result<(), Lost> {
         let again = self.ephemeral.again();
         let first: Vec<_> = again.iter().map(|a| (a, 0)).collect();
         let replies = self.exchange(live, &first).await?;
@@ -371,7 +418,7 @@ impl Link {
     /// Sends an ephemeral `set` (with `if_rev`) for each of `sets` and
     /// waits for the replies, up to the call timeout.
     async fn exchange(
-        &self,
+        &mut self,
         live: &mut Live,
         sets: &[(&Again, u64)],
     ) -> std::result::Result<Vec<Result<u64>>, Lost> {
@@ -417,6 +464,16 @@ impl Link {
         }
         Ok(out)
     }
+}
+
+/// True when a write failed before its frame went anywhere: the
+/// connection was closing (the server's close frame came) or closed.
+fn not_sent(e: &tokio_tungstenite::tungstenite::Error) -> bool {
+    use tokio_tungstenite::tungstenite::error::{Error as WsError, ProtocolError};
+    matches!(
+        e,
+        WsError::AlreadyClosed | WsError::Protocol(ProtocolError::SendAfterClosing)
+    )
 }
 
 /// Ends a connection whose reader has not finished: its reason if it
