@@ -338,6 +338,33 @@ async fn a_1009_close_is_too_large_and_the_client_reconnects() {
         .expect("set after the reconnect");
 }
 
+/// A connection that goes quiet (a network that went away without closing
+/// anything) is taken for dead after `idle_timeout`, and replaced.
+#[tokio::test]
+async fn a_silent_connection_is_replaced() {
+    let server = Restartable::start();
+    let proxy = Proxy::start(server.addr()).await;
+    let options = ClientOptions {
+        idle_timeout: Duration::from_millis(300),
+        ..ClientOptions::default()
+    };
+    let client = connect(&proxy.url(server.token()), options).await;
+    let mut state = client.state();
+    proxy.hold(true); // nothing from the server reaches the client now
+    until(&mut state, StateKind::Reconnecting).await;
+    assert!(
+        state.borrow().reason.contains("taken for dead"),
+        "{}",
+        state.borrow().reason
+    );
+    proxy.hold(false);
+    until(&mut state, StateKind::Open).await;
+    client
+        .set("q.k", &1)
+        .await
+        .expect("set on the new connection");
+}
+
 /// An ephemeral key is set again after a cut; a `del` ends that.
 #[tokio::test]
 async fn an_ephemeral_key_is_set_again_after_a_cut() {

@@ -14,6 +14,7 @@ use ipcbus_protocol::{msgpack, Op, Reply, Request, ServerMsg};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -164,9 +165,22 @@ pub(crate) async fn read_loop(
     shared: Shared,
     tx: mpsc::WeakSender<Command>,
     epoch: u64,
+    idle_timeout: Duration,
 ) -> Lost {
     let mut closed_with = None;
-    while let Some(msg) = stream.next().await {
+    loop {
+        let msg = match tokio::time::timeout(idle_timeout, stream.next()).await {
+            Ok(Some(msg)) => msg,
+            Ok(None) => break,
+            Err(_) => {
+                return Lost {
+                    reason: format!(
+                        "nothing from the server for {idle_timeout:?}: the connection is taken for dead"
+                    ),
+                    too_large: false,
+                }
+            }
+        };
         let frame = match msg {
             Ok(Message::Binary(frame)) => frame,
             Err(e) => {

@@ -34,6 +34,11 @@ pub struct ClientOptions {
     /// Reconnect when the connection is lost (with backoff, for as long as
     /// the client lives). When false, a lost connection closes the client.
     pub reconnect: bool,
+    /// A connection on which nothing arrives for this long is taken for
+    /// dead and replaced (the server pings every 10 s by default, so a
+    /// live one is never this quiet). This is what notices a network that
+    /// went away without closing anything.
+    pub idle_timeout: Duration,
 }
 
 impl Default for ClientOptions {
@@ -48,6 +53,7 @@ impl Default for ClientOptions {
             connect_timeout: None,
             fail_fast: false,
             reconnect: true,
+            idle_timeout: Duration::from_secs(45),
         }
     }
 }

@@ -189,7 +189,13 @@ impl Link {
             routes.epoch
         };
         let (sink, stream) = ws.split();
-        let reader = conn::read_loop(stream, self.shared.clone(), self.weak.clone(), epoch);
+        let reader = conn::read_loop(
+            stream,
+            self.shared.clone(),
+            self.weak.clone(),
+            epoch,
+            self.options.idle_timeout,
+        );
         let mut live = Live {
             sink,
             reader: tokio::spawn(reader),
