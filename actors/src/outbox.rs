@@ -121,6 +121,28 @@ struct Inner {
     index: Option<HashMap<(u64, Arc<str>), u64>>,
     /// A wake-up is on its way to the session.
     scheduled: bool,
+    /// What `bytes` was when last added to `Stats::outbox_bytes`.
+    reported: usize,
+}
+
+/// An outbox adds its bytes to `Stats::outbox_bytes` when they have moved
+/// this far from what it last reported, and when it empties: a session that
+/// keeps up (small batches, emptied each turn) never touches the shared
+/// counter, and one that falls behind shows within this many bytes.
+const REPORT_STEP_BYTES: usize = 16 * 1024;
+
+impl Inner {
+    /// Brings `Stats::outbox_bytes` up to date with this outbox.
+    fn report(&mut self, stats: &Stats) {
+        if self.bytes > self.reported {
+            let more = self.bytes - self.reported;
+            stats.outbox_bytes.fetch_add(more, Ordering::Relaxed);
+        } else if self.bytes < self.reported {
+            let less = self.reported - self.bytes;
+            stats.outbox_bytes.fetch_sub(less, Ordering::Relaxed);
+        }
+        self.reported = self.bytes;
+    }
 }
 
 /// A session's output queue. See the module docs for its bound.
@@ -143,6 +165,15 @@ pub struct Outbox {
     /// One walk of the key index at a time per session (registry `walk`).
     walks: Semaphore,
     stats: Arc<Stats>,
+}
+
+impl Drop for Outbox {
+    fn drop(&mut self) {
+        // What is still queued is no longer waiting for anyone.
+        let inner = self.inner.get_mut().unwrap_or_else(|p| p.into_inner());
+        inner.bytes = 0;
+        inner.report(&self.stats);
+    }
 }
 
 impl std::fmt::Debug for Outbox {
@@ -225,6 +256,9 @@ impl Outbox {
         }
         inner.queue.push_back(out);
         inner.bytes += cost;
+        if inner.bytes.abs_diff(inner.reported) >= REPORT_STEP_BYTES {
+            inner.report(&self.stats);
+        }
         let wake = !inner.scheduled;
         inner.scheduled = true;
         drop(g);
@@ -340,6 +374,9 @@ impl Outbox {
         }
         // A replay waits only while the outbox is over budget.
         let drained = was_over && inner.bytes <= self.config.max_bytes;
+        if !more || inner.bytes.abs_diff(inner.reported) >= REPORT_STEP_BYTES {
+            inner.report(&self.stats);
+        }
         drop(g);
         if drained {
             self.drained.notify_waiters();
@@ -410,6 +447,7 @@ impl Outbox {
         g.queue.clear();
         g.index = None;
         g.bytes = 0;
+        g.report(&self.stats);
         drop(g);
         self.drained.notify_waiters();
     }

@@ -42,6 +42,16 @@ pub struct Stats {
     pub live_keys: AtomicUsize,
     /// Sessions closed because they fell `max_events` behind.
     pub overflows: AtomicU64,
+    /// Values written (each `set` applied, by any client or the Kodi bridge).
+    pub writes: AtomicU64,
+    /// Values removed: a `del`, an expired TTL, or the end of an ephemeral key's session.
+    pub deletes: AtomicU64,
+    /// Events written to subscribers' sockets (counted by the sessions, per batch).
+    pub deliveries: AtomicU64,
+    /// Open subscriptions, over every session.
+    pub subscriptions: AtomicUsize,
+    /// Bytes waiting in outboxes; each outbox reports in steps (`outbox`).
+    pub outbox_bytes: AtomicUsize,
 }
 
 impl Stats {

@@ -33,13 +33,14 @@ mod file;
 mod writer;
 
 use file::{catch_panic, classify, create_private_dir, mark_open, open_db, restore, Restore};
+pub use writer::CommitHook;
 use writer::{Job, Writer};
 
 use bytes::Bytes;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU64;
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// The data file's name inside the data directory.
@@ -153,6 +154,7 @@ pub struct Store {
     rev: Arc<AtomicU64>,
     /// Why the last commit failed, until one succeeds again.
     trouble: Arc<Mutex<Option<Arc<str>>>>,
+    on_commit: Arc<OnceLock<CommitHook>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -185,7 +187,8 @@ impl Store {
         let (jobs, rx) = mpsc::channel();
         let rev = Arc::new(AtomicU64::new(restored.rev));
         let trouble: Arc<Mutex<Option<Arc<str>>>> = Arc::default();
-        let writer = Writer::new(db, path, rev.clone(), trouble.clone());
+        let on_commit: Arc<OnceLock<CommitHook>> = Arc::default();
+        let writer = Writer::new(db, path, rev.clone(), trouble.clone(), on_commit.clone());
         std::thread::Builder::new()
             .name("ipcbus-store".into())
             .spawn(move || writer.run(&rx))
@@ -193,7 +196,12 @@ impl Store {
                 path: dir.to_owned(),
                 error,
             })?;
-        let store = Store { jobs, rev, trouble };
+        let store = Store {
+            jobs,
+            rev,
+            trouble,
+            on_commit,
+        };
         Ok((store, restored))
     }
 
@@ -210,6 +218,12 @@ impl Store {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
+    }
+
+    /// Sets what is told the duration of every commit (for metrics); only
+    /// the first hook set is kept.
+    pub fn on_commit(&self, hook: CommitHook) {
+        let _ = self.on_commit.set(hook);
     }
 
     /// Queues a write of `key`.

@@ -7,8 +7,8 @@ use super::{Record, MAX_BATCH};
 use redb::Database;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
-use std::time::Duration;
+use std::sync::{mpsc, Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 /// How often a writer in trouble tries again while no job comes.
 pub(crate) const RETRY: Duration = Duration::from_secs(1);
@@ -37,7 +37,11 @@ pub(super) struct Writer {
     path: PathBuf,
     rev: Arc<AtomicU64>,
     trouble: Arc<Mutex<Option<Arc<str>>>>,
+    on_commit: Arc<OnceLock<CommitHook>>,
 }
+
+/// Told how long each commit of a batch took (`Store::on_commit`).
+pub type CommitHook = Box<dyn Fn(Duration) + Send + Sync>;
 
 impl Writer {
     pub(super) fn new(
@@ -45,12 +49,14 @@ impl Writer {
         path: PathBuf,
         rev: Arc<AtomicU64>,
         trouble: Arc<Mutex<Option<Arc<str>>>>,
+        on_commit: Arc<OnceLock<CommitHook>>,
     ) -> Writer {
         Writer {
             db: Some(db),
             path,
             rev,
             trouble,
+            on_commit,
         }
     }
 
@@ -75,7 +81,11 @@ impl Writer {
                     Err(_) => break,
                 }
             }
+            let started = Instant::now();
             let outcome = self.commit(&batch).map_err(|e| -> Arc<str> { e.into() });
+            if let Some(hook) = self.on_commit.get() {
+                hook(started.elapsed());
+            }
             let mut close = None;
             for job in batch.drain(..) {
                 match job {

@@ -3,6 +3,7 @@
 use crate::auth::Access;
 use crate::config::Config;
 use crate::kodi::KodiStatus;
+use crate::metrics::Metrics;
 use crate::selftest;
 use actix_web::{middleware, web, App, HttpResponse, HttpServer};
 use ipcbus_actors::{Registry, RegistryOptions, Store};
@@ -30,6 +31,8 @@ pub(crate) struct AppState {
     pub(crate) store_id: String,
     /// The Kodi bridge's connection, when `kodi` is set.
     pub(crate) kodi: Option<Arc<KodiStatus>>,
+    /// What `/metrics` shows, beyond the registry's own counters.
+    pub(crate) metrics: Arc<Metrics>,
 }
 
 impl AppState {
@@ -131,6 +134,8 @@ pub async fn serve(
         .kodi
         .as_ref()
         .map(|_| Arc::new(KodiStatus::default()));
+    let metrics = Arc::new(Metrics::new(registry.stats().clone(), kodi.clone()));
+    store.on_commit(metrics.commit_hook());
     let state = web::Data::new(AppState {
         registry,
         config: config.clone(),
@@ -139,6 +144,7 @@ pub async fn serve(
         session_ids: AtomicU64::new(0),
         store_id: restored.store_id,
         kodi: kodi.clone(),
+        metrics,
         selftest: Mutex::new(
             if config.selftest {
                 "pending"
@@ -163,6 +169,7 @@ pub async fn serve(
             .wrap(middleware::from_fn(crate::auth::guard))
             .route("/ws", web::get().to(crate::ws::upgrade))
             .route("/health", web::get().to(health))
+            .route("/metrics", web::get().to(crate::metrics::handler))
             .route("/v1/keys", web::get().to(crate::http::keys))
             .service(
                 // A resource, so that other methods get 405 with an Allow header.

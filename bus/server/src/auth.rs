@@ -258,6 +258,12 @@ pub(crate) async fn guard(
             .map(ServiceResponse::map_into_left_body),
         Err(refusal) => {
             tracing::debug!(?refusal, path = req.path(), "request refused");
+            if let Some(state) = req.app_data::<web::Data<crate::app::AppState>>() {
+                state.metrics.refused(match refusal {
+                    Refusal::Origin(_) => crate::metrics::Refused::Origin,
+                    Refusal::Token => crate::metrics::Refused::Token,
+                });
+            }
             Ok(req.into_response(refusal.response()).map_into_right_body())
         }
     }

@@ -13,8 +13,9 @@
 //! - `ws`: the WebSocket transport (the only module that knows `actix-web-actors`).
 //! - `session`: one session's subscriptions and request dispatch.
 //! - `selftest`: the startup self-test, over a real socket.
+//! - `metrics`: `GET /metrics` in the Prometheus text format, and the handles the hot paths bump.
 //! - [`kodi`]: the bridge from Kodi's JSON-RPC (`serve --kodi`), publishing `kodi.player.*`.
-//! - [`cli`]: the `ipcbus` command line (`serve`, `get`, `set`, `del`, `keys`, `watch`).
+//! - [`cli`]: the `ipcbus` command line (`serve`, `get`, `set`, `del`, `keys`, `watch`, `stats`).
 //!
 //! `main.rs` only parses arguments and calls [`cli::run`].
 
@@ -25,6 +26,7 @@ pub mod config;
 mod fds;
 mod http;
 pub mod kodi;
+mod metrics;
 mod private;
 mod request;
 mod selftest;

@@ -13,13 +13,20 @@ use tracing_subscriber::EnvFilter;
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
+/// `json` for JSON log lines; anything else, or nothing, for text.
+const LOG_FORMAT_ENV: &str = "IPCBUS_LOG_FORMAT";
+
 fn main() -> ExitCode {
     let filter = EnvFilter::try_from_env("IPCBUS_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+        .with_writer(std::io::stderr);
+    // `json`: one JSON object a line, for journald, Loki and the like.
+    if std::env::var(LOG_FORMAT_ENV).is_ok_and(|f| f.eq_ignore_ascii_case("json")) {
+        logs.json().init();
+    } else {
+        logs.with_ansi(std::io::stderr().is_terminal()).init();
+    }
     let cli = ipcbus::cli::Cli::parse();
     match ipcbus::cli::run(cli).map_err(anyhow::Error::from) {
         Ok(()) => ExitCode::SUCCESS,

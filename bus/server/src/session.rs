@@ -138,6 +138,8 @@ impl Session {
                 };
                 self.reply(id, Ok(Done::Empty));
                 self.registry.unsubscribe(&pattern, &self.outbox, sub);
+                let stats = self.registry.stats();
+                stats.subscriptions.fetch_sub(1, Ordering::Relaxed);
             }
             Op::Keys { pattern } => return Some(KeysLater { id, pattern }),
         }
@@ -179,6 +181,8 @@ impl Session {
         };
         self.registry.subscribe(&pattern, &subscriber, since);
         self.subs.insert(sub, pattern);
+        let stats = self.registry.stats();
+        stats.subscriptions.fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -189,9 +193,8 @@ impl Drop for Session {
         self.registry.unsubscribe_all(&self.outbox, &subs);
         // After `close`: no key can be claimed for this session any more.
         self.registry.release_owned(&self.outbox);
-        self.registry
-            .stats()
-            .sessions
-            .fetch_sub(1, Ordering::Relaxed);
+        let stats = self.registry.stats();
+        stats.subscriptions.fetch_sub(subs.len(), Ordering::Relaxed);
+        stats.sessions.fetch_sub(1, Ordering::Relaxed);
     }
 }

@@ -12,7 +12,7 @@ use tokio_tungstenite::tungstenite;
 
 /// Where the token a command sends comes from.
 #[derive(Debug)]
-enum Source {
+pub(super) enum Source {
     /// `--token`, or `$IPCBUS_TOKEN`: the name.
     Given(&'static str),
     /// A file: `--token-file`, `$IPCBUS_TOKEN_FILE` or the data directory's.
@@ -28,6 +28,27 @@ pub(super) async fn connect(
     token: Option<String>,
     token_file: Option<&Path>,
 ) -> Result<Client, CliError> {
+    let (token, source) = find_token(token, token_file)?;
+    // A one-shot tool: one attempt, its error as it is, and no reconnect
+    // (`watch` ends when the connection does).
+    let options = ClientOptions {
+        token,
+        fail_fast: true,
+        reconnect: false,
+        ..ClientOptions::default()
+    };
+    Client::connect_with(url, options)
+        .await
+        .map_err(|e| explain(url, &source, e))
+}
+
+/// The token to send, and where it came from: `token` (`--token`), the
+/// token in `token_file` (`--token-file`), `$IPCBUS_TOKEN`, the default
+/// token file.
+pub(super) fn find_token(
+    token: Option<String>,
+    token_file: Option<&Path>,
+) -> Result<(Option<String>, Source), CliError> {
     let env = std::env::var(auth::TOKEN_ENV)
         .ok()
         .map(|t| t.trim().to_owned())
@@ -52,24 +73,33 @@ pub(super) async fn connect(
             }
         }
     };
-    // A one-shot tool: one attempt, its error as it is, and no reconnect
-    // (`watch` ends when the connection does).
-    let options = ClientOptions {
-        token,
-        fail_fast: true,
-        reconnect: false,
-        ..ClientOptions::default()
-    };
-    Client::connect_with(url, options)
-        .await
-        .map_err(|e| explain(url, &source, e))
+    Ok((token, source))
 }
 
+/// Says where the token sent came from, for a 401.
+pub(super) fn token_origin(source: &Source) -> String {
+    match source {
+        Source::Given(name) => format!("the token came from {name}"),
+        Source::File(file) => format!("the token came from {}", file.display()),
+        Source::Missing(Some(file)) => {
+            format!(
+                "no token was sent: {} does not exist or is empty",
+                file.display()
+            )
+        }
+        Source::Missing(None) => "no token was sent (no data directory here)".to_owned(),
+    }
+}
+
+/// What to do when no server answers.
+pub(super) const SERVER_HINT: &str =
+    "is `ipcbus serve` running, and on this port? Another server: \
+                                      --url or IPCBUS_URL";
+/// What to do when the token is refused.
+pub(super) const TOKEN_HINT: &str = "Give the right one with --token, --token-file, IPCBUS_TOKEN, \
+                                     or IPCBUS_DATA_DIR (the data directory of the server)";
+
 fn explain(url: &str, source: &Source, error: Error) -> CliError {
-    const SERVER_HINT: &str = "is `ipcbus serve` running, and on this port? Another server: \
-                               --url or IPCBUS_URL";
-    const TOKEN_HINT: &str = "Give the right one with --token, --token-file, IPCBUS_TOKEN, \
-                              or IPCBUS_DATA_DIR (the data directory of the server)";
     let message = match error {
         Error::WebSocket(tungstenite::Error::Io(io))
             if io.kind() == ErrorKind::ConnectionRefused =>
@@ -80,17 +110,7 @@ fn explain(url: &str, source: &Source, error: Error) -> CliError {
             format!("cannot connect to {url}: {io}; {SERVER_HINT}")
         }
         Error::Refused { status: 401, msg } => {
-            let from = match source {
-                Source::Given(name) => format!("the token came from {name}"),
-                Source::File(file) => format!("the token came from {}", file.display()),
-                Source::Missing(Some(file)) => {
-                    format!(
-                        "no token was sent: {} does not exist or is empty",
-                        file.display()
-                    )
-                }
-                Source::Missing(None) => "no token was sent (no data directory here)".to_owned(),
-            };
+            let from = token_origin(source);
             format!("{url} refused the connection (401: {msg}); {from}. {TOKEN_HINT}")
         }
         other => return CliError::Client(other),

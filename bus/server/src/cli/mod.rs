@@ -1,7 +1,9 @@
 //! The `ipcbus` command line: `serve` runs the bus; `get`, `set`, `del`,
-//! `keys`, `dump` and `watch` are a small client that reads and writes JSON.
+//! `keys`, `dump` and `watch` are a small client that reads and writes JSON;
+//! `stats` prints the server's figures once a second (`stats.rs`).
 
 mod connect;
+mod stats;
 
 use crate::config::{Config, ConfigError};
 use clap::{Args, Parser, Subcommand};
@@ -92,6 +94,12 @@ enum Command {
         /// Replay only keys whose rev is above this.
         #[arg(long)]
         since: Option<u64>,
+    },
+    /// Print the server's figures (from /metrics) once a second until interrupted.
+    Stats {
+        /// Stop after this many lines.
+        #[arg(long)]
+        count: Option<u64>,
     },
 }
 
@@ -242,6 +250,15 @@ pub enum CliError {
 pub fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
         Command::Serve(args) => serve(args.into_config()?),
+        Command::Stats { count } => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+            .block_on(stats::run(
+                &cli.url,
+                cli.token,
+                cli.token_file.as_deref(),
+                count,
+            )),
         command => {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -296,7 +313,7 @@ async fn shutdown_signal() {
 async fn client_command(client: Client, command: Command) -> Result<(), CliError> {
     let mut out = std::io::stdout().lock();
     match command {
-        Command::Serve(_) => unreachable!("handled by run"),
+        Command::Serve(_) | Command::Stats { .. } => unreachable!("handled by run"),
         Command::Get { key } => {
             let (value, _) = client.get_raw(&key).await?;
             writeln!(out, "{}", json(&value)?)?;

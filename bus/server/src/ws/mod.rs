@@ -23,7 +23,9 @@ mod guard;
 mod output;
 mod pause;
 
+use crate::metrics::timing::RequestTimer;
 use pause::Until;
+use prometheus_client::metrics::histogram::Histogram;
 
 /// How often the server pings a client, by default (`heartbeat_ms`).
 pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(10);
@@ -115,6 +117,9 @@ pub(crate) struct WsSession {
     batch: VecDeque<Out>,
     /// Encoded frames are split off it; empty (no allocation) between batches.
     buf: BytesMut,
+    /// Times a sample of the requests (`ipcbus_request_duration_seconds`).
+    timer: RequestTimer,
+    request_seconds: Histogram,
 }
 
 impl WsSession {
@@ -156,6 +161,8 @@ impl WsSession {
             partial: None,
             batch: VecDeque::new(),
             buf: BytesMut::new(),
+            timer: RequestTimer::default(),
+            request_seconds: state.metrics.request_seconds.clone(),
         }
     }
 
@@ -174,7 +181,10 @@ impl WsSession {
             }
         };
         let later = match decoded {
-            Ok(req) => self.session.handle(req),
+            Ok(req) => {
+                self.timer.started(req.id);
+                self.session.handle(req)
+            }
             Err(e) => {
                 // An id the client may not use is not echoed either.
                 let id = e.id.filter(|id| *id <= ipcbus_protocol::MAX_ID);

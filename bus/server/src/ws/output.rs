@@ -6,6 +6,7 @@ use bytes::BytesMut;
 use ipcbus_actors::{Done, Out};
 use ipcbus_protocol::{json, msgpack, Codec, ErrorBody, Reply, ServerMsg};
 use std::borrow::Cow;
+use std::sync::atomic::Ordering;
 
 impl WsSession {
     pub(super) fn write(
@@ -57,10 +58,16 @@ impl WsSession {
             .take(&mut self.batch, super::DRAIN_BYTES);
         let mut batch = std::mem::take(&mut self.batch);
         self.buf.reserve(super::ENCODE_BUF_BYTES);
+        let mut delivered = 0;
         for out in batch.drain(..) {
-            self.write_out(out, ctx);
+            delivered += u64::from(self.write_out(out, ctx));
         }
         self.batch = batch;
+        if delivered > 0 {
+            // Once per batch, not per event: the counter is shared by every session.
+            let stats = self.session.registry.stats();
+            stats.deliveries.fetch_add(delivered, Ordering::Relaxed);
+        }
         // The frames written keep the buffer's memory until they are sent;
         // between batches the session holds none of it.
         self.buf = BytesMut::new();
@@ -69,11 +76,12 @@ impl WsSession {
         }
     }
 
-    fn write_out(&mut self, out: Out, ctx: &mut WebsocketContext<Self>) {
+    /// Writes one item; true when it was an event delivered to a subscriber.
+    fn write_out(&mut self, out: Out, ctx: &mut WebsocketContext<Self>) -> bool {
         match out {
             Out::Event { sub, update } => {
                 if !self.session.is_subscribed(sub) {
-                    return;
+                    return false;
                 }
                 let key = Cow::Borrowed(&*update.key);
                 let (msg, json) = match &update.value {
@@ -87,7 +95,8 @@ impl WsSession {
                                     let msg =
                                         format!("key {} rev {}: {}", update.key, update.rev, e.msg);
                                     let e = ErrorBody::new(e.code, msg);
-                                    return self.write(&ServerMsg::Error(e), None, ctx);
+                                    self.write(&ServerMsg::Error(e), None, ctx);
+                                    return false;
                                 }
                             },
                         };
@@ -109,6 +118,7 @@ impl WsSession {
                     ),
                 };
                 self.write(&msg, json, ctx);
+                return true;
             }
             Out::Synced { sub } => {
                 if self.session.is_subscribed(sub) {
@@ -126,8 +136,12 @@ impl WsSession {
             Out::Reply {
                 id: Some(id),
                 result,
-            } => self.write_reply(id, result, ctx),
+            } => {
+                self.timer.replied(id, &self.request_seconds);
+                self.write_reply(id, result, ctx);
+            }
         }
+        false
     }
 
     fn write_reply(
