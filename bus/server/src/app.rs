@@ -170,6 +170,7 @@ pub async fn serve(
             .route("/ws", web::get().to(crate::ws::upgrade))
             .route("/health", web::get().to(health))
             .route("/metrics", web::get().to(crate::metrics::handler))
+            .configure(crate::ui::routes)
             .route("/v1/keys", web::get().to(crate::http::keys))
             .service(
                 // A resource, so that other methods get 405 with an Allow header.
@@ -192,6 +193,7 @@ pub async fn serve(
     let handle = server.handle();
     let running = actix_web::rt::spawn(server);
     tracing::info!(%addr, workers, "ipcbus listening; WebSocket at ws://{addr}/ws");
+    tracing::info!("dashboard: {}", crate::ui::url(addr, state.access.token()));
     if config.selftest {
         actix_web::rt::spawn(selftest::run(addr, state.clone()));
     }

@@ -235,9 +235,10 @@ impl Refusal {
     }
 }
 
-/// Middleware: every route passes the origin check; all but `/health`
-/// and CORS preflights (a browser sends those without credentials; the
-/// CORS middleware inside answers them) need the token.
+/// Middleware: every route passes the origin check; all but `/health`,
+/// the dashboard's files (`/ui/`, which hold no data) and CORS preflights
+/// (a browser sends those without credentials; the CORS middleware inside
+/// answers them) need the token.
 pub(crate) async fn guard(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
@@ -246,7 +247,7 @@ pub(crate) async fn guard(
         && req
             .headers()
             .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
-    let needs_token = req.path() != "/health" && !preflight;
+    let needs_token = req.path() != "/health" && !crate::ui::is_ui_path(req.path()) && !preflight;
     let verdict = match req.app_data::<web::Data<crate::app::AppState>>() {
         Some(state) => state.access.check(req.request(), needs_token),
         None => Ok(()),

@@ -15,6 +15,7 @@
 //! - `selftest`: the startup self-test, over a real socket.
 //! - `metrics`: `GET /metrics` in the Prometheus text format, and the handles the hot paths bump.
 //! - [`kodi`]: the bridge from Kodi's JSON-RPC (`serve --kodi`), publishing `kodi.player.*`.
+//! - [`ui`]: the dashboard at `/ui/`, its files embedded in the binary.
 //! - [`cli`]: the `ipcbus` command line (`serve`, `get`, `set`, `del`, `keys`, `watch`, `stats`).
 //!
 //! `main.rs` only parses arguments and calls [`cli::run`].
@@ -31,6 +32,7 @@ mod private;
 mod request;
 mod selftest;
 mod session;
+pub mod ui;
 mod ws;
 
 pub use app::serve;

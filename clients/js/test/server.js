@@ -33,12 +33,13 @@ function serve(port, dataDir, args) {
   const serve = ["serve", "--port", String(port), "--no-selftest", "--data-dir", dataDir, ...args];
   const child = spawn(BIN, serve, { stdio: ["ignore", "ignore", "pipe"], env });
   const exited = new Promise((resolve) => child.on("exit", resolve));
+  let seen = "";
   const started = new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error("ipcbus serve did not start")), 10000);
-    let seen = "";
     child.stderr.on("data", (chunk) => {
       seen += chunk;
-      if (seen.includes("WebSocket at")) {
+      // The dashboard's URL is logged just after the WebSocket's.
+      if (seen.includes("WebSocket at") && /dashboard: \S+\n/.test(seen)) {
         clearTimeout(timer);
         resolve();
       }
@@ -49,6 +50,7 @@ function serve(port, dataDir, args) {
     child.kill("SIGTERM");
     return exited;
   };
+  stop.log = () => seen;
   return started.then(() => stop);
 }
 
@@ -69,6 +71,8 @@ export async function startServer(args = [], at = {}) {
     http: `http://127.0.0.1:${port}`,
     dataDir,
     token: readFileSync(join(dataDir, "token"), "utf8").trim(),
+    /** What the server has logged so far (stderr). */
+    log: () => stopServer.log(),
     restart: async () => {
       await stopServer();
       stopServer = await serve(port, dataDir, args);

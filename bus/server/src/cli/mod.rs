@@ -1,9 +1,11 @@
 //! The `ipcbus` command line: `serve` runs the bus; `get`, `set`, `del`,
 //! `keys`, `dump` and `watch` are a small client that reads and writes JSON;
-//! `stats` prints the server's figures once a second (`stats.rs`).
+//! `ui` opens the dashboard; `stats` prints the server's figures once a
+//! second (`stats.rs`).
 
 mod connect;
 mod stats;
+mod ui;
 
 use crate::config::{Config, ConfigError};
 use clap::{Args, Parser, Subcommand};
@@ -94,6 +96,14 @@ enum Command {
         /// Replay only keys whose rev is above this.
         #[arg(long)]
         since: Option<u64>,
+    },
+    /// Print the dashboard's URL (with the token) and open it in a browser.
+    Ui {
+        /// Only print the URL. (A browser started by this command gets the
+        /// URL, token included, on its command line, which other local
+        /// users can see.)
+        #[arg(long)]
+        no_open: bool,
     },
     /// Print the server's figures (from /metrics) once a second until interrupted.
     Stats {
@@ -250,6 +260,7 @@ pub enum CliError {
 pub fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
         Command::Serve(args) => serve(args.into_config()?),
+        Command::Ui { no_open } => ui::run(&cli.url, cli.token, cli.token_file.as_deref(), no_open),
         Command::Stats { count } => tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?
@@ -313,7 +324,9 @@ async fn shutdown_signal() {
 async fn client_command(client: Client, command: Command) -> Result<(), CliError> {
     let mut out = std::io::stdout().lock();
     match command {
-        Command::Serve(_) | Command::Stats { .. } => unreachable!("handled by run"),
+        Command::Serve(_) | Command::Ui { .. } | Command::Stats { .. } => {
+            unreachable!("handled by run")
+        }
         Command::Get { key } => {
             let (value, _) = client.get_raw(&key).await?;
             writeln!(out, "{}", json(&value)?)?;

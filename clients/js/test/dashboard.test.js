@@ -1,0 +1,215 @@
+// The dashboard (/ui/, served by the binary) in a real browser: playwright-core
+// drives Debian's Chromium against the real server. The page is opened from
+// the URL the server logs; Node clients set keys, watch the page's writes and
+// write conflicting values. Screenshots go to target/screenshots/.
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { mkdirSync } from "node:fs";
+import { join } from "node:path";
+import { test } from "node:test";
+import { fileURLToPath } from "node:url";
+import { chromium } from "playwright-core";
+import { Bus, NotFound } from "../src/index.js";
+import { CHROMIUM } from "./chromium.js";
+import { startServer } from "./server.js";
+
+const REPO = fileURLToPath(new URL("../../../", import.meta.url));
+const SHOTS = `${REPO}target/screenshots/`;
+const BIN = process.env.IPCBUS_BIN ?? `${REPO}target/debug/ipcbus`;
+/** How long a test waits for the page to show something before it fails. */
+const WAIT_MS = 15000;
+const XSS = "<img src=x onerror=alert(1)>";
+
+/** The dashboard URL from the server's log. */
+function loggedUrl(server) {
+  const match = /dashboard: (\S+)/.exec(server.log());
+  assert.ok(match, `no dashboard URL in the log:\n${server.log()}`);
+  return match[1];
+}
+
+const row = (page, key) => page.locator(`.row[data-key="${key}"]`);
+
+/** Resolves to the next value `sub` delivers for `key` that `match` accepts. */
+function nextValue(events, key, match) {
+  return new Promise((resolve) => {
+    events.push((ev) => {
+      if (ev.kind === "val" && ev.key === key && match(ev.value)) {
+        resolve(ev.value);
+        return true;
+      }
+      return false;
+    });
+  });
+}
+
+test("the dashboard in Chromium: browse, live changes, edit, conflict, delete, XSS, restart", async () => {
+  mkdirSync(SHOTS, { recursive: true });
+  const server = await startServer();
+  const node = await Bus.connect(server.url, { token: server.token });
+  const browser = await chromium.launch({ executablePath: CHROMIUM, args: ["--no-sandbox"] });
+  const waiting = [];
+  const sub = await node.subscribe("ui.>", (ev) => waiting.splice(0, waiting.length, ...waiting.filter((w) => !w(ev))));
+  try {
+    // Set before the page opens: listed from the replay.
+    await node.set("ui.before.a", { n: 1, list: [1, 2] });
+    await node.set("ui.before.b", "text");
+    await node.set("ui.xss", XSS);
+    await node.set("ui.bin", new Uint8Array([1, 2, 255]));
+    await node.set("ui.edit", { v: 1 });
+    await node.set("kodi.player.state", { state: "playing", file: "/media/clip.mp4", speed: 1 });
+    await node.set("kodi.player.item", { title: "Big Buck Bunny", mediatype: "movie", year: 2008, duration: 596, file: "/media/clip.mp4", video: { width: 1920, height: 1080, codec: "h264" } });
+
+    const page = await browser.newPage({ viewport: { width: 1200, height: 700 } });
+    const dialogs = [];
+    page.on("dialog", (d) => (dialogs.push(d.message()), d.dismiss()));
+    const errors = [];
+    page.on("pageerror", (e) => errors.push(String(e)));
+    page.setDefaultTimeout(WAIT_MS);
+
+    const url = loggedUrl(server);
+    assert.match(url, /^http:\/\/127\.0\.0\.1:\d+\/ui\/#token=[0-9a-f]+$/);
+    await page.goto(url);
+    await page.locator('#state[data-state="open"]').waitFor();
+    await row(page, "ui.before.a").waitFor();
+    // The token left the address bar and lives in this tab's storage only.
+    assert.equal(new URL(page.url()).hash, "");
+    assert.equal(await page.evaluate(() => sessionStorage.getItem("ipcbus.token")), server.token);
+    assert.equal(await page.evaluate(() => localStorage.length), 0);
+
+    // Values as text: the XSS value shows as its characters, makes no element, opens no dialog.
+    assert.equal(await row(page, "ui.xss").locator(".value").textContent(), JSON.stringify(XSS));
+    assert.equal(await page.locator("#rows img").count(), 0);
+    assert.equal(await row(page, "ui.bin").locator(".value").textContent(), "<bytes 01 02 ff>");
+    // The tree: ui holds 5 keys, ui.before 2.
+    assert.equal(await page.locator('.row[data-path="ui"] .count').textContent(), "5");
+    assert.equal(await page.locator('.row[data-path="ui.before"] .count').textContent(), "2");
+    await page.locator("#nowplaying .np-title").getByText("Big Buck Bunny").waitFor();
+
+    // A key set by another client appears, highlighted.
+    await node.set("ui.live.b", 2);
+    await row(page, "ui.live.b").waitFor();
+    assert.equal(await row(page, "ui.live.b").locator(".value").textContent(), "2");
+
+    // An edit on the page reaches another client's subscription.
+    await row(page, "ui.edit").click();
+    await page.locator("#detail pre.value").getByText('"v": 1').waitFor();
+    await page.screenshot({ path: `${SHOTS}dashboard.png` });
+    await page.getByRole("button", { name: "Edit" }).click();
+    const edited = nextValue(waiting, "ui.edit", (v) => v.v === 2);
+    await page.locator("#edit-value").fill('{"v": 2}');
+    await page.getByRole("button", { name: "Save" }).click();
+    assert.deepEqual(await edited, { v: 2 });
+    await page.locator("#detail pre.value").getByText('"v": 2').waitFor();
+
+    // A conflicting edit: another client writes between the page's read and its save.
+    await page.getByRole("button", { name: "Edit" }).click();
+    await node.set("ui.edit", { v: "theirs" });
+    await page.locator("#edit-value").fill('{"v": "mine"}');
+    await page.getByRole("button", { name: "Save" }).click();
+    await page.locator(".conflict").waitFor();
+    assert.match(await page.locator(".conflict pre.theirs").textContent(), /theirs/);
+    assert.match(await page.locator(".conflict pre.mine").textContent(), /mine/);
+    await page.screenshot({ path: `${SHOTS}dashboard-conflict.png` });
+    const mine = nextValue(waiting, "ui.edit", (v) => v.v === "mine");
+    await page.getByRole("button", { name: "Use mine" }).click();
+    assert.deepEqual(await mine, { v: "mine" });
+
+    // Delete.
+    await row(page, "ui.live.b").click();
+    await page.getByRole("button", { name: "Delete", exact: true }).click();
+    await page.getByRole("button", { name: "Delete it" }).click();
+    await row(page, "ui.live.b").waitFor({ state: "detached" });
+    await assert.rejects(node.get("ui.live.b"), NotFound);
+
+    // A bus pattern as the filter.
+    await page.locator("#filter").fill("ui.before.*");
+    await page.locator("#filter").press("Enter");
+    await page.locator('#rows[data-synced="ui.before.*"]').waitFor();
+    await row(page, "ui.before.a").waitFor();
+    assert.equal(await row(page, "ui.xss").count(), 0);
+
+    // A restart: "reconnecting" meanwhile, then live again.
+    await page.evaluate(() => {
+      window.seenStates = [];
+      new MutationObserver(() => window.seenStates.push(document.getElementById("state").dataset.state))
+        .observe(document.getElementById("state"), { attributes: true });
+    });
+    await server.restart();
+    await page.waitForFunction(() => window.seenStates.includes("reconnecting"));
+    await page.locator('#state[data-state="open"]').waitFor();
+    await node.set("ui.before.c", "after the restart");
+    await row(page, "ui.before.c").waitFor();
+
+    assert.deepEqual(dialogs, []);
+    assert.deepEqual(errors, []);
+  } finally {
+    sub.close();
+    node.close();
+    await browser.close();
+    await server.stop();
+  }
+});
+
+test("the dashboard without a token, or with a wrong one, shows the login box", async () => {
+  const server = await startServer();
+  const browser = await chromium.launch({ executablePath: CHROMIUM, args: ["--no-sandbox"] });
+  try {
+    const page = await browser.newPage();
+    page.setDefaultTimeout(WAIT_MS);
+    await page.goto(`${server.http}/ui/`);
+    await page.locator("#login").waitFor();
+    assert.match(await page.locator("#login-why").textContent(), /No token/);
+    assert.equal(await page.locator("#main").isVisible(), false);
+    await page.screenshot({ path: `${SHOTS}dashboard-login.png` });
+
+    await page.goto(`${server.http}/ui/#token=wrong-token-0123456789`);
+    await page.reload();
+    await page.locator("#login-why").getByText("refused").waitFor();
+    assert.equal(await page.evaluate(() => sessionStorage.getItem("ipcbus.token")), null);
+
+    // The right token in the box opens the page.
+    await page.locator("#login-token").fill(server.token);
+    await page.getByRole("button", { name: "Open" }).click();
+    await page.locator('#state[data-state="open"]').waitFor();
+
+    // `ipcbus ui` with no desktop: prints the URL, says it opened nothing, succeeds.
+    const env = { ...process.env };
+    for (const name of ["DISPLAY", "WAYLAND_DISPLAY", "IPCBUS_TOKEN", "IPCBUS_URL"]) delete env[name];
+    const ui = spawnSync(BIN, ["ui", "--url", server.url, "--token-file", join(server.dataDir, "token")], { env, encoding: "utf8" });
+    assert.equal(ui.status, 0, ui.stderr);
+    assert.match(ui.stderr, /no browser/);
+    const printed = ui.stdout.trim();
+    assert.equal(printed, `${server.http}/ui/#token=${server.token}`);
+    const fresh = await browser.newPage();
+    fresh.setDefaultTimeout(WAIT_MS);
+    await fresh.goto(printed);
+    await fresh.locator('#state[data-state="open"]').waitFor();
+    // A wrong token: `ipcbus ui` fails with the CLI's hint, printing no URL.
+    const refused = spawnSync(BIN, ["ui", "--no-open", "--url", server.url, "--token", "wrong-token-0123456789"], { env, encoding: "utf8" });
+    assert.equal(refused.status, 1);
+    assert.equal(refused.stdout, "");
+    assert.match(refused.stderr, /401/);
+  } finally {
+    await browser.close();
+    await server.stop();
+  }
+});
+
+test("every /ui/ response carries a strict CSP and nosniff; other origins are refused", async () => {
+  const server = await startServer();
+  try {
+    for (const path of ["/ui/", "/ui/app.js", "/ui/client/codec.js", "/ui/vendor/msgpack/index.mjs", "/ui/missing"]) {
+      const res = await fetch(`${server.http}${path}`);
+      const csp = res.headers.get("content-security-policy");
+      assert.match(csp, /default-src 'self'/, path);
+      assert.match(csp, /script-src 'self';/, path);
+      assert.doesNotMatch(csp, /unsafe-inline|unsafe-eval/, path);
+      assert.equal(res.headers.get("x-content-type-options"), "nosniff", path);
+    }
+    assert.equal((await fetch(`${server.http}/ui/app.js`)).headers.get("content-type"), "text/javascript; charset=utf-8");
+    const foreign = await fetch(`${server.http}/ui/`, { headers: { Origin: "http://evil.example" } });
+    assert.equal(foreign.status, 403);
+  } finally {
+    await server.stop();
+  }
+});
