@@ -213,3 +213,34 @@ test("every /ui/ response carries a strict CSP and nosniff; other origins are re
     await server.stop();
   }
 });
+
+test("10 000 keys and a burst of changes: counted, only the rows in view are drawn, the last value shown", async () => {
+  const server = await startServer();
+  const node = await Bus.connect(server.url, { token: server.token });
+  const browser = await chromium.launch({ executablePath: CHROMIUM, args: ["--no-sandbox"] });
+  try {
+    for (let batch = 0; batch < 10; batch++) {
+      await Promise.all(Array.from({ length: 1000 }, (_, i) => node.set(`load.g${batch}.k${i}`, { i, batch })));
+    }
+    const page = await browser.newPage({ viewport: { width: 1200, height: 700 } });
+    page.setDefaultTimeout(WAIT_MS * 2);
+    await page.goto(`${server.http}/ui/#token=${server.token}`);
+    await page.locator("#count").getByText("10000 keys").waitFor();
+    assert.equal(await page.locator('.row[data-path="load"] .count').textContent(), "10000");
+    // Virtualised: the rows in view and a few more, not 10 000.
+    assert.ok((await page.locator("#rows .row").count()) < 100);
+    // A burst of 5 000 writes to keys the page shows; the page keeps up and ends on the last values.
+    for (let round = 1; round <= 5; round++) {
+      await Promise.all(Array.from({ length: 1000 }, (_, i) => node.set(`load.g0.k${i}`, { i, round })));
+    }
+    await page.locator('.row[data-key="load.g0.k0"] .value').getByText('{"i":0,"round":5}').waitFor();
+    await page.locator('.row[data-path="load.g0"] .toggle').click();
+    await page.locator('.row[data-key="load.g0.k0"]').waitFor({ state: "detached" });
+    assert.equal(await page.locator('.row[data-path="load.g1"]').count(), 1);
+    await page.screenshot({ path: `${SHOTS}dashboard-10k.png` });
+  } finally {
+    node.close();
+    await browser.close();
+    await server.stop();
+  }
+});

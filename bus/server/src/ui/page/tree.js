@@ -9,6 +9,8 @@ export const ROW_HEIGHT = 24;
 const FLASH_MS = 1000;
 /** Rows drawn beyond the visible ones, above and below. */
 const OVERSCAN = 10;
+/** Names in natural order: k2 before k10. */
+const NAMES = new Intl.Collator(undefined, { numeric: true });
 
 class Node {
   constructor(name, path, depth, parent) {
@@ -130,7 +132,7 @@ export class KeyTree {
   flatten() {
     const rows = [];
     const walk = (node) => {
-      const names = [...node.children.keys()].sort();
+      const names = [...node.children.keys()].sort(NAMES.compare);
       for (const name of names) {
         const child = node.children.get(name);
         rows.push(child);
