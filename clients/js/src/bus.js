@@ -203,9 +203,10 @@ export class Bus extends EventTarget {
 
   /**
    * Sends `message` now or when the connection is back; resolves to the
-   * reply. `write`: a set or del, never sent twice.
+   * reply. `write`: a set or del, never sent twice. `onSend` runs when it is
+   * sent, which may be never (it timed out waiting, or the client closed).
    */
-  _call(message, { write = false, onReply, value } = {}) {
+  _call(message, { write = false, onSend, onReply, value } = {}) {
     if (this.state === "closed") return Promise.reject(new Unavailable(`closed: ${this.stateReason}`));
     message.id = this._nextId++;
     const data = this._codec.encode(message);
@@ -217,7 +218,7 @@ export class Bus extends EventTarget {
       return Promise.reject(e);
     }
     return new Promise((resolve, reject) => {
-      const call = { id: message.id, op: message.op, key: message.key, data, bytes, write, onReply, resolve, reject };
+      const call = { id: message.id, op: message.op, key: message.key, data, bytes, write, onSend, onReply, resolve, reject };
       if (!this._link && this._waiting.size >= WAITING_CAPACITY) {
         return reject(new Unavailable(`${call.op}: ${WAITING_CAPACITY} calls already wait for the connection to ${this.url} (${this.stateReason})`));
       }
@@ -235,6 +236,7 @@ export class Bus extends EventTarget {
       return call.reject(e);
     }
     this._pending.set(call.id, call);
+    call.onSend?.();
     this._link.ws.send(call.data);
   }
 
@@ -308,17 +310,22 @@ export class Bus extends EventTarget {
     if (persist) message.persist = true;
     if (ephemeral) message.ephemeral = true;
     if (ttlMs !== undefined) message.ttl_ms = wireTtl(ttlMs);
+    // The ephemeral bookkeeping changes when the write is sent, in the order
+    // writes are sent: one that waits for the connection is not set again by
+    // the reconnect (it is sent after it), nor ever if it gives up waiting.
     if (!ephemeral) {
-      this._ephemeral.forget(key);
-      return (await this._call(message, { write: true, value })).rev;
+      const onSend = () => this._ephemeral.forget(key);
+      return (await this._call(message, { write: true, value, onSend })).rev;
     }
-    const { claim, previous } = this._ephemeral.begin(key, value, ttlMs);
-    const onReply = (reply) => this._ephemeral.acked(key, claim, reply.rev);
+    const copy = structuredClone(value); // as it is now, like the request
+    let sent; // {claim, previous} once sent
+    const onSend = () => (sent = this._ephemeral.begin(key, copy, ttlMs));
+    const onReply = (reply) => this._ephemeral.acked(key, sent.claim, reply.rev);
     try {
-      return (await this._call(message, { write: true, value, onReply })).rev;
+      return (await this._call(message, { write: true, value, onSend, onReply })).rev;
     } catch (e) {
       // Refused: the key is as it was. (Lost or timed out: it may be set; keep setting it.)
-      if (e instanceof ServerError || e instanceof TypeError) this._ephemeral.refused(key, claim, previous);
+      if (sent && e instanceof ServerError) this._ephemeral.refused(key, sent.claim, sent.previous);
       throw e;
     }
   }
@@ -346,10 +353,9 @@ export class Bus extends EventTarget {
    * @returns {Promise<number>}
    */
   async delete(key, { ifRev } = {}) {
-    this._ephemeral.forget(key);
     const message = { op: "del", key };
     if (ifRev !== undefined) message.if_rev = ifRev;
-    return (await this._call(message, { write: true })).rev;
+    return (await this._call(message, { write: true, onSend: () => this._ephemeral.forget(key) })).rev;
   }
 
   /**

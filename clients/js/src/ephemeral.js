@@ -37,11 +37,12 @@ export class EphemeralKeys {
   }
 
   /**
-   * Records an ephemeral set about to be sent; returns it and the claim it
-   * replaces (to put back if the server refuses the write).
+   * Records an ephemeral set as it is sent (`value`: a copy the program
+   * cannot change); returns it and the claim it replaces (to put back if
+   * the server refuses the write).
    */
   begin(key, value, ttlMs) {
-    const claim = new Claim(structuredClone(value), ttlMs);
+    const claim = new Claim(value, ttlMs);
     const previous = this._claims.get(key);
     this._claims.set(key, claim);
     return { claim, previous };

@@ -301,3 +301,35 @@ test("with reconnect off, a lost connection closes the client", LIMIT, async () 
   assert.match(bus.stateReason, /lost/);
   await assert.rejects(bus.get("off.k"), Unavailable);
 });
+
+test("an ephemeral set made while the connection is down is written once, when it is sent", LIMIT, async (t) => {
+  const events = [];
+  let ended;
+  const end = new Promise((resolve) => (ended = resolve));
+  const watcher = await other.subscribe("ephw.*", (ev) => {
+    if (ev.kind === "val") events.push(ev.key);
+    if (ev.key === "ephw.end") ended();
+  });
+  t.after(() => watcher.close());
+  const recorded = states();
+  const bus = await Bus.connect(proxy.url, { onState: recorded.onState });
+  t.after(() => bus.close());
+  await outage(recorded);
+  const written = bus.set("ephw.once", "v", { ephemeral: true });
+  proxy.resume();
+  assert.ok((await written) > 0);
+  await other.set("ephw.end", 1);
+  await end; // every event before it is in
+  assert.deepEqual(events, ["ephw.once", "ephw.end"]);
+});
+
+test("an ephemeral set that gave up waiting for the connection is not written later", LIMIT, async (t) => {
+  const recorded = states();
+  const bus = await Bus.connect(proxy.url, { onState: recorded.onState, timeout: 300 });
+  t.after(() => bus.close());
+  await outage(recorded);
+  await assert.rejects(bus.set("ephw.never", "v", { ephemeral: true }), (e) => e instanceof Unavailable && !e.maybeApplied && /not connected/.test(e.message));
+  proxy.resume();
+  await recorded.reached("open", 2);
+  assert.equal(await other.get("ephw.never", { default: "absent" }), "absent");
+});
