@@ -229,6 +229,10 @@ export class Bus extends EventTarget {
   }
 
   _send(call) {
+    // Closed, and the client has not handled it yet: a write sent now would
+    // be lost (and reported as maybe applied) although the connection was
+    // already gone when it was made. It waits for the next one instead.
+    if (this._link.ws.readyState !== WebSocket.OPEN) return this._waiting.add(call);
     try {
       checkFrame(call.op, call.bytes, this._limits); // the new server's limits may be lower
     } catch (e) {

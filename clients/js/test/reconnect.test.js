@@ -333,3 +333,16 @@ test("an ephemeral set that gave up waiting for the connection is not written la
   await recorded.reached("open", 2);
   assert.equal(await other.get("ephw.never", { default: "absent" }), "absent");
 });
+
+test("a write made after the socket closed, before the client noticed, waits for the next connection", LIMIT, async (t) => {
+  const recorded = states();
+  const bus = await Bus.connect(proxy.url, { onState: recorded.onState });
+  t.after(() => bus.close());
+  let late;
+  // The socket's own close listeners run before the client has handled the close.
+  bus._conn.link.ws.addEventListener("close", () => (late = bus.set("closing.k", "after")));
+  proxy.cut();
+  await recorded.reached("reconnecting");
+  assert.ok((await late) > 0, "the write was not cut off: it was never sent on the dead socket");
+  assert.equal(await other.get("closing.k"), "after");
+});
