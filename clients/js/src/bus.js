@@ -130,9 +130,9 @@ export class Bus extends EventTarget {
   }
 
   /** Before a new link is used: set the ephemeral keys again. */
-  async _prepare(link) {
+  async _prepare(link, signal) {
     const sameStore = this.store === undefined || link.hello.store === this.store;
-    const send = (messages) => exchange(link, this._codec, messages, () => this._nextId++, this.timeout);
+    const send = (messages) => exchange(link, this._codec, messages, () => this._nextId++, this.timeout, signal);
     await this._ephemeral.reassert(send, sameStore);
   }
 

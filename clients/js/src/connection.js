@@ -75,22 +75,29 @@ function openLink(wsUrl, url, codec, timeoutMs, signal) {
 /**
  * Sends requests on a link nobody else uses yet and resolves to their
  * replies in order (nothing else arrives: the link has no subscriptions).
- * Rejects if the link closes or the replies take longer than `timeoutMs`.
+ * Rejects if the link closes, the replies take longer than `timeoutMs`, or
+ * `signal` aborts (the client was closed).
  * @param {Link} link
  * @param {object[]} messages
  * @param {() => number} nextId
+ * @param {AbortSignal} signal
  */
-export function exchange(link, codec, messages, nextId, timeoutMs) {
+export function exchange(link, codec, messages, nextId, timeoutMs, signal) {
   if (!messages.length) return Promise.resolve([]);
+  if (signal.aborted) return Promise.reject(signal.reason);
   return new Promise((resolve, reject) => {
     const ids = messages.map((m) => (m.id = nextId()));
     const wanted = new Set(ids);
     const replies = new Map();
-    const timer = setTimeout(() => reject(new Unavailable(`no reply from the new connection within ${timeoutMs} ms`)), timeoutMs);
-    link.closed.then(({ code, reason }) => {
+    const end = (error) => {
       clearTimeout(timer);
-      reject(new Unavailable(`the new connection closed (${code} ${reason})`));
-    });
+      signal.removeEventListener("abort", onAbort);
+      if (error) reject(error);
+    };
+    const onAbort = () => end(signal.reason);
+    const timer = setTimeout(() => end(new Unavailable(`no reply from the new connection within ${timeoutMs} ms`)), timeoutMs);
+    signal.addEventListener("abort", onAbort);
+    link.closed.then(({ code, reason }) => end(new Unavailable(`the new connection closed (${code} ${reason})`)));
     link.ws.onmessage = (m) => {
       let reply;
       try {
@@ -101,7 +108,7 @@ export function exchange(link, codec, messages, nextId, timeoutMs) {
       if (!wanted.has(reply.id)) return;
       replies.set(reply.id, reply);
       if (replies.size < ids.length) return;
-      clearTimeout(timer);
+      end();
       link.ws.onmessage = null;
       resolve(ids.map((id) => replies.get(id)));
     };
@@ -116,7 +123,8 @@ export function describeClose(url, { code, reason }) {
 
 /**
  * The connect and reconnect loop. `host` (the Bus) is told of every step:
- * `_setState(state, reason)`, `await _prepare(link)` before a link is used,
+ * `_setState(state, reason)`, `await _prepare(link, signal)` before a link is used (`signal`
+ * aborts when the client is closed),
  * `_adopt(link)` when it is, `_lost(end)` when it closes, and
  * `_shutdown(reason, error)` when the loop ends for good.
  */
@@ -212,9 +220,10 @@ export class Connection {
     else if (deadline !== undefined) limit = Math.min(limit, Math.max(deadline - performance.now(), LAST_ATTEMPT_MS));
     const link = await openLink(this._wsUrl, this.url, this._codec, limit, this._stop.signal);
     try {
-      await this._host._prepare(link);
+      await this._host._prepare(link, this._stop.signal);
     } catch (e) {
       link.ws.close();
+      if (this._stop.signal.aborted) throw e;
       throw new Unavailable(`connection to ${this.url} lost while setting ephemeral keys again: ${e.message}`);
     }
     return link;

@@ -3,6 +3,10 @@
 // new connection at once, so the client keeps retrying; `attempts` counts
 // the connections it was asked for. With `olderServer` it removes the limits
 // from the server's hello, as a server from before they were announced.
+// While `deaf`, a new connection passes the client's upgrade request on and
+// then swallows what the client sends (`swallowed` lists the opcode of each
+// chunk, a frame as the client writes them), as a server that has stopped
+// answering.
 import { EventEmitter } from "node:events";
 import { createServer, connect } from "node:net";
 import { decode, encode } from "@msgpack/msgpack";
@@ -18,11 +22,21 @@ export async function startProxy(targetPort, { olderServer = false } = {}) {
     url: "",
     attempts: 0,
     paused: false,
+    deaf: false,
+    swallowed: [],
     /** Resolves once `attempts` reaches `n`. */
     attempted(n) {
       return new Promise((resolve) => {
         const check = () => proxy.attempts >= n && (events.off("attempt", check), resolve());
         events.on("attempt", check);
+        check();
+      });
+    },
+    /** Resolves once a frame with `opcode` (2: binary, 8: close) is swallowed at or after `from`. */
+    swallowedFrame(opcode, from = 0) {
+      return new Promise((resolve) => {
+        const check = () => proxy.swallowed.indexOf(opcode, from) >= 0 && (events.off("swallowed", check), resolve());
+        events.on("swallowed", check);
         check();
       });
     },
@@ -53,7 +67,16 @@ export async function startProxy(targetPort, { olderServer = false } = {}) {
     const pair = { client, upstream };
     pairs.add(pair);
     const rewrite = olderServer ? helloWithoutLimits() : (chunk) => chunk;
-    client.on("data", (chunk) => upstream.write(chunk));
+    let request = proxy.deaf ? "" : null; // the upgrade request, while deaf
+    client.on("data", (chunk) => {
+      if (request === null) return upstream.write(chunk);
+      if (!request.includes("\r\n\r\n")) {
+        request += chunk.toString("latin1");
+        return upstream.write(chunk);
+      }
+      proxy.swallowed.push(chunk[0] & 0x0f);
+      events.emit("swallowed");
+    });
     upstream.on("data", (chunk) => client.write(rewrite(chunk)));
     // Ends are passed on with what was written before them (a Close frame).
     for (const [a, b] of [[client, upstream], [upstream, client]]) {

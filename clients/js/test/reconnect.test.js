@@ -346,3 +346,20 @@ test("a write made after the socket closed, before the client noticed, waits for
   assert.ok((await late) > 0, "the write was not cut off: it was never sent on the dead socket");
   assert.equal(await other.get("closing.k"), "after");
 });
+
+test("closing while ephemeral keys are set again ends that connection at once", LIMIT, async (t) => {
+  const recorded = states();
+  const bus = await Bus.connect(proxy.url, { onState: recorded.onState, timeout: 60000 });
+  t.after(() => bus.close());
+  await bus.set("deaf.k", 1, { ephemeral: true });
+  await outage(recorded);
+  proxy.deaf = true;
+  t.after(() => (proxy.deaf = false));
+  const from = proxy.swallowed.length;
+  proxy.resume();
+  await proxy.swallowedFrame(2, from); // the re-set, which gets no reply
+  bus.close();
+  // Its Close frame: the socket is not left open (nor a timer running) until the re-set times out.
+  await proxy.swallowedFrame(8, from);
+  assert.equal(bus.state, "closed");
+});
