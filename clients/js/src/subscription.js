@@ -37,6 +37,8 @@ export class Subscription {
     this._known = new Map();
     /** Keys the replay after a reconnect has named so far; null when not replaying. */
     this._resync = null;
+    /** Whether "synced" was passed on (a replay cut off by a disconnect had not). */
+    this._synced = false;
   }
 
   /** A reconnect replays the pattern from the start. */
@@ -62,11 +64,12 @@ export class Subscription {
           this._known.delete(key); // deleted while the connection was down
           this._put({ kind: "del", key, rev: 0 });
         }
-        return; // "synced" was passed on once already
+        if (this._synced) return; // passed on once already
       }
     }
     if (event.kind === "val") this._known.set(event.key, event.rev);
     else if (event.kind === "del") this._known.delete(event.key);
+    else if (event.kind === "synced") this._synced = true;
     this._put(event);
   }
 
