@@ -319,11 +319,18 @@ class Bus:
         else:
             ws.send(data)
 
-    def _call(self, message: dict, on_reply: Optional[Callable[[dict], None]] = None) -> dict:
+    def _call(
+        self,
+        message: dict,
+        on_reply: Optional[Callable[[dict], None]] = None,
+        on_send: Optional[Callable[[], Optional[Callable[[], None]]]] = None,
+    ) -> dict:
         """Sends a request and waits for its reply, all within ``timeout``:
         while the connection is down it waits for it. A read or ``sub`` that
         was in flight when the connection dropped is sent again; a write is
-        not (``Unavailable`` with ``maybe_applied``)."""
+        not (``Unavailable`` with ``maybe_applied``). ``on_send`` runs just
+        before the request goes out (in send order); what it returns is
+        called if the send fails."""
         if threading.current_thread() is self._reader:
             raise RuntimeError("ipcbus: a Watch or on_state callback cannot make requests (it runs on the reader thread)")
         deadline = time.monotonic() + self.timeout
@@ -333,7 +340,7 @@ class Bus:
         self._check_size(message, data)
         while True:
             waiter = _Waiter(on_reply)
-            self._send_request(rid, waiter, data, deadline)
+            self._send_request(rid, waiter, data, deadline, on_send)
             if not waiter.done.wait(max(deadline - time.monotonic(), 0)):
                 with self._lock:
                     # Left in place: if a late `sub` reply comes, the reader undoes it.
@@ -351,7 +358,14 @@ class Bus:
                 raise errors.from_wire(reply.get("error") or {})
             return reply
 
-    def _send_request(self, rid: int, waiter: _Waiter, data: Any, deadline: float) -> None:
+    def _send_request(
+        self,
+        rid: int,
+        waiter: _Waiter,
+        data: Any,
+        deadline: float,
+        on_send: Optional[Callable[[], Optional[Callable[[], None]]]],
+    ) -> None:
         """Registers ``waiter`` and sends, once connected (waiting until
         ``deadline`` for that)."""
         failed_on = None  # a connection a send failed on: wait for the next
@@ -370,7 +384,13 @@ class Bus:
                 self._pending[rid] = waiter
             try:
                 with self._send_lock:
-                    self._send_data(ws, data)
+                    undo = on_send() if on_send is not None else None
+                    try:
+                        self._send_data(ws, data)
+                    except Exception:
+                        if undo is not None:
+                            undo()
+                        raise
                 return
             except Exception as e:
                 # The frame did not go out whole, so nothing was applied.
@@ -455,18 +475,27 @@ class Bus:
         if ttl is not None:
             message["ttl_ms"] = ttl_ms(ttl)
         if not ephemeral:
-            self._ephemeral.forget(key)
-            return int(self._call(message)["rev"])
-        claim, previous = self._ephemeral.begin(key, copy.deepcopy(value), ttl)
+            return int(self._call(message, on_send=lambda: self._ephemeral.forget(key))["rev"])
+        # Recorded when the request goes out, not before: a reconnect sets
+        # only what was sent (a set still waiting for the connection would
+        # be written twice), and a set that gave up waiting is not recorded.
+        value = copy.deepcopy(value)
+        sent: List[Tuple[Any, Any]] = []
+
+        def on_send() -> Callable[[], None]:
+            claim, previous = self._ephemeral.begin(key, value, ttl)
+            sent.append((claim, previous))
+            return lambda: self._ephemeral.refused(key, claim, previous)
 
         def on_reply(reply: dict) -> None:  # on the reader thread, before a reconnect can begin
             if reply.get("ok"):
-                self._ephemeral.acked(key, claim, int(reply["rev"]))
+                self._ephemeral.acked(key, sent[-1][0], int(reply["rev"]))
 
         try:
-            return int(self._call(message, on_reply)["rev"])
-        except (errors.ServerError, TypeError, ValueError):
-            self._ephemeral.refused(key, claim, previous)
+            return int(self._call(message, on_reply, on_send)["rev"])
+        except errors.ServerError:
+            if sent:
+                self._ephemeral.refused(key, *sent[-1])
             raise
 
     def get(self, key: str, default: Any = _MISSING) -> Any:
@@ -486,11 +515,10 @@ class Bus:
 
     def delete(self, key: str, if_rev: Optional[int] = None) -> int:
         """Deletes ``key``; returns the rev of the deletion."""
-        self._ephemeral.forget(key)
         message = {"op": "del", "key": key}
         if if_rev is not None:
             message["if_rev"] = if_rev
-        return int(self._call(message)["rev"])
+        return int(self._call(message, on_send=lambda: self._ephemeral.forget(key))["rev"])
 
     def keys(self, pattern: Optional[str] = None) -> Dict[str, int]:
         """Keys that have a value, with their revs, sorted; all or those

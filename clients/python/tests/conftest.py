@@ -139,6 +139,8 @@ class Proxy:
         self.held = []
         #: While set, what the server sends is dropped (`mute()`).
         self.muted = threading.Event()
+        #: While set, new connections are closed at once (`pause()`).
+        self.paused = threading.Event()
         #: Bytes passed on from clients to the server, under `_forwarded`.
         self.forwarded = 0
         self._forwarded = threading.Condition()
@@ -150,6 +152,9 @@ class Proxy:
                 client, _ = self.listener.accept()
             except OSError:
                 return
+            if self.paused.is_set():
+                client.close()
+                continue
             upstream = socket.create_connection(("127.0.0.1", self.target))
             self.conns.append((client, upstream))
             for a, b, muted in ((client, upstream, None), (upstream, client, self.muted)):
@@ -181,6 +186,15 @@ class Proxy:
         """Waits until `count` bytes went from clients to the server."""
         with self._forwarded:
             assert self._forwarded.wait_for(lambda: self.forwarded >= count, WAIT), self.forwarded
+
+    def pause(self):
+        """Cuts every connection and closes new ones at once, until `resume()`:
+        the bus is away for the clients of this proxy."""
+        self.paused.set()
+        self.cut()
+
+    def resume(self):
+        self.paused.clear()
 
     def mute(self):
         """Drops whatever the server sends from now on (its replies are lost

@@ -183,3 +183,44 @@ def test_a_1009_close_is_too_large_and_the_bus_reconnects(server):
         states.wait_for("open")
         assert bus.set("big.k", "small") >= 1
         assert [s for s, _ in states.seen][-2:] == ["reconnecting", "open"]
+
+
+def test_an_ephemeral_set_made_while_down_is_written_once(server):
+    proxy = Proxy(server.port)
+    states = States()
+    with ipcbus.Bus(server.url) as direct, ipcbus.Bus(proxy.url, timeout=WAIT, on_state=states) as bus:
+        seen = queue.Queue()
+        direct.subscribe("e.>", lambda ev: seen.put((ev.kind, ev.key, ev.value)))
+        assert seen.get(timeout=WAIT)[0] == "synced"
+        proxy.pause()
+        states.wait_for("reconnecting")
+        result = queue.Queue()
+        calling = threading.Event()
+
+        def call():
+            calling.set()
+            result.put(bus.set("e.k", "once", ephemeral=True))
+
+        threading.Thread(target=call, daemon=True).start()
+        assert calling.wait(WAIT)
+        proxy.resume()
+        assert isinstance(result.get(timeout=2 * WAIT), int)
+        direct.set("e.z", "end")  # everything before it has been delivered
+        events = []
+        while not events or events[-1][1] != "e.z":
+            events.append(seen.get(timeout=WAIT))
+        assert events == [("val", "e.k", "once"), ("val", "e.z", "end")]
+
+
+def test_an_ephemeral_set_that_gave_up_waiting_is_not_set_later(server):
+    proxy = Proxy(server.port)
+    states = States()
+    with ipcbus.Bus(server.url) as direct, ipcbus.Bus(proxy.url, timeout=0.3, on_state=states) as bus:
+        proxy.pause()
+        states.wait_for("reconnecting")
+        with pytest.raises(ipcbus.Unavailable) as e:
+            bus.set("e.gone", "never", ephemeral=True)
+        assert not e.value.maybe_applied
+        proxy.resume()
+        states.wait_for("open")
+        assert direct.get("e.gone", None) is None
