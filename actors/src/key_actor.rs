@@ -97,12 +97,12 @@ impl KeyActor {
         let rev = self.registry.next_rev();
         let update = Arc::new(Update::new(self.key.clone(), rev, value));
         let live = update.value.is_some();
-        let counter = if live {
-            &self.registry.stats().writes
-        } else {
-            &self.registry.stats().deletes
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
+        if !live {
+            // Writes are not counted: every write and delete takes a rev,
+            // so writes are the revs taken less the deletes (`Stats::writes`).
+            let stats = self.registry.stats();
+            stats.deletes.fetch_add(1, Ordering::Relaxed);
+        }
         if was_live && !live {
             self.registry.remove_live_key();
         }

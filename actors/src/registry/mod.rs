@@ -42,8 +42,6 @@ pub struct Stats {
     pub live_keys: AtomicUsize,
     /// Sessions closed because they fell `max_events` behind.
     pub overflows: AtomicU64,
-    /// Values written (each `set` applied, by any client or the Kodi bridge).
-    pub writes: AtomicU64,
     /// Values removed: a `del`, an expired TTL, or the end of an ephemeral key's session.
     pub deletes: AtomicU64,
     /// Events written to subscribers' sockets (counted by the sessions, per batch).
@@ -55,6 +53,15 @@ pub struct Stats {
 }
 
 impl Stats {
+    /// Values written (each `set` applied, by any client or the Kodi
+    /// bridge) since `first_rev`: every write and delete takes one rev, so
+    /// this needs no counter of its own on the write path.
+    pub fn writes(&self, first_rev: u64, last_rev: u64) -> u64 {
+        last_rev
+            .saturating_sub(first_rev)
+            .saturating_sub(self.deletes.load(Ordering::Relaxed))
+    }
+
     /// Counts a new session unless `max` are open already.
     pub fn try_open_session(&self, max: usize) -> bool {
         self.sessions

@@ -134,7 +134,7 @@ pub async fn serve(
         .kodi
         .as_ref()
         .map(|_| Arc::new(KodiStatus::default()));
-    let metrics = Arc::new(Metrics::new(registry.stats().clone(), kodi.clone()));
+    let metrics = Arc::new(Metrics::new(registry.clone(), kodi.clone()));
     store.on_commit(metrics.commit_hook());
     let state = web::Data::new(AppState {
         registry,

@@ -3,7 +3,7 @@
 //! counted twice.
 
 use crate::kodi::KodiStatus;
-use ipcbus_actors::Stats;
+use ipcbus_actors::Registry;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::ConstCounter;
@@ -15,11 +15,18 @@ use std::sync::Arc;
 /// The states the Kodi bridge reports (`KodiStatus::as_str`).
 const KODI_STATES: [&str; 3] = ["connecting", "connected", "retrying"];
 
-/// Reads [`Stats`] and the Kodi bridge's state.
-#[derive(Debug)]
+/// Reads the registry's `Stats`, its rev counter and the Kodi bridge's state.
 pub(super) struct BusFigures {
-    pub(super) stats: Arc<Stats>,
+    pub(super) registry: Registry,
+    /// The rev the store started from: writes are counted from there.
+    pub(super) first_rev: u64,
     pub(super) kodi: Option<Arc<KodiStatus>>,
+}
+
+impl std::fmt::Debug for BusFigures {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BusFigures").finish_non_exhaustive()
+    }
 }
 
 fn gauge(
@@ -46,7 +53,8 @@ fn counter(
 
 impl Collector for BusFigures {
     fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
-        let s = &*self.stats;
+        let s = &**self.registry.stats();
+        let writes = AtomicU64::new(s.writes(self.first_rev, self.registry.last_rev()));
         let e = &mut encoder;
         gauge(
             e,
@@ -71,7 +79,7 @@ impl Collector for BusFigures {
             e,
             "ipcbus_writes",
             "Values written (set), by every client and the Kodi bridge",
-            &s.writes,
+            &writes,
         )?;
         counter(
             e,

@@ -17,7 +17,6 @@ pub(crate) mod timing;
 use crate::app::AppState;
 use crate::kodi::KodiStatus;
 use actix_web::{web, HttpResponse};
-use ipcbus_actors::Stats;
 use prometheus_client::encoding::prometheus_text;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -64,11 +63,17 @@ pub(crate) struct Metrics {
 }
 
 impl Metrics {
-    /// The registry of a server whose counters are `stats`, with the Kodi
-    /// bridge's state when it has one.
-    pub(crate) fn new(stats: Arc<Stats>, kodi: Option<Arc<KodiStatus>>) -> Metrics {
+    /// The metrics of the bus `bus` (its counters, and its writes from
+    /// now on), with the Kodi bridge's state when it has one.
+    pub(crate) fn new(bus: ipcbus_actors::Registry, kodi: Option<Arc<KodiStatus>>) -> Metrics {
         let mut registry = Registry::default();
-        registry.register_collector(Box::new(bus::BusFigures { stats, kodi }));
+        let first_rev = bus.last_rev();
+        let figures = bus::BusFigures {
+            registry: bus,
+            first_rev,
+            kodi,
+        };
+        registry.register_collector(Box::new(figures));
         registry.register_collector(Box::new(process::ProcessFigures));
 
         let refused = Family::<[(&'static str, &'static str); 1], Counter>::default();
