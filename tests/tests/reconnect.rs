@@ -2,7 +2,7 @@
 //! contract, docs/clients.md): real servers restarted on the same port and
 //! data directory, and a TCP proxy whose connections the tests cut.
 
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use ipcbus_client::{
     Client, ClientOptions, Error, ErrorCode, Event, SetOptions, State, StateKind, Subscription,
 };
@@ -394,6 +394,45 @@ async fn an_ephemeral_key_is_set_again_after_a_cut() {
         .await
         .expect_err("not set again");
     assert_eq!(err.code(), Some(ErrorCode::NotFound));
+}
+
+/// An ephemeral set made while the bus is away is written once, by
+/// itself, not also by the reconnect that lets it through.
+#[tokio::test]
+async fn an_ephemeral_set_made_while_away_is_written_once() {
+    let (_server, proxy, client, other) = behind_proxy().await;
+    let mut state = client.state();
+    let mut sub = other.subscribe("e.>").await.expect("subscribe");
+    while next(&mut sub).await != Event::Synced {}
+    proxy.block(true);
+    until(&mut state, StateKind::Reconnecting).await;
+    let ephemeral = SetOptions {
+        ephemeral: true,
+        ..SetOptions::default()
+    };
+    let set = client.set_with("e.once", &1, ephemeral);
+    tokio::pin!(set);
+    // Polled once: the set is queued, waiting for the connection.
+    assert!(set.as_mut().now_or_never().is_none());
+    proxy.block(false);
+    let rev = tokio::time::timeout(WAIT, set)
+        .await
+        .expect("in time")
+        .expect("set");
+    other.set("e.z", &0).await.expect("set"); // comes after every e.once write
+    let mut writes = Vec::new();
+    loop {
+        match next(&mut sub).await {
+            Event::Value { key, .. } if key == "e.z" => break,
+            Event::Value { key, rev, .. } => writes.push((key, rev)),
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(
+        writes,
+        [("e.once".to_owned(), rev)],
+        "one write, the set's own"
+    );
 }
 
 #[tokio::test]

@@ -161,12 +161,29 @@ impl Client {
 
     /// Sends `op` and waits for its reply, up to the call timeout.
     async fn request(&self, op: Op<'_>, kind: Kind) -> Result<Reply<'static>> {
+        self.request_with(op, kind, Arc::default()).await
+    }
+
+    /// [`Client::request`], with the request's progress in the caller's hands.
+    async fn request_with(
+        &self,
+        op: Op<'_>,
+        kind: Kind,
+        progress: Arc<Progress>,
+    ) -> Result<Reply<'static>> {
         let id = self.next_id();
-        self.call(id, conn::encode(Some(id), op), kind).await
+        self.call(id, conn::encode(Some(id), op), kind, progress)
+            .await
     }
 
     /// Sends one request and waits for its reply, up to the call timeout.
-    async fn call(&self, id: u64, frame: Bytes, kind: Kind) -> Result<Reply<'static>> {
+    async fn call(
+        &self,
+        id: u64,
+        frame: Bytes,
+        kind: Kind,
+        progress: Arc<Progress>,
+    ) -> Result<Reply<'static>> {
         if let Some(max) = self.info().max_frame_bytes {
             if frame.len() as u64 > max {
                 return Err(Error::too_large(format!(
@@ -176,7 +193,6 @@ impl Client {
             }
         }
         let write = matches!(kind, Kind::Write);
-        let progress = Arc::new(Progress::default());
         let (reply, rx) = oneshot::channel();
         let cmd = Command {
             frame,
@@ -273,8 +289,13 @@ impl Client {
             }
         }
         let ephemeral = &self.inner.ephemeral;
+        let progress = Arc::new(Progress::default());
         let claim = if options.ephemeral {
-            Some(ephemeral.begin(key, value.clone(), options.ttl))
+            // With the request's progress: a reconnect does not set the key
+            // again while this set still waits to be sent (it would be
+            // written twice).
+            let sending = progress.clone();
+            Some(ephemeral.begin(key, value.clone(), options.ttl, sending))
         } else {
             ephemeral.forget(key, None);
             None
@@ -289,7 +310,7 @@ impl Client {
                 ttl_ms: options.ttl.map(ttl_ms),
             },
         };
-        let result = self.request(op, Kind::Write).await;
+        let result = self.request_with(op, Kind::Write, progress).await;
         let result = result.and_then(|reply| rev(&reply));
         if let Some((generation, previous)) = claim {
             match &result {
@@ -363,7 +384,8 @@ impl Client {
         let id = self.next_id();
         let capacity = self.inner.options.subscription_capacity;
         let sub = Arc::new(SubShared::new(id, pattern, since, capacity));
-        self.call(id, sub.frame(id), Kind::Sub(sub.clone())).await?;
+        self.call(id, sub.frame(id), Kind::Sub(sub.clone()), Arc::default())
+            .await?;
         Ok(Subscription {
             sub,
             client: self.clone(),

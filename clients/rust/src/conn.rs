@@ -80,7 +80,7 @@ impl Command {
 /// Whether a request went out, settled once between the writer and a
 /// caller that timed out, so that a write is reported `maybe_applied`
 /// exactly when it may have been sent.
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub(crate) struct Progress(AtomicU8);
 
 const QUEUED: u8 = 0;
@@ -100,6 +100,11 @@ impl Progress {
         let _ = self
             .0
             .compare_exchange(SENT, QUEUED, Ordering::AcqRel, Ordering::Acquire);
+    }
+
+    /// Neither sent nor given up yet: it is waiting for a connection.
+    pub(crate) fn is_queued(&self) -> bool {
+        self.0.load(Ordering::Acquire) == QUEUED
     }
 
     /// The caller gives up; true if the request was sent already.

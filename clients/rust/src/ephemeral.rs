@@ -10,9 +10,10 @@
 //! client wrote the key meanwhile, it is left alone and forgotten. Bounded
 //! by the keys the program sets ephemeral: one entry each.
 
+use crate::conn::Progress;
 use bytes::Bytes;
 use std::collections::HashMap;
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 /// One ephemeral write: what to write again, and what the server said.
@@ -25,6 +26,9 @@ pub(crate) struct Claim {
     pub(crate) rev: Option<u64>,
     /// When a `ttl` runs out.
     deadline: Option<Instant>,
+    /// The set's request: while it waits to be sent, a reconnect leaves the
+    /// key to it.
+    progress: Arc<Progress>,
 }
 
 /// A claim to write again, with what is left of its `ttl`.
@@ -51,6 +55,7 @@ impl Ephemeral {
         key: &str,
         value: Bytes,
         ttl: Option<Duration>,
+        progress: Arc<Progress>,
     ) -> (u64, Option<Claim>) {
         let mut g = self.lock();
         g.0 += 1;
@@ -62,6 +67,7 @@ impl Ephemeral {
             deadline: ttl.and_then(|t| {
                 Instant::now().checked_add(Duration::from_millis(crate::client::ttl_ms(t)))
             }),
+            progress,
         };
         (g.0, g.1.insert(key.to_owned(), claim))
     }
@@ -96,12 +102,15 @@ impl Ephemeral {
     }
 
     /// Every claim to write again now; those whose `ttl` ran out are
-    /// forgotten, as the server would have deleted them anyway.
+    /// forgotten, as the server would have deleted them anyway. A claim
+    /// whose set has not been sent yet is left out: that set is still to
+    /// come, on the new connection.
     pub(crate) fn again(&self) -> Vec<Again> {
         let now = Instant::now();
         let mut g = self.lock();
         g.1.retain(|_, c| c.deadline.is_none_or(|d| d > now));
         g.1.iter()
+            .filter(|(_, claim)| !claim.progress.is_queued())
             .map(|(key, claim)| Again {
                 key: key.clone(),
                 claim: claim.clone(),
