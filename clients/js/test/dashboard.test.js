@@ -3,7 +3,8 @@
 // the URL the server logs; Node clients set keys, watch the page's writes and
 // write conflicting values. Screenshots go to target/screenshots/.
 import assert from "node:assert/strict";
-import { spawnSync } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
+import { createInterface } from "node:readline";
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { test } from "node:test";
@@ -25,6 +26,39 @@ function loggedUrl(server) {
   const match = /dashboard: (\S+)/.exec(server.log());
   assert.ok(match, `no dashboard URL in the log:\n${server.log()}`);
   return match[1];
+}
+
+/** A Python client (clients/python) subscribed to `key`: `next(match)` resolves to the next value `match` accepts. */
+async function pythonSubscriber(server, key) {
+  const script = `
+import json, sys
+from ipcbus import Bus
+bus = Bus()
+def on(ev):
+    print(json.dumps({"kind": ev.kind, "value": getattr(ev, "value", None)}), flush=True)
+bus.subscribe(${JSON.stringify(key)}, on)
+sys.stdin.read()
+`;
+  const env = { ...process.env, PYTHONPATH: `${REPO}clients/python`, IPCBUS_URL: server.url, IPCBUS_TOKEN: server.token };
+  const child = spawn("python3", ["-u", "-c", script], { env, stdio: ["pipe", "pipe", "inherit"] });
+  const lines = createInterface({ input: child.stdout });
+  const seen = [];
+  let waiters = [];
+  lines.on("line", (line) => {
+    seen.push(JSON.parse(line));
+    waiters = waiters.filter((w) => !w());
+  });
+  const next = (match) =>
+    new Promise((resolve) => {
+      const check = () => {
+        const found = seen.find(match);
+        if (found) resolve(found.value);
+        return found !== undefined;
+      };
+      if (!check()) waiters.push(check);
+    });
+  await next((ev) => ev.kind === "synced");
+  return { next, close: () => child.stdin.end() };
 }
 
 const row = (page, key) => page.locator(`.row[data-key="${key}"]`);
@@ -95,10 +129,11 @@ test("the dashboard in Chromium: browse, live changes, edit, conflict, delete, X
     await page.locator("#detail pre.value").getByText('"v": 1').waitFor();
     await page.screenshot({ path: `${SHOTS}dashboard.png` });
     await page.getByRole("button", { name: "Edit" }).click();
-    const edited = nextValue(waiting, "ui.edit", (v) => v.v === 2);
+    const python = await pythonSubscriber(server, "ui.edit");
     await page.locator("#edit-value").fill('{"v": 2}');
     await page.getByRole("button", { name: "Save" }).click();
-    assert.deepEqual(await edited, { v: 2 });
+    assert.deepEqual(await python.next((ev) => ev.kind === "val" && ev.value?.v === 2), { v: 2 });
+    python.close();
     await page.locator("#detail pre.value").getByText('"v": 2').waitFor();
 
     // A conflicting edit: another client writes between the page's read and its save.
