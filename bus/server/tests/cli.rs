@@ -282,6 +282,37 @@ fn client_commands_say_what_went_wrong_and_take_a_token() {
     );
 }
 
+/// The signal handlers are in place before the server says it listens:
+/// a SIGTERM sent the moment the line appears is a clean shutdown (it was
+/// a kill in about one start in three, and the next start got a new store).
+#[cfg(unix)]
+#[test]
+fn a_sigterm_right_after_startup_is_a_clean_shutdown() {
+    use rustix::process::{kill_process, Pid, Signal};
+    for _ in 0..10 {
+        let data = tempfile::tempdir().expect("data dir");
+        let mut child = Command::new(BIN)
+            .args(["serve", "--port", "0", "--no-selftest"])
+            .env("IPCBUS_LOG", "info")
+            .env("IPCBUS_DATA_DIR", data.path())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn ipcbus serve");
+        let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
+        let pid = Pid::from_raw(child.id() as i32).expect("pid");
+        // In this thread, at once: as close to the line as a test can get.
+        for line in lines.by_ref().map_while(Result::ok) {
+            if line.contains("WebSocket at ") {
+                kill_process(pid, Signal::TERM).expect("SIGTERM");
+                break;
+            }
+        }
+        let rest: Vec<String> = lines.map_while(Result::ok).collect();
+        assert!(child.wait().expect("exit").success(), "{rest:?}");
+        assert!(rest.iter().any(|l| l.contains("shutting down")), "{rest:?}");
+    }
+}
+
 #[test]
 fn a_value_over_the_limit_is_too_large_not_a_closed_connection() {
     let data = tempfile::tempdir().expect("data dir");

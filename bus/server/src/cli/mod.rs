@@ -296,27 +296,41 @@ fn serve(config: Config) -> Result<(), CliError> {
             config.host, config.port
         ))
     })?;
-    actix_web::rt::System::new().block_on(crate::serve(listener, config, shutdown_signal()))?;
+    actix_web::rt::System::new().block_on(async {
+        let shutdown = shutdown_signal();
+        crate::serve(listener, config, shutdown).await
+    })?;
     Ok(())
 }
 
-/// Resolves on SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
+/// Resolves on SIGINT or SIGTERM. The handlers are in place when this
+/// returns, before the server says it listens: a SIGTERM sent as soon as
+/// that line appears still shuts it down cleanly (the data file closed, so
+/// the store id kept), instead of killing it.
+#[cfg(unix)]
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (int, term) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    );
+    async move {
+        match (int, term) {
+            (Ok(mut int), Ok(mut term)) => tokio::select! {
+                _ = int.recv() => {}
                 _ = term.recv() => {}
             },
-            Err(_) => {
+            _ => {
                 let _ = tokio::signal::ctrl_c().await;
             }
         }
     }
-    #[cfg(not(unix))]
-    {
+}
+
+/// Resolves on Ctrl-C.
+#[cfg(not(unix))]
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    async {
         let _ = tokio::signal::ctrl_c().await;
     }
 }
