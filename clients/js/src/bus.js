@@ -4,7 +4,7 @@
 // connection.js, as docs/clients.md "The reconnect contract" says: calls
 // made while it is down wait, subscriptions and watches survive.
 import { JSON_CODEC, MSGPACK, codecFor } from "./codec.js";
-import { Connection, exchange } from "./connection.js";
+import { Connection, IDLE_TIMEOUT_MS, exchange } from "./connection.js";
 import { EphemeralKeys, wireTtl } from "./ephemeral.js";
 import { ServerError, Timeout, TooLarge, Unavailable, fromWire } from "./errors.js";
 import { byteLength, checkFrame, checkValueSize, limitsOf } from "./limits.js";
@@ -65,6 +65,9 @@ export class Bus extends EventTarget {
    * @property {number} [connectTimeout] how long the first connect retries, in ms (default: `timeout`)
    * @property {boolean} [failFast] the first connect makes one attempt
    * @property {boolean} [reconnect] reconnect a lost connection (true)
+   * @property {number} [idleTimeout] a connection on which nothing arrives for this long, in ms
+   *   (45000; the server pings every 10 s, but a page cannot see pings), is probed with a request,
+   *   and taken for dead if that gets no reply within `timeout`
    * @property {string} [token] the server's access token
    * @property {(state: string, reason: string) => void} [onState] called at each change of state
    */
@@ -77,6 +80,7 @@ export class Bus extends EventTarget {
    */
   constructor(url, options = {}) {
     const { codec = MSGPACK, timeout = 5000, connectTimeout = timeout, failFast = false, reconnect = true, token, onState } = options;
+    const { idleTimeout = IDLE_TIMEOUT_MS } = options;
     if (typeof WebSocket === "undefined") {
       throw new Unavailable("no WebSocket in this runtime: use a browser, Node 22+, or Node 20 with --experimental-websocket");
     }
@@ -101,7 +105,8 @@ export class Bus extends EventTarget {
     this._ephemeral = new EphemeralKeys();
     this._limits = {};
     this._link = null;
-    this._conn = new Connection(this, url, { codec: this._codec, timeout, connectTimeout, failFast, reconnect, token });
+    const probe = () => this._codec.encode({ id: this._nextId++, op: "keys", pattern: "ipcbus.probe" });
+    this._conn = new Connection(this, url, { codec: this._codec, timeout, connectTimeout, failFast, reconnect, token, idleTimeout, probe });
   }
 
   get codec() {

@@ -14,6 +14,53 @@ export const BACKOFF_MAX_MS = 5000;
  * connect deadline: else an attempt made just before it could not succeed.
  */
 const LAST_ATTEMPT_MS = 200;
+/**
+ * A connection on which nothing arrives for this long, in ms, is probed
+ * with a request; if the reply does not come within the call timeout, the
+ * connection is taken for dead and replaced. The server pings every 10 s,
+ * but neither a browser nor Node shows pings to a page, and a network that
+ * went away closes nothing: this is what notices it.
+ */
+export const IDLE_TIMEOUT_MS = 45000;
+
+/**
+ * Watches `link` for silence. `dead` resolves (with a close-like
+ * `{code, reason}`) when a probe sent after `idleMs` of silence got nothing
+ * back within `timeoutMs`; `stop()` ends the watch.
+ */
+function watchQuiet(link, idleMs, timeoutMs, probe) {
+  let heard = 0;
+  const onMessage = () => (heard += 1);
+  link.ws.addEventListener("message", onMessage);
+  let declare;
+  const dead = new Promise((resolve) => (declare = resolve));
+  let seen = heard;
+  let quietSince = performance.now();
+  let probedAt;
+  const timer = setInterval(() => {
+    const now = performance.now();
+    if (heard !== seen) {
+      [seen, quietSince, probedAt] = [heard, now, undefined];
+    } else if (probedAt !== undefined && now - probedAt >= timeoutMs) {
+      declare({ code: 1006, reason: `nothing from the server for ${Math.round(now - quietSince)} ms: the connection is taken for dead` });
+    } else if (probedAt === undefined && now - quietSince >= idleMs) {
+      probedAt = now;
+      try {
+        link.ws.send(probe());
+      } catch {
+        // closing already: the close ends the link
+      }
+    }
+  }, Math.max(10, Math.min(idleMs, timeoutMs) / 4));
+  timer.unref?.(); // Node: the socket, not this timer, keeps a process alive
+  return {
+    dead,
+    stop() {
+      clearInterval(timer);
+      link.ws.removeEventListener("message", onMessage);
+    },
+  };
+}
 
 /**
  * @typedef {{ws: WebSocket, hello: object, closed: Promise<{code: number, reason: string}>}} Link
@@ -129,7 +176,7 @@ export function describeClose(url, { code, reason }) {
  * `_shutdown(reason, error)` when the loop ends for good.
  */
 export class Connection {
-  constructor(host, url, { codec, timeout, connectTimeout, failFast, reconnect, token }) {
+  constructor(host, url, { codec, timeout, connectTimeout, failFast, reconnect, token, idleTimeout = IDLE_TIMEOUT_MS, probe }) {
     this.url = url;
     this.reconnect = reconnect;
     this._host = host;
@@ -137,6 +184,8 @@ export class Connection {
     this._timeout = timeout;
     this._connectTimeout = connectTimeout;
     this._failFast = failFast;
+    this._idleTimeout = idleTimeout;
+    this._probe = probe;
     this._token = token ?? undefined;
     this._stop = new AbortController();
     /** @type {Link|null} */
@@ -197,9 +246,12 @@ export class Connection {
       this.link = link;
       this._host._adopt(link);
       this._firstOpen();
-      const end = await Promise.race([link.closed, aborted]);
+      const quiet = watchQuiet(link, this._idleTimeout, this._timeout, this._probe);
+      const end = await Promise.race([link.closed, aborted, quiet.dead]);
+      quiet.stop();
       this.link = null;
       if (signal.aborted) return;
+      link.ws.close(); // if the watch ended it: the socket goes, whatever the network does
       const reason = describeClose(this.url, end);
       this._host._lost(end, reason);
       if (!this.reconnect) {

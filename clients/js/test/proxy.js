@@ -6,7 +6,8 @@
 // While `deaf`, a new connection passes the client's upgrade request on and
 // then swallows what the client sends (`swallowed` lists the opcode of each
 // chunk, a frame as the client writes them), as a server that has stopped
-// answering.
+// answering. While `muted`, what the server sends is dropped, on every
+// connection, as on a network that went away without closing anything.
 import { EventEmitter } from "node:events";
 import { createServer, connect } from "node:net";
 import { decode, encode } from "@msgpack/msgpack";
@@ -23,6 +24,7 @@ export async function startProxy(targetPort, { olderServer = false } = {}) {
     attempts: 0,
     paused: false,
     deaf: false,
+    muted: false,
     swallowed: [],
     /** Resolves once `attempts` reaches `n`. */
     attempted(n) {
@@ -77,7 +79,7 @@ export async function startProxy(targetPort, { olderServer = false } = {}) {
       proxy.swallowed.push(chunk[0] & 0x0f);
       events.emit("swallowed");
     });
-    upstream.on("data", (chunk) => client.write(rewrite(chunk)));
+    upstream.on("data", (chunk) => proxy.muted || client.write(rewrite(chunk)));
     // Ends are passed on with what was written before them (a Close frame).
     for (const [a, b] of [[client, upstream], [upstream, client]]) {
       a.on("end", () => b.end());

@@ -392,3 +392,16 @@ test("a subscription whose first replay is cut off still passes on synced, once"
   assert.deepEqual(seen.filter((s) => s === "synced"), ["synced"]);
   assert.deepEqual(seen.slice(0, 3).sort(), ["synced", "val half.a", "val half.b"].sort());
 });
+
+test("a connection on which nothing arrives is probed, then taken for dead and replaced", LIMIT, async (t) => {
+  const recorded = states();
+  const bus = await Bus.connect(proxy.url, { onState: recorded.onState, idleTimeout: 300, timeout: 300 });
+  t.after(() => bus.close());
+  proxy.muted = true; // the network went away: nothing is closed, nothing arrives
+  t.after(() => (proxy.muted = false));
+  await recorded.reached("reconnecting");
+  assert.match(bus.stateReason, /taken for dead/);
+  proxy.muted = false;
+  await recorded.reached("open", 2);
+  assert.deepEqual(await bus.keys("idle.none"), []);
+});
