@@ -5,10 +5,11 @@ use crate::config::Config;
 use crate::kodi::KodiStatus;
 use crate::metrics::Metrics;
 use crate::selftest;
+use crate::sys::Watchers;
 use actix_web::{middleware, web, App, HttpResponse, HttpServer};
 use ipcbus_actors::{Registry, RegistryOptions, Store};
 use std::future::Future;
-use std::net::TcpListener;
+use std::net::{SocketAddr, TcpListener};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -26,6 +27,12 @@ pub(crate) struct AppState {
     pub(crate) shutdown: watch::Receiver<bool>,
     session_ids: AtomicU64,
     selftest: Mutex<String>,
+    /// One self-test at a time: they share their key.
+    pub(crate) selftest_running: tokio::sync::Mutex<()>,
+    /// Where the server listens; the self-test connects there.
+    pub(crate) addr: SocketAddr,
+    /// The subscriptions that ask for `ipcbus.sys.stats`.
+    pub(crate) sys_watchers: Arc<Watchers>,
     /// Sent in every `hello`. It lives with the data file; a new one (after
     /// a crash or with a new file) tells clients their `since` revs are void.
     pub(crate) store_id: String,
@@ -43,15 +50,19 @@ impl AppState {
     pub(crate) fn set_selftest(&self, outcome: String) {
         *self.selftest.lock().unwrap_or_else(PoisonError::into_inner) = outcome;
     }
+
+    /// The last self-test's outcome, as `/health` shows it.
+    pub(crate) fn selftest(&self) -> String {
+        self.selftest
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
 }
 
 async fn health(state: web::Data<AppState>) -> HttpResponse {
     let stats = state.registry.stats();
-    let selftest = state
-        .selftest
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .clone();
+    let selftest = state.selftest();
     let trouble = state.registry.storage_trouble();
     let mut body = serde_json::json!({
         "status": if trouble.is_some() { "degraded" } else { "ok" },
@@ -145,6 +156,9 @@ pub async fn serve(
         store_id: restored.store_id,
         kodi: kodi.clone(),
         metrics,
+        selftest_running: tokio::sync::Mutex::new(()),
+        addr,
+        sys_watchers: Arc::default(),
         selftest: Mutex::new(
             if config.selftest {
                 "pending"
@@ -170,6 +184,7 @@ pub async fn serve(
             .route("/ws", web::get().to(crate::ws::upgrade))
             .route("/health", web::get().to(health))
             .route("/metrics", web::get().to(crate::metrics::handler))
+            .route("/v1/selftest", web::post().to(crate::selftest::handler))
             .configure(crate::ui::routes)
             .route("/v1/keys", web::get().to(crate::http::keys))
             .service(
@@ -195,8 +210,10 @@ pub async fn serve(
     tracing::info!(%addr, workers, "ipcbus listening; WebSocket at ws://{addr}/ws");
     tracing::info!("dashboard: {}", crate::ui::url(addr, state.access.token()));
     if config.selftest {
-        actix_web::rt::spawn(selftest::run(addr, state.clone()));
+        actix_web::rt::spawn(selftest::run(state.clone()));
     }
+    // Idle (one atomic load a second) until someone watches; ends at shutdown.
+    let stats = actix_web::rt::spawn(crate::sys::publish_stats(state.clone()));
     // After the registry exists; it stops when `stop_tx` flips.
     let bridge = match (&config.kodi, kodi) {
         (Some(url), Some(status)) => Some(actix_web::rt::spawn(crate::kodi::run(
@@ -210,6 +227,7 @@ pub async fn serve(
     shutdown.await;
     tracing::info!("shutting down");
     let _ = stop_tx.send(true);
+    let _ = stats.await;
     if let Some(bridge) = bridge {
         let _ = bridge.await;
     }

@@ -196,6 +196,7 @@ async fn try_put(
 ) -> Result<HttpResponse, ErrorBody> {
     let key = checked_key(key)?;
     check_length(key, state.config.max_key_bytes, ErrorCode::BadKey)?;
+    crate::sys::check_writable(key)?;
     let if_rev = if_rev(req.headers())?;
     let life = life(req)?;
     let body = read_body(body, state.config.max_frame_bytes).await?;
@@ -303,6 +304,7 @@ async fn try_delete(
     state: &AppState,
 ) -> Result<HttpResponse, ErrorBody> {
     let key = checked_key(key)?;
+    crate::sys::check_writable(key)?;
     if req.headers().contains_key(header::IF_NONE_MATCH) {
         return Err(bad("If-None-Match applies to PUT only"));
     }

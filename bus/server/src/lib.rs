@@ -12,7 +12,8 @@
 //!   (the HTTP API, the Kodi bridge).
 //! - `ws`: the WebSocket transport (the only module that knows `actix-web-actors`).
 //! - `session`: one session's subscriptions and request dispatch.
-//! - `selftest`: the startup self-test, over a real socket.
+//! - `selftest`: the self-test over a real socket, at startup and on `POST /v1/selftest`.
+//! - `sys`: the server's own keys (`ipcbus.sys.*`): refused to clients; `ipcbus.sys.stats`.
 //! - `metrics`: `GET /metrics` in the Prometheus text format, and the handles the hot paths bump.
 //! - [`kodi`]: the bridge from Kodi's JSON-RPC (`serve --kodi`), publishing `kodi.player.*`.
 //! - [`ui`]: the dashboard at `/ui/`, its files embedded in the binary.
@@ -32,6 +33,7 @@ mod private;
 mod request;
 mod selftest;
 mod session;
+mod sys;
 pub mod ui;
 mod ws;
 

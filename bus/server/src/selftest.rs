@@ -1,8 +1,9 @@
-//! The startup self-test: set, get and subscribe on a reserved key, through
-//! a real client over the real socket, as the old datastore did at startup.
+//! The self-test: set, get and subscribe on a reserved key, through a real
+//! client over the real socket, as the old datastore did at startup; run
+//! again on demand by `POST /v1/selftest` (the dashboard's button).
 
 use crate::app::AppState;
-use actix_web::web;
+use actix_web::{web, HttpResponse};
 use futures_util::StreamExt;
 use ipcbus_client::{Client, ClientOptions, Event};
 use std::net::SocketAddr;
@@ -13,10 +14,14 @@ pub(crate) const SELFTEST_KEY: &str = "ipcbus.selftest";
 /// How long the whole self-test may take.
 const SELFTEST_TIMEOUT: Duration = Duration::from_secs(10);
 
-pub(crate) async fn run(addr: SocketAddr, state: web::Data<AppState>) {
+/// Runs the self-test, records its outcome (as `/health` and
+/// `ipcbus.sys.stats` show it) and returns it with how long it took.
+pub(crate) async fn run(state: web::Data<AppState>) -> (String, Duration) {
+    // Two at once would overwrite each other's nonce.
+    let _one = state.selftest_running.lock().await;
     let started = Instant::now();
     let token = state.access.token().map(str::to_owned);
-    let outcome = match tokio::time::timeout(SELFTEST_TIMEOUT, check(addr, token)).await {
+    let outcome = match tokio::time::timeout(SELFTEST_TIMEOUT, check(state.addr, token)).await {
         Ok(Ok(())) => {
             let ms = started.elapsed().as_secs_f64() * 1e3;
             tracing::info!(
@@ -33,7 +38,21 @@ pub(crate) async fn run(addr: SocketAddr, state: web::Data<AppState>) {
             "failed: timeout".to_owned()
         }
     };
-    state.set_selftest(outcome);
+    state.set_selftest(outcome.clone());
+    (outcome, started.elapsed())
+}
+
+/// `POST /v1/selftest`: runs the self-test now and answers its outcome,
+/// `200 {"selftest":"passed","ms":…}`, or `503` with `"failed: <reason>"`.
+pub(crate) async fn handler(state: web::Data<AppState>) -> HttpResponse {
+    let (outcome, took) = run(state).await;
+    let ms = (took.as_secs_f64() * 1e4).round() / 10.0;
+    let body = serde_json::json!({ "selftest": outcome, "ms": ms });
+    if outcome == "passed" {
+        HttpResponse::Ok().json(body)
+    } else {
+        HttpResponse::ServiceUnavailable().json(body)
+    }
 }
 
 async fn check(addr: SocketAddr, token: Option<String>) -> Result<(), String> {

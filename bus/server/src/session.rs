@@ -3,6 +3,7 @@
 
 use crate::config::Config;
 use crate::http::check_length;
+use crate::sys::{check_writable, Watchers};
 use bytes::Bytes;
 use ipcbus_actors::{Del, Done, Get, Outbox, Registry, ReplyTo, Set, Subscriber};
 use ipcbus_protocol::{ErrorBody, ErrorCode, Op, Pattern, Request};
@@ -41,18 +42,26 @@ pub(crate) struct Session {
     limits: Limits,
     subs: HashMap<u64, Pattern>,
     next_sub: u64,
+    /// Counts the subscriptions that ask for `ipcbus.sys.stats`.
+    watchers: Arc<Watchers>,
 }
 
 impl Session {
     /// A session for a slot already counted with `Stats::try_open_session`;
     /// dropping it frees the slot.
-    pub(crate) fn new(registry: Registry, outbox: Arc<Outbox>, limits: Limits) -> Session {
+    pub(crate) fn new(
+        registry: Registry,
+        outbox: Arc<Outbox>,
+        limits: Limits,
+        watchers: Arc<Watchers>,
+    ) -> Session {
         Session {
             registry,
             outbox,
             limits,
             subs: HashMap::new(),
             next_sub: 1,
+            watchers,
         }
     }
 
@@ -87,7 +96,9 @@ impl Session {
                 if_rev,
                 life,
             } => {
-                if let Err(e) = check_length(&key, self.limits.max_key_bytes, ErrorCode::BadKey) {
+                let checked = check_length(&key, self.limits.max_key_bytes, ErrorCode::BadKey)
+                    .and_then(|()| check_writable(&key));
+                if let Err(e) = checked {
                     self.reply(id, Err(e));
                     return None;
                 }
@@ -122,6 +133,10 @@ impl Session {
                 }
             }
             Op::Del { key, if_rev } => {
+                if let Err(e) = check_writable(&key) {
+                    self.reply(id, Err(e));
+                    return None;
+                }
                 let reply = self.reply_to(id);
                 if let Err(Del { reply, .. }) =
                     self.registry.send(&key, false, Del { if_rev, reply })
@@ -138,6 +153,7 @@ impl Session {
                 };
                 self.reply(id, Ok(Done::Empty));
                 self.registry.unsubscribe(&pattern, &self.outbox, sub);
+                self.watchers.closed(&pattern);
                 let stats = self.registry.stats();
                 stats.subscriptions.fetch_sub(1, Ordering::Relaxed);
             }
@@ -180,6 +196,7 @@ impl Session {
             sub,
         };
         self.registry.subscribe(&pattern, &subscriber, since);
+        self.watchers.opened(&pattern);
         self.subs.insert(sub, pattern);
         let stats = self.registry.stats();
         stats.subscriptions.fetch_add(1, Ordering::Relaxed);
@@ -190,6 +207,9 @@ impl Drop for Session {
     fn drop(&mut self) {
         self.outbox.close();
         let subs: Vec<(Pattern, u64)> = self.subs.drain().map(|(sub, p)| (p, sub)).collect();
+        for (pattern, _) in &subs {
+            self.watchers.closed(pattern);
+        }
         self.registry.unsubscribe_all(&self.outbox, &subs);
         // After `close`: no key can be claimed for this session any more.
         self.registry.release_owned(&self.outbox);

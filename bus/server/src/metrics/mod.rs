@@ -60,6 +60,8 @@ pub(crate) struct Metrics {
     pub(crate) request_seconds: Histogram,
     /// The store's commits (one redb transaction and fsync per batch).
     pub(crate) commit_seconds: Histogram,
+    /// The rev the store started from: writes are counted from there.
+    first_rev: u64,
 }
 
 impl Metrics {
@@ -107,7 +109,13 @@ impl Metrics {
             refusals,
             request_seconds,
             commit_seconds,
+            first_rev,
         }
+    }
+
+    /// The rev the store started from (`Stats::writes` counts from it).
+    pub(crate) fn first_rev(&self) -> u64 {
+        self.first_rev
     }
 
     /// Counts a refusal.

@@ -1,0 +1,170 @@
+//! The server's own keys (`ipcbus.sys.*`): who may write them, and
+//! `ipcbus.sys.stats`, published once a second while someone watches it.
+//!
+//! Watching is counted by the sessions as they subscribe ([`Watchers`]), so
+//! an idle server's only cost is one atomic load a second: no figures are
+//! read, nothing is allocated and no key is written while the count is 0.
+
+use crate::app::AppState;
+use crate::request::{KeyMsg, Requester};
+use actix_web::web;
+use ipcbus_actors::Set;
+use ipcbus_protocol::transcode::json_value_to_msgpack;
+use ipcbus_protocol::{ErrorBody, ErrorCode, Life, Pattern};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+/// Keys under this prefix are written by the server only.
+pub(crate) const SYS_PREFIX: &str = "ipcbus.sys.";
+/// The key the figures are published on.
+pub(crate) const STATS_KEY: &str = "ipcbus.sys.stats";
+/// How often the figures are published while watched.
+const STATS_INTERVAL: Duration = Duration::from_secs(1);
+/// The figures expire this long after their last publication, so a key
+/// nobody watches any more does not linger with stale figures.
+const STATS_TTL_MS: u64 = 3_000;
+/// How long one publication may wait for the key's actor.
+const PUBLISH_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Refuses a client's write to the server's namespace (`bad_key`).
+pub(crate) fn check_writable(key: &str) -> Result<(), ErrorBody> {
+    if key.starts_with(SYS_PREFIX) {
+        let msg = format!(
+            "{key}: the {SYS_PREFIX}* namespace is the server's; clients cannot set or delete it"
+        );
+        return Err(ErrorBody::new(ErrorCode::BadKey, msg));
+    }
+    Ok(())
+}
+
+/// The subscriptions that switch the publication of `ipcbus.sys.stats` on.
+#[derive(Debug, Default)]
+pub(crate) struct Watchers(AtomicUsize);
+
+impl Watchers {
+    /// Whether `pattern` asks for the server's figures: its first token is
+    /// the literal `ipcbus` and it matches `ipcbus.sys.stats`. A `>` or
+    /// `*.sys.stats` does not: a client that follows every key should not
+    /// make the server publish a key a second nobody reads.
+    pub(crate) fn counts(pattern: &Pattern) -> bool {
+        pattern.tokens().next() == Some("ipcbus") && pattern.matches(STATS_KEY)
+    }
+
+    /// A subscription to `pattern` was opened.
+    pub(crate) fn opened(&self, pattern: &Pattern) {
+        if Self::counts(pattern) {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// A subscription to `pattern` was closed.
+    pub(crate) fn closed(&self, pattern: &Pattern) {
+        if Self::counts(pattern) {
+            self.0.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    fn any(&self) -> bool {
+        self.0.load(Ordering::Relaxed) > 0
+    }
+}
+
+/// The counters a rate is taken from, as of one tick.
+#[derive(Clone, Copy)]
+struct Sample {
+    at: Instant,
+    writes: u64,
+    deliveries: u64,
+}
+
+/// Publishes the figures once a second while [`Watchers`] counts anyone,
+/// until the server shuts down.
+pub(crate) async fn publish_stats(state: web::Data<AppState>) {
+    let requester = Requester::new(state.registry.clone(), 0, PUBLISH_TIMEOUT);
+    let mut ticks = tokio::time::interval(STATS_INTERVAL);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut shutdown = state.shutdown.clone();
+    let mut last: Option<Sample> = None;
+    // Our own writes, left out of writes/s.
+    let mut published: u64 = 0;
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => {}
+            _ = shutdown.changed() => return,
+        }
+        if !state.sys_watchers.any() {
+            last = None;
+            continue;
+        }
+        let now = sample(&state, published);
+        let figures = figures(&state, now, last);
+        last = Some(now);
+        let set = |reply| {
+            KeyMsg::Set(Set {
+                value: json_value_to_msgpack(&figures),
+                if_rev: None,
+                life: Life {
+                    persist: false,
+                    ephemeral: false,
+                    ttl_ms: Some(STATS_TTL_MS),
+                },
+                reply,
+            })
+        };
+        match requester.call(STATS_KEY, true, set).await {
+            Ok(_) => published += 1,
+            Err(e) => tracing::warn!("cannot publish {STATS_KEY}: {}", e.msg),
+        }
+    }
+}
+
+fn sample(state: &AppState, published: u64) -> Sample {
+    let stats = state.registry.stats();
+    let writes = stats.writes(state.metrics.first_rev(), state.registry.last_rev());
+    Sample {
+        at: Instant::now(),
+        writes: writes.saturating_sub(published),
+        deliveries: stats.deliveries.load(Ordering::Relaxed),
+    }
+}
+
+/// Per second between two samples; 0 for the first.
+fn rate(now: u64, then: Option<(u64, Instant)>, at: Instant) -> f64 {
+    let Some((then, when)) = then else {
+        return 0.0;
+    };
+    let secs = at.duration_since(when).as_secs_f64();
+    if secs <= 0.0 {
+        return 0.0;
+    }
+    // One decimal is all a chart shows.
+    ((now.saturating_sub(then)) as f64 / secs * 10.0).round() / 10.0
+}
+
+/// The value of `ipcbus.sys.stats` (docs/protocol.md §15 lists its fields).
+fn figures(state: &AppState, now: Sample, last: Option<Sample>) -> serde_json::Value {
+    let s = state.registry.stats();
+    let trouble = state.registry.storage_trouble();
+    let mut persistence = serde_json::json!({
+        "status": if trouble.is_some() { "degraded" } else { "ok" },
+    });
+    if let Some(why) = trouble {
+        persistence["reason"] = (*why).into();
+    }
+    serde_json::json!({
+        "connections": s.sessions.load(Ordering::Relaxed),
+        "subscriptions": s.subscriptions.load(Ordering::Relaxed),
+        "keys": s.live_keys.load(Ordering::Relaxed),
+        "rev": state.registry.last_rev(),
+        "writes": now.writes,
+        "deliveries": now.deliveries,
+        "writes_per_s": rate(now.writes, last.map(|l| (l.writes, l.at)), now.at),
+        "deliveries_per_s": rate(now.deliveries, last.map(|l| (l.deliveries, l.at)), now.at),
+        "conflation_skips": s.skipped.load(Ordering::Relaxed),
+        "outbox_overflows": s.overflows.load(Ordering::Relaxed),
+        "outbox_bytes": s.outbox_bytes.load(Ordering::Relaxed),
+        "persistence": persistence,
+        "selftest": state.selftest(),
+        "kodi": state.kodi.as_ref().map(|k| k.as_str()),
+    })
+}
