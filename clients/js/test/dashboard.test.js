@@ -93,7 +93,7 @@ test("the dashboard in Chromium: browse, live changes, edit, conflict, delete, X
     await node.set("kodi.player.state", { state: "playing", file: "/media/clip.mp4", speed: 1 });
     await node.set("kodi.player.item", { title: "Big Buck Bunny", mediatype: "movie", year: 2008, duration: 596, file: "/media/clip.mp4", video: { width: 1920, height: 1080, codec: "h264" } });
 
-    const page = await browser.newPage({ viewport: { width: 1200, height: 700 } });
+    const page = await browser.newPage({ viewport: { width: 1280, height: 1040 } });
     const dialogs = [];
     page.on("dialog", (d) => (dialogs.push(d.message()), d.dismiss()));
     const errors = [];
@@ -127,6 +127,8 @@ test("the dashboard in Chromium: browse, live changes, edit, conflict, delete, X
     // An edit on the page reaches another client's subscription.
     await row(page, "ui.edit").click();
     await page.locator("#detail pre.value").getByText('"v": 1').waitFor();
+    // The server panel has its first figures (docs/dashboard.png shows it too).
+    await page.locator('#figures dd[data-figure="connections"]').getByText(/^[1-9]/).waitFor();
     await page.screenshot({ path: `${SHOTS}dashboard.png` });
     await page.getByRole("button", { name: "Edit" }).click();
     const python = await pythonSubscriber(server, "ui.edit");
@@ -273,6 +275,50 @@ test("10 000 keys and a burst of changes: counted, only the rows in view are dra
     await page.locator('.row[data-key="load.g0.k0"]').waitFor({ state: "detached" });
     assert.equal(await page.locator('.row[data-path="load.g1"]').count(), 1);
     await page.screenshot({ path: `${SHOTS}dashboard-10k.png` });
+  } finally {
+    node.close();
+    await browser.close();
+    await server.stop();
+  }
+});
+
+test("the server panel: figures from ipcbus.sys.stats that move with writes, two charts, the self-test button", async () => {
+  const server = await startServer();
+  const node = await Bus.connect(server.url, { token: server.token });
+  const browser = await chromium.launch({ executablePath: CHROMIUM, args: ["--no-sandbox"] });
+  try {
+    await node.set("shop.open", true);
+    const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
+    page.setDefaultTimeout(WAIT_MS);
+    await page.goto(loggedUrl(server));
+    const figure = (label) => page.locator(`#figures dd[data-figure="${label}"]`);
+    // The page's subscription switches the figures on; the first comes within a second.
+    await figure("connections").getByText(/^[1-9]/).waitFor();
+    assert.equal(await figure("persistence").textContent(), "ok");
+    const keysBefore = Number(await figure("keys").textContent());
+    const revBefore = Number(await page.locator("#server").getAttribute("data-rev"));
+    // Writes by another client: the figures of a later second count them.
+    for (let i = 0; i < 30; i++) await node.set(`shop.item${i}`, i);
+    await page.waitForFunction(
+      ([rev]) => Number(document.getElementById("server").dataset.rev) > rev + 30,
+      [revBefore],
+    );
+    await page.waitForFunction(() => Number(document.getElementById("chart-writes").dataset.points) >= 2);
+    assert.ok(Number(await figure("keys").textContent()) >= keysBefore + 30);
+    for (const id of ["chart-writes", "chart-deliveries"]) {
+      assert.equal(await page.locator(`canvas#${id}`).count(), 1);
+    }
+    // A chart shows a rate that was not 0 at some point: the 30 writes fell in one second or two.
+    await page.waitForFunction(() => Number(document.getElementById("chart-writes").dataset.max) > 0);
+    // The server's own key stays out of the tree while the pattern is ">".
+    await row(page, "shop.open").waitFor();
+    assert.equal(await page.locator('.row[data-path="ipcbus"]').count(), 0);
+    // The self-test, on demand.
+    await page.locator("#selftest").click();
+    await page.locator("#selftest-outcome").getByText(/^passed in [0-9.]+ ms$/).waitFor();
+    await figure("self-test").getByText("passed").waitFor();
+    await page.locator("#server").screenshot({ path: `${SHOTS}dashboard-server.png` });
+    await page.screenshot({ path: `${SHOTS}dashboard-server-page.png` });
   } finally {
     node.close();
     await browser.close();

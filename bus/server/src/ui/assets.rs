@@ -32,6 +32,8 @@ const PAGE: &[(&str, &[u8])] = files!(
         "values.js",
         "editor.js",
         "nowplaying.js",
+        "server.js",
+        "chart.js",
         "style.css",
         "icon.svg",
     ]

@@ -1,14 +1,18 @@
 // The dashboard's entry point: the token, the connection, the pattern filter,
-// and the wiring of the key tree (tree.js) to the detail panel (editor.js).
+// and the wiring of the key tree (tree.js) to the detail panel (editor.js)
+// and the server panel (server.js).
 import { Bus, BadPattern } from "./client/index.js";
 import { Editor } from "./editor.js";
 import { askToken, checkToken, forgetToken, takeToken } from "./login.js";
 import { KeyTree } from "./tree.js";
 import { nowPlaying } from "./nowplaying.js";
+import { serverPanel } from "./server.js";
 
 const $ = (id) => document.getElementById(id);
 /** How long the first connection may take before the page says so. */
 const CONNECT_TIMEOUT_MS = 10000;
+/** The server's namespace (docs/protocol.md §9.1). */
+const SYS_PREFIX = "ipcbus.sys.";
 
 function showState(state, reason = "") {
   $("state").textContent = state;
@@ -53,6 +57,7 @@ async function main() {
   editor = new Editor($("detail"), bus, (key) => tree.entry(key));
   $("new-key").onclick = () => editor.create();
   nowPlaying(bus, $("nowplaying"));
+  serverPanel(bus, $("server"), given);
 
   let sub = null;
   const count = () => ($("count").textContent = `${tree.size} keys`);
@@ -62,7 +67,11 @@ async function main() {
     tree.clear();
     $("filter-error").textContent = "";
     try {
+      // The server's own keys (its figures, once a second) show in the
+      // server panel; in the tree only when the pattern names them.
+      const hideSys = !pattern.startsWith("ipcbus");
       sub = await bus.subscribe(pattern, (ev) => {
+        if (hideSys && ev.key?.startsWith(SYS_PREFIX)) return;
         tree.push(ev);
         if (ev.kind === "synced") $("rows").dataset.synced = pattern;
       });
