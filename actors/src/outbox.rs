@@ -288,6 +288,12 @@ impl Outbox {
         (self.wake)();
     }
 
+    /// Bytes of events and replies waiting here now (exact, unlike the
+    /// stepped `Stats::outbox_bytes`); takes the outbox's lock.
+    pub fn queued_bytes(&self) -> usize {
+        self.lock().bytes
+    }
+
     /// Whether the outbox overflowed (and closed): the session must end.
     pub fn is_overflowed(&self) -> bool {
         self.overflowed.load(Ordering::Acquire)

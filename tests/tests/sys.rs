@@ -139,6 +139,7 @@ async fn the_figures_move_with_writes() {
         "conflation_skips",
         "outbox_overflows",
         "outbox_bytes",
+        "slowest",
         "persistence",
         "selftest",
         "kodi",
@@ -149,6 +150,7 @@ async fn the_figures_move_with_writes() {
     assert_eq!(before["selftest"], "disabled");
     assert_eq!(before["kodi"], Value::Null);
     assert_eq!(before["subscriptions"], 1);
+    assert!(before["slowest"].is_array(), "{before}");
     let writes = before["writes"].as_u64().expect("writes");
     for i in 0..20 {
         client.set(&format!("m.{i}"), &i).await.expect("set");
@@ -163,6 +165,40 @@ async fn the_figures_move_with_writes() {
             break;
         }
     }
+}
+
+#[tokio::test]
+async fn a_subscriber_that_stops_reading_is_listed_among_the_slowest() {
+    let server = server();
+    // Subscribes to everything, then reads nothing more.
+    let mut stuck = server.raw(Codec::MsgPack).await;
+    let (reply, _) = stuck
+        .call(json!({"op":"sub","id":1,"pattern":"big.>"}))
+        .await;
+    assert_eq!(reply["ok"], true, "{reply}");
+    let client = server.client().await;
+    let mut watch = client.subscribe("ipcbus.sys.stats").await.expect("sub");
+    let value = "x".repeat(16 << 10);
+    // Enough to fill the socket's buffers and then its outbox (64 keys of
+    // 16 KiB, conflated beyond that), round after round until it shows.
+    let listed = async {
+        loop {
+            for i in 0..64 {
+                client.set(&format!("big.{i}"), &value).await.expect("set");
+            }
+            let stats = next_stats(&mut watch).await;
+            if let Some(first) = stats["slowest"].as_array().and_then(|s| s.first()) {
+                return (first.clone(), stats);
+            }
+        }
+    };
+    let (first, stats) = tokio::time::timeout(WAIT * 3, listed)
+        .await
+        .expect("the stuck session is listed");
+    assert!(first["bytes"].as_u64() > Some(16 << 10), "{stats}");
+    assert!(first["session"].is_u64(), "{stats}");
+    assert!(stats["outbox_bytes"].as_u64() > Some(0), "{stats}");
+    drop(stuck);
 }
 
 #[tokio::test]

@@ -5,7 +5,7 @@ use crate::config::Config;
 use crate::kodi::KodiStatus;
 use crate::metrics::Metrics;
 use crate::selftest;
-use crate::sys::Watchers;
+use crate::sys::Sys;
 use actix_web::{middleware, web, App, HttpResponse, HttpServer};
 use ipcbus_actors::{Registry, RegistryOptions, Store};
 use std::future::Future;
@@ -31,8 +31,8 @@ pub(crate) struct AppState {
     pub(crate) selftest_running: tokio::sync::Mutex<()>,
     /// Where the server listens; the self-test connects there.
     pub(crate) addr: SocketAddr,
-    /// The subscriptions that ask for `ipcbus.sys.stats`.
-    pub(crate) sys_watchers: Arc<Watchers>,
+    /// Who watches `ipcbus.sys.stats`, and every session's outbox.
+    pub(crate) sys: Arc<Sys>,
     /// Sent in every `hello`. It lives with the data file; a new one (after
     /// a crash or with a new file) tells clients their `since` revs are void.
     pub(crate) store_id: String,
@@ -158,7 +158,7 @@ pub async fn serve(
         metrics,
         selftest_running: tokio::sync::Mutex::new(()),
         addr,
-        sys_watchers: Arc::default(),
+        sys: Arc::default(),
         selftest: Mutex::new(
             if config.selftest {
                 "pending"

@@ -3,7 +3,7 @@
 
 use crate::config::Config;
 use crate::http::check_length;
-use crate::sys::{check_writable, Watchers};
+use crate::sys::{check_writable, Sys};
 use bytes::Bytes;
 use ipcbus_actors::{Del, Done, Get, Outbox, Registry, ReplyTo, Set, Subscriber};
 use ipcbus_protocol::{ErrorBody, ErrorCode, Op, Pattern, Request};
@@ -42,8 +42,9 @@ pub(crate) struct Session {
     limits: Limits,
     subs: HashMap<u64, Pattern>,
     next_sub: u64,
-    /// Counts the subscriptions that ask for `ipcbus.sys.stats`.
-    watchers: Arc<Watchers>,
+    /// Counts the subscriptions that ask for `ipcbus.sys.stats`, and lists
+    /// this session's outbox for its figures.
+    sys: Arc<Sys>,
 }
 
 impl Session {
@@ -53,15 +54,16 @@ impl Session {
         registry: Registry,
         outbox: Arc<Outbox>,
         limits: Limits,
-        watchers: Arc<Watchers>,
+        sys: Arc<Sys>,
     ) -> Session {
+        sys.session_started(&outbox);
         Session {
             registry,
             outbox,
             limits,
             subs: HashMap::new(),
             next_sub: 1,
-            watchers,
+            sys,
         }
     }
 
@@ -153,7 +155,7 @@ impl Session {
                 };
                 self.reply(id, Ok(Done::Empty));
                 self.registry.unsubscribe(&pattern, &self.outbox, sub);
-                self.watchers.closed(&pattern);
+                self.sys.watchers.closed(&pattern);
                 let stats = self.registry.stats();
                 stats.subscriptions.fetch_sub(1, Ordering::Relaxed);
             }
@@ -196,7 +198,7 @@ impl Session {
             sub,
         };
         self.registry.subscribe(&pattern, &subscriber, since);
-        self.watchers.opened(&pattern);
+        self.sys.watchers.opened(&pattern);
         self.subs.insert(sub, pattern);
         let stats = self.registry.stats();
         stats.subscriptions.fetch_add(1, Ordering::Relaxed);
@@ -206,9 +208,10 @@ impl Session {
 impl Drop for Session {
     fn drop(&mut self) {
         self.outbox.close();
+        self.sys.session_ended(&self.outbox);
         let subs: Vec<(Pattern, u64)> = self.subs.drain().map(|(sub, p)| (p, sub)).collect();
         for (pattern, _) in &subs {
-            self.watchers.closed(pattern);
+            self.sys.watchers.closed(pattern);
         }
         self.registry.unsubscribe_all(&self.outbox, &subs);
         // After `close`: no key can be claimed for this session any more.

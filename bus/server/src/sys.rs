@@ -8,10 +8,12 @@
 use crate::app::AppState;
 use crate::request::{KeyMsg, Requester};
 use actix_web::web;
-use ipcbus_actors::Set;
+use ipcbus_actors::{Outbox, Set};
 use ipcbus_protocol::transcode::json_value_to_msgpack;
 use ipcbus_protocol::{ErrorBody, ErrorCode, Life, Pattern};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
 /// Keys under this prefix are written by the server only.
@@ -23,6 +25,8 @@ const STATS_INTERVAL: Duration = Duration::from_secs(1);
 /// The figures expire this long after their last publication, so a key
 /// nobody watches any more does not linger with stale figures.
 const STATS_TTL_MS: u64 = 3_000;
+/// How many of the sessions with the most bytes waiting are listed.
+const SLOWEST: usize = 3;
 /// How long one publication may wait for the key's actor.
 const PUBLISH_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -35,6 +39,51 @@ pub(crate) fn check_writable(key: &str) -> Result<(), ErrorBody> {
         return Err(ErrorBody::new(ErrorCode::BadKey, msg));
     }
     Ok(())
+}
+
+/// What the sessions tell the publisher: who watches, and their outboxes.
+#[derive(Debug, Default)]
+pub(crate) struct Sys {
+    /// The subscriptions that switch the publication on.
+    pub(crate) watchers: Watchers,
+    /// Every session's outbox by session id, for the slowest ones. A
+    /// session adds itself when it starts and leaves when it ends: one
+    /// lock each, never on the path of a request or an event.
+    outboxes: Mutex<HashMap<u64, Weak<Outbox>>>,
+}
+
+impl Sys {
+    /// A session with this outbox started.
+    pub(crate) fn session_started(&self, outbox: &Arc<Outbox>) {
+        self.sessions().insert(outbox.id(), Arc::downgrade(outbox));
+    }
+
+    /// The session with this outbox ended.
+    pub(crate) fn session_ended(&self, outbox: &Outbox) {
+        self.sessions().remove(&outbox.id());
+    }
+
+    fn sessions(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Weak<Outbox>>> {
+        self.outboxes.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Up to [`SLOWEST`] sessions with bytes waiting, the most first:
+    /// `[{"session": id, "bytes": n}, …]`.
+    fn slowest(&self) -> serde_json::Value {
+        let mut waiting: Vec<(usize, u64)> = self
+            .sessions()
+            .values()
+            .filter_map(Weak::upgrade)
+            .map(|o| (o.queued_bytes(), o.id()))
+            .filter(|&(bytes, _)| bytes > 0)
+            .collect();
+        waiting.sort_unstable_by(|a, b| b.cmp(a));
+        waiting
+            .iter()
+            .take(SLOWEST)
+            .map(|&(bytes, session)| serde_json::json!({ "session": session, "bytes": bytes }))
+            .collect()
+    }
 }
 
 /// The subscriptions that switch the publication of `ipcbus.sys.stats` on.
@@ -92,7 +141,7 @@ pub(crate) async fn publish_stats(state: web::Data<AppState>) {
             _ = ticks.tick() => {}
             _ = shutdown.changed() => return,
         }
-        if !state.sys_watchers.any() {
+        if !state.sys.watchers.any() {
             last = None;
             continue;
         }
@@ -163,6 +212,7 @@ fn figures(state: &AppState, now: Sample, last: Option<Sample>) -> serde_json::V
         "conflation_skips": s.skipped.load(Ordering::Relaxed),
         "outbox_overflows": s.overflows.load(Ordering::Relaxed),
         "outbox_bytes": s.outbox_bytes.load(Ordering::Relaxed),
+        "slowest": state.sys.slowest(),
         "persistence": persistence,
         "selftest": state.selftest(),
         "kodi": state.kodi.as_ref().map(|k| k.as_str()),

@@ -145,7 +145,7 @@ impl WsSession {
                 state.registry.clone(),
                 Arc::new(outbox),
                 Limits::from(&state.config),
-                state.sys_watchers.clone(),
+                state.sys.clone(),
             ),
             codec,
             me,

@@ -15,6 +15,7 @@ const FIGURES = [
   ["deliveries/s", (s) => s.deliveries_per_s],
   ["conflation skips", (s) => s.conflation_skips],
   ["outbox", (s) => bytes(s.outbox_bytes)],
+  ["slowest", (s) => (Array.isArray(s.slowest) && s.slowest.length ? s.slowest.map((o) => `#${o.session} ${bytes(o.bytes)}`).join(", ") : "none waiting")],
   ["overflows", (s) => s.outbox_overflows],
   ["persistence", (s) => (s.persistence?.reason ? `${s.persistence.status}: ${s.persistence.reason}` : s.persistence?.status)],
   ["self-test", (s) => s.selftest],
