@@ -180,7 +180,9 @@ async fn listed_origins_may_fetch_the_http_api_others_get_403() {
         "{resp}"
     );
     assert!(
-        resp.contains("access-control-allow-methods:") && resp.contains("put"),
+        resp.contains("access-control-allow-methods:")
+            && resp.contains("put")
+            && resp.contains("post"),
         "{resp}"
     );
     assert!(

@@ -137,7 +137,7 @@ impl Access {
             .allowed_origin_fn(move |origin, _| {
                 any || origins.contains(&normalize(origin.to_str().unwrap_or("")))
             })
-            .allowed_methods(["GET", "PUT", "DELETE"])
+            .allowed_methods(["GET", "PUT", "DELETE", "POST"])
             .allowed_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
             .max_age(600)
             // Not a listed origin: no CORS headers; the guard decides.
