@@ -39,6 +39,24 @@ class States:
                 pytest.fail("no %r state within %s s; saw %r" % (state, WAIT, self.seen))
 
 
+def in_thread(call):
+    """Starts ``call()`` on a thread of its own, once it is running; the
+    queue gets its result, or the exception it raised."""
+    result = queue.Queue()
+    started = threading.Event()
+
+    def run():
+        started.set()
+        try:
+            result.put(call())
+        except Exception as e:  # the test's assertion shows it
+            result.put(e)
+
+    threading.Thread(target=run, daemon=True).start()
+    assert started.wait(WAIT)
+    return result
+
+
 def test_states_are_reported_as_they_happen(own_server):
     states = States()
     bus = ipcbus.Bus(own_server.url, token=own_server.token, on_state=states)
@@ -59,18 +77,7 @@ def test_a_call_during_an_outage_waits_for_the_bus(own_server):
         bus.set("o.before", 1, persist=True)
         own_server.stop()
         states.wait_for("reconnecting")
-        results = queue.Queue()
-        calling = threading.Event()
-
-        def call():
-            calling.set()
-            try:
-                results.put(bus.set("o.during", 2))
-            except Exception as e:  # the assertion below shows it
-                results.put(e)
-
-        threading.Thread(target=call, daemon=True).start()
-        assert calling.wait(WAIT)
+        results = in_thread(lambda: bus.set("o.during", 2))
         own_server.start()
         rev = results.get(timeout=2 * WAIT)
         assert isinstance(rev, int), rev
@@ -97,15 +104,7 @@ def test_a_write_whose_reply_was_lost_is_uncertain_and_not_resent(server):
         seen = direct.watch("w.k")
         seen.wait_synced(WAIT)
         proxy.mute()
-        result = queue.Queue()
-
-        def call():
-            try:
-                result.put(bus.set("w.k", "once"))
-            except Exception as e:
-                result.put(e)
-
-        threading.Thread(target=call, daemon=True).start()
+        result = in_thread(lambda: bus.set("w.k", "once"))
         seen.wait_changed(seen.version, WAIT)  # applied; the reply is lost on the way
         rev = seen.rev("w.k")
         proxy.cut()
@@ -117,8 +116,7 @@ def test_a_write_whose_reply_was_lost_is_uncertain_and_not_resent(server):
         assert bus.get_with_rev("w.k") == ("once", rev)
         proxy.mute()
         before = proxy.forwarded
-        reads = queue.Queue()
-        threading.Thread(target=lambda: reads.put(bus.get("w.k")), daemon=True).start()
+        reads = in_thread(lambda: bus.get("w.k"))
         proxy.wait_forwarded(before + 1)  # the get went out; its reply will be dropped
         proxy.cut()
         assert reads.get(timeout=2 * WAIT) == "once"
@@ -127,14 +125,6 @@ def test_a_write_whose_reply_was_lost_is_uncertain_and_not_resent(server):
 def test_the_first_connect_waits_for_a_bus_that_starts_later(monkeypatch):
     server = Server(free_port())
     monkeypatch.setenv("IPCBUS_DATA_DIR", server.data_dir)  # its token is not written yet
-    connected = queue.Queue()
-
-    def connect():
-        try:
-            connected.put(ipcbus.Bus(server.url, connect_timeout=4 * WAIT))
-        except Exception as e:
-            connected.put(e)
-
     states = States()
     try:
         with pytest.raises(ipcbus.Unavailable, match="Connection refused"):
@@ -142,7 +132,7 @@ def test_the_first_connect_waits_for_a_bus_that_starts_later(monkeypatch):
         assert [s for s, _ in states.seen] == ["connecting", "closed"]
         with pytest.raises(ipcbus.Unavailable, match="kept trying for 0.3 s"):
             ipcbus.Bus(server.url, connect_timeout=0.3)
-        threading.Thread(target=connect, daemon=True).start()
+        connected = in_thread(lambda: ipcbus.Bus(server.url, connect_timeout=4 * WAIT))
         server.start()
         bus = connected.get(timeout=5 * WAIT)
         assert isinstance(bus, ipcbus.Bus), bus
@@ -194,15 +184,7 @@ def test_an_ephemeral_set_made_while_down_is_written_once(server):
         assert seen.get(timeout=WAIT)[0] == "synced"
         proxy.pause()
         states.wait_for("reconnecting")
-        result = queue.Queue()
-        calling = threading.Event()
-
-        def call():
-            calling.set()
-            result.put(bus.set("e.k", "once", ephemeral=True))
-
-        threading.Thread(target=call, daemon=True).start()
-        assert calling.wait(WAIT)
+        result = in_thread(lambda: bus.set("e.k", "once", ephemeral=True))
         proxy.resume()
         assert isinstance(result.get(timeout=2 * WAIT), int)
         direct.set("e.z", "end")  # everything before it has been delivered
