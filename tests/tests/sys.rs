@@ -264,3 +264,33 @@ async fn post_selftest_runs_it_and_answers_the_outcome() {
     assert_eq!(health["selftest"], "passed", "{health}");
     assert_eq!(health["keys"], 0, "the self-test leaves nothing: {health}");
 }
+
+#[tokio::test]
+async fn requests_that_come_during_a_run_share_its_outcome() {
+    let server = server();
+    let token = server.token().expect("token").to_owned();
+    let addr = server.addr();
+    let post = format!(
+        "POST /v1/selftest HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\
+         Content-Length: 0\r\nConnection: close\r\n\r\n"
+    );
+    let client = server.client().await;
+    // Nothing else writes: each run takes two revs (its set and its del).
+    let before = client.set("marker", &1).await.expect("set");
+    const N: u64 = 16;
+    let answers = futures_util::future::join_all((0..N).map(|_| server.http(&post))).await;
+    for (status, body) in &answers {
+        assert_eq!(*status, 200, "{body}");
+        let body: Value = serde_json::from_str(body).expect("JSON");
+        assert_eq!(body["selftest"], "passed", "{body}");
+    }
+    let after = client.set("marker", &2).await.expect("set");
+    let runs = (after - before - 1) / 2;
+    assert_eq!((after - before - 1) % 2, 0, "each run takes two revs");
+    // Sent at once, the requests cannot each have found the previous run
+    // over: one after another (as before) would be exactly N runs.
+    assert!(
+        (1..N).contains(&runs),
+        "{runs} runs for {N} requests at once"
+    );
+}

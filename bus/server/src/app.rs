@@ -27,8 +27,8 @@ pub(crate) struct AppState {
     pub(crate) shutdown: watch::Receiver<bool>,
     session_ids: AtomicU64,
     selftest: Mutex<String>,
-    /// One self-test at a time: they share their key.
-    pub(crate) selftest_running: tokio::sync::Mutex<()>,
+    /// The self-test run under way: they share their key, so one at a time.
+    pub(crate) selftest_runs: selftest::Runs,
     /// Where the server listens; the self-test connects there.
     pub(crate) addr: SocketAddr,
     /// Who watches `ipcbus.sys.stats`, and every session's outbox.
@@ -156,7 +156,7 @@ pub async fn serve(
         store_id: restored.store_id,
         kodi: kodi.clone(),
         metrics,
-        selftest_running: tokio::sync::Mutex::new(()),
+        selftest_runs: selftest::Runs::default(),
         addr,
         sys: Arc::default(),
         selftest: Mutex::new(

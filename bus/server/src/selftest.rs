@@ -4,6 +4,7 @@
 
 use crate::app::AppState;
 use actix_web::{web, HttpResponse};
+use futures_util::future::{BoxFuture, FutureExt, Shared};
 use futures_util::StreamExt;
 use ipcbus_client::{Client, ClientOptions, Event};
 use std::net::SocketAddr;
@@ -14,11 +15,46 @@ pub(crate) const SELFTEST_KEY: &str = "ipcbus.selftest";
 /// How long the whole self-test may take.
 const SELFTEST_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Runs the self-test, records its outcome (as `/health` and
-/// `ipcbus.sys.stats` show it) and returns it with how long it took.
-pub(crate) async fn run(state: web::Data<AppState>) -> (String, Duration) {
-    // Two at once would overwrite each other's nonce.
-    let _one = state.selftest_running.lock().await;
+/// One self-test run's outcome and how long it took.
+type Outcome = (String, Duration);
+
+/// The run under way, if any. Everyone who asks for a self-test while one
+/// runs gets that run's outcome: no queue of runs builds up however often
+/// it is asked for, and two runs never write the key at once.
+#[derive(Default)]
+pub(crate) struct Runs(std::sync::Mutex<Option<Shared<BoxFuture<'static, Outcome>>>>);
+
+/// Runs the self-test, or joins the run under way; records the outcome (as
+/// `/health` and `ipcbus.sys.stats` show it) and returns it with how long
+/// the run took.
+pub(crate) async fn run(state: web::Data<AppState>) -> Outcome {
+    let run = {
+        let mut slot = state
+            .selftest_runs
+            .0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        match slot.as_ref() {
+            Some(run) if run.peek().is_none() => run.clone(),
+            _ => {
+                // A task of its own: the run finishes (and deletes its key)
+                // even if every request that waits for it goes away.
+                let task = tokio::spawn(run_once(state.clone()));
+                let run = async move {
+                    task.await
+                        .unwrap_or_else(|_| ("failed: the run stopped".to_owned(), Duration::ZERO))
+                }
+                .boxed()
+                .shared();
+                *slot = Some(run.clone());
+                run
+            }
+        }
+    };
+    run.await
+}
+
+async fn run_once(state: web::Data<AppState>) -> Outcome {
     let started = Instant::now();
     let token = state.access.token().map(str::to_owned);
     let outcome = match tokio::time::timeout(SELFTEST_TIMEOUT, check(state.addr, token)).await {
