@@ -16,6 +16,8 @@
 //! - `sys`: the server's own keys (`ipcbus.sys.*`): refused to clients; `ipcbus.sys.stats`.
 //! - `metrics`: `GET /metrics` in the Prometheus text format, and the handles the hot paths bump.
 //! - [`kodi`]: the bridge from Kodi's JSON-RPC (`serve --kodi`), publishing `kodi.player.*`.
+//! - `backplane`: several servers share one keyspace through a NATS JetStream
+//!   bucket (docs/scaling.md; being built: the key-to-subject mapping).
 //! - [`ui`]: the dashboard at `/ui/`, its files embedded in the binary.
 //! - [`cli`]: the `ipcbus` command line (`serve`, `get`, `set`, `del`, `keys`, `watch`, `stats`).
 //!
@@ -23,6 +25,7 @@
 
 mod app;
 mod auth;
+mod backplane;
 pub mod cli;
 pub mod config;
 mod fds;
