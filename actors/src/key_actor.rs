@@ -8,7 +8,7 @@ use crate::outbox::{Done, Out};
 use crate::passive::Passive;
 use crate::registry::{KeyState, Registry};
 use crate::store::{now_ms, Disk, Record};
-use crate::update::Update;
+use crate::update::{Update, Written};
 use actix::prelude::*;
 use bytes::Bytes;
 use ipcbus_protocol::{ErrorBody, ErrorCode};
@@ -95,8 +95,15 @@ impl KeyActor {
     fn write(&mut self, value: Option<Bytes>, persist: bool) -> (u64, Option<Disk>) {
         let was_live = self.live_rev() != 0;
         let rev = self.registry.next_rev();
-        let update = Arc::new(Update::new(self.key.clone(), rev, value));
-        let live = update.value.is_some();
+        let live = value.is_some();
+        // Set has called set_owner and set_expiry already.
+        let written = if live {
+            let persist = persist && self.registry.store().is_some();
+            Written::new(now_ms(), self.expires_at_ms, persist, self.owner.is_some())
+        } else {
+            Written::default()
+        };
+        let update = Arc::new(Update::new(self.key.clone(), rev, value, written));
         if !live {
             // Writes are not counted: every write and delete takes a rev,
             // so writes are the revs taken less the deletes (`Stats::writes`).

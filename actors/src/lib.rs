@@ -34,4 +34,4 @@ pub use outbox::{Done, Out, Outbox, OutboxConfig};
 pub use passive::{KeyMessage, Passive};
 pub use registry::{Registry, RegistryOptions, Stats};
 pub use store::{Store, StoreError};
-pub use update::Update;
+pub use update::{Update, Written};

@@ -477,11 +477,17 @@ fn build_index(queue: &VecDeque<Out>, head: u64) -> HashMap<(u64, Arc<str>), u64
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::update::Written;
     use bytes::Bytes;
     use std::sync::atomic::AtomicUsize;
 
     fn event(sub: u64, key: &str, rev: u64, value: Option<&'static [u8]>) -> Out {
-        let update = Update::new(key.into(), rev, value.map(Bytes::from_static));
+        let update = Update::new(
+            key.into(),
+            rev,
+            value.map(Bytes::from_static),
+            Written::default(),
+        );
         Out::Event {
             sub,
             update: Arc::new(update),

@@ -6,7 +6,7 @@
 //! the budget the queue holds at most one event per (sub, key).
 
 use bytes::Bytes;
-use ipcbus_actors::{Out, Outbox, OutboxConfig, Stats, Update};
+use ipcbus_actors::{Out, Outbox, OutboxConfig, Stats, Update, Written};
 use proptest::prelude::*;
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -141,7 +141,12 @@ fn run(max_bytes: usize, steps: &[Step]) -> u64 {
                 // Revs are store-wide, so every write has a greater one.
                 rev += 1;
                 let value = value.map(|len| Bytes::from(vec![0x2a; len]));
-                let update = Arc::new(Update::new(KEYS[*key].into(), rev, value));
+                let update = Arc::new(Update::new(
+                    KEYS[*key].into(),
+                    rev,
+                    value,
+                    Written::default(),
+                ));
                 let slot = (*sub, update.key.clone());
                 latest.insert(slot.clone(), rev);
                 pushed.push((slot, rev, update.cost()));

@@ -51,6 +51,7 @@ fn encode(c: &mut Criterion) {
         key: Cow::Borrowed(KEY),
         value: value.clone(),
         rev: 123_456,
+        meta: None,
     };
     // The server renders a value as JSON once per write, for every JSON subscriber.
     let rendered = transcode::msgpack_to_json(&value).expect("render as JSON");

@@ -119,6 +119,7 @@ async fn connection(stream: TcpStream, shared: &Shared) -> anyhow::Result<()> {
                         key: key.clone(),
                         value: value.clone(),
                         rev,
+                        meta: None,
                     };
                     encode_server(&val, &mut buf);
                     !matches!(deliver(tx, buf.split().freeze()), Err(()))
@@ -150,6 +151,7 @@ async fn connection(stream: TcpStream, shared: &Shared) -> anyhow::Result<()> {
                             key: key.into(),
                             value,
                             rev: topic.rev,
+                            meta: None,
                         };
                         send(&tx, &mut buf, &val);
                     }

@@ -2,7 +2,7 @@
 //! from MessagePack (see [`crate::transcode`] for the lossy cases).
 
 use crate::error::{DecodeError, ErrorBody};
-use crate::msg::{KeyRev, Op, Request, RequestFields, ServerFields, ServerMsg};
+use crate::msg::{KeyRev, Op, Request, RequestFields, ServerFields, ServerMsg, ValMeta};
 use crate::transcode::{json_to_msgpack, msgpack_to_json};
 use bytes::{BufMut, BytesMut};
 use serde::{Deserialize, Deserializer, Serialize};
@@ -26,6 +26,7 @@ struct JsonRequest<'a> {
     persist: Option<bool>,
     ephemeral: Option<bool>,
     ttl_ms: Option<u64>,
+    meta: Option<bool>,
 }
 
 /// `Option<&RawValue>` that is `Some` for an explicit `null` too.
@@ -62,8 +63,17 @@ pub fn decode_request(frame: &str) -> Result<Request<'_>, DecodeError> {
         persist: j.persist,
         ephemeral: j.ephemeral,
         ttl_ms: j.ttl_ms,
+        meta: j.meta,
     }
     .build()
+}
+
+/// The `meta` field: a flag in a `sub` request, a map in a `val` event.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum JsonMeta {
+    Asked(bool),
+    Val(ValMeta),
 }
 
 #[derive(Serialize, Default)]
@@ -98,6 +108,8 @@ struct JsonOut<'a> {
     value: Option<&'a RawValue>,
     #[serde(skip_serializing_if = "Option::is_none")]
     rev: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    meta: Option<JsonMeta>,
     #[serde(skip_serializing_if = "Option::is_none")]
     if_rev: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -147,7 +159,14 @@ pub fn encode_request(req: &Request<'_>, buf: &mut BytesMut) -> Result<(), Decod
         }
         Op::Get { key } => out.key = Some(&**key),
         Op::Del { key, if_rev } => (out.key, out.if_rev) = (Some(&**key), *if_rev),
-        Op::Sub { pattern, since } => (out.pattern, out.since) = (Some(pattern.as_str()), *since),
+        Op::Sub {
+            pattern,
+            since,
+            meta,
+        } => {
+            (out.pattern, out.since) = (Some(pattern.as_str()), *since);
+            out.meta = meta.then_some(JsonMeta::Asked(true));
+        }
         Op::Unsub { sub } => out.sub = Some(*sub),
         Op::Keys { pattern } => out.pattern = pattern.as_ref().map(|p| p.as_str()),
     }
@@ -204,10 +223,16 @@ pub fn encode_server(
             (out.id, out.ok, out.error) = (Some(*id), Some(false), Some(e));
         }
         ServerMsg::Error(e) => (out.ev, out.error) = (Some("error"), Some(e)),
-        ServerMsg::Val { sub, key, rev, .. } => {
+        ServerMsg::Val {
+            sub,
+            key,
+            rev,
+            meta,
+            ..
+        } => {
             (out.ev, out.sub, out.key, out.rev) =
                 (Some("val"), Some(*sub), Some(&**key), Some(*rev));
-            out.value = value;
+            (out.value, out.meta) = (value, meta.map(JsonMeta::Val));
         }
         ServerMsg::Del { sub, key, rev } => {
             (out.ev, out.sub, out.key, out.rev) =
@@ -243,6 +268,7 @@ struct JsonServer<'a> {
     rev: Option<u64>,
     #[serde(borrow)]
     keys: Option<Vec<JsonKeyRev<'a>>>,
+    meta: Option<ValMeta>,
 }
 
 /// Decodes a server message (used by JSON clients); values become MessagePack.
@@ -272,6 +298,7 @@ pub fn decode_server(frame: &str) -> Result<ServerMsg<'_>, DecodeError> {
                 })
                 .collect()
         }),
+        meta: j.meta,
     }
     .build()
 }
@@ -279,7 +306,7 @@ pub fn decode_server(frame: &str) -> Result<ServerMsg<'_>, DecodeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{ErrorCode, Life, Pattern};
+    use crate::{ErrorCode, Life, Pattern, ValMeta};
 
     #[test]
     fn request_round_trip() {
@@ -304,6 +331,12 @@ mod tests {
             Op::Sub {
                 pattern: Pattern::parse("a.*").expect("p"),
                 since: None,
+                meta: false,
+            },
+            Op::Sub {
+                pattern: Pattern::parse("a.*").expect("p"),
+                since: Some(4),
+                meta: true,
             },
             Op::Keys { pattern: None },
         ];
@@ -367,6 +400,7 @@ mod tests {
             key: "k".into(),
             value: json_to_msgpack("[1,2]").expect("pack"),
             rev: 5,
+            meta: None,
         };
         let mut buf = BytesMut::new();
         encode_server(&msg, None, &mut buf).expect("encode");
@@ -376,5 +410,48 @@ mod tests {
             r#"{"ev":"val","sub":2,"key":"k","value":[1,2],"rev":5}"#
         );
         assert_eq!(decode_server(text).expect("decode"), msg);
+    }
+
+    #[test]
+    fn val_meta_round_trip() {
+        let msg = ServerMsg::Val {
+            sub: 2,
+            key: "k".into(),
+            value: json_to_msgpack("1").expect("pack"),
+            rev: 5,
+            meta: Some(ValMeta {
+                age_ms: Some(30),
+                persist: false,
+                ephemeral: true,
+                ttl_ms: Some(900),
+            }),
+        };
+        let mut buf = BytesMut::new();
+        encode_server(&msg, None, &mut buf).expect("encode");
+        let text = std::str::from_utf8(&buf).expect("utf8");
+        assert_eq!(
+            text,
+            r#"{"ev":"val","sub":2,"key":"k","value":1,"rev":5,"meta":{"age_ms":30,"ephemeral":true,"ttl_ms":900}}"#
+        );
+        assert_eq!(decode_server(text).expect("decode"), msg);
+        let restored =
+            r#"{"ev":"val","sub":2,"key":"k","value":1,"rev":5,"meta":{"persist":true}}"#;
+        let want = ValMeta {
+            persist: true,
+            ..ValMeta::default()
+        };
+        assert!(matches!(
+            decode_server(restored).expect("decode"),
+            ServerMsg::Val { meta: Some(m), .. } if m == want
+        ));
+    }
+
+    #[test]
+    fn sub_meta_is_a_bool() {
+        let req = decode_request(r#"{"id":1,"op":"sub","pattern":"a","meta":true}"#).expect("sub");
+        assert!(matches!(req.op, Op::Sub { meta: true, .. }));
+        let e = decode_request(r#"{"id":2,"op":"sub","pattern":"a","meta":"yes"}"#)
+            .expect_err("meta must be a bool");
+        assert_eq!((e.id, e.error.code), (Some(2), ErrorCode::BadRequest));
     }
 }

@@ -27,7 +27,7 @@ pub mod transcode;
 pub use error::{DecodeError, ErrorBody, ErrorCode};
 pub use index::PatternIndex;
 pub use key::{validate_key, Pattern, MAX_KEY_BYTES};
-pub use msg::{KeyRev, Life, Op, Reply, Request, ServerMsg, MAX_TTL_MS};
+pub use msg::{KeyRev, Life, Op, Reply, Request, ServerMsg, ValMeta, MAX_TTL_MS};
 
 /// The protocol version announced in `hello`.
 pub const PROTO_VERSION: u32 = 1;

@@ -8,6 +8,7 @@ use crate::error::{DecodeError, ErrorBody, ErrorCode};
 use crate::key::{validate_key, Pattern};
 use crate::MAX_ID;
 use bytes::Bytes;
+use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
 
 /// A client request: an op and an optional id. With an id the server always
@@ -52,6 +53,8 @@ pub enum Op<'a> {
         pattern: Pattern,
         /// Replay only keys whose rev is greater.
         since: Option<u64>,
+        /// Every `val` event of the subscription carries its [`ValMeta`].
+        meta: bool,
     },
     /// End a subscription.
     Unsub {
@@ -88,6 +91,25 @@ pub struct Life {
     /// Delete the key when the setting session ends.
     pub ephemeral: bool,
     /// Delete the key after this many milliseconds.
+    pub ttl_ms: Option<u64>,
+}
+
+/// What a `val` event of a subscription made with `meta` says about the
+/// write: its age and the options it was written with (protocol.md §4).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ValMeta {
+    /// How long before the event was sent the value was written; `None`
+    /// when the server does not know (a value restored from the data file).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub age_ms: Option<u64>,
+    /// The value is in the data file: it survives a restart.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub persist: bool,
+    /// The value ends with the session that wrote it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ephemeral: bool,
+    /// Milliseconds left until the value expires (0 if due), when it has a TTL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ttl_ms: Option<u64>,
 }
 
@@ -157,6 +179,8 @@ pub enum ServerMsg<'a> {
         value: Bytes,
         /// Rev of this write.
         rev: u64,
+        /// The write's age and options, for a subscription made with `meta`.
+        meta: Option<ValMeta>,
     },
     /// A key was deleted.
     Del {
@@ -188,6 +212,7 @@ pub(crate) struct RequestFields<'a> {
     pub(crate) persist: Option<bool>,
     pub(crate) ephemeral: Option<bool>,
     pub(crate) ttl_ms: Option<u64>,
+    pub(crate) meta: Option<bool>,
 }
 
 impl<'a> RequestFields<'a> {
@@ -230,6 +255,7 @@ impl<'a> RequestFields<'a> {
                 pattern: pattern(self.pattern)?
                     .ok_or_else(|| DecodeError::bad("missing field 'pattern'"))?,
                 since: self.since,
+                meta: self.meta.unwrap_or(false),
             },
             "unsub" => Op::Unsub {
                 sub: self
@@ -309,6 +335,7 @@ pub(crate) struct ServerFields<'a> {
     pub(crate) value: Option<Bytes>,
     pub(crate) rev: Option<u64>,
     pub(crate) keys: Option<Vec<KeyRev<'a>>>,
+    pub(crate) meta: Option<ValMeta>,
 }
 
 impl<'a> ServerFields<'a> {
@@ -346,6 +373,7 @@ impl<'a> ServerFields<'a> {
                 rev: self.rev.ok_or_else(|| missing("rev"))?,
                 value: self.value.ok_or_else(|| missing("value"))?,
                 key: self.key.ok_or_else(|| missing("key"))?,
+                meta: self.meta,
             },
             "del" => ServerMsg::Del {
                 sub: sub()?,

@@ -40,7 +40,8 @@ pub(crate) struct Session {
     pub(crate) registry: Registry,
     pub(crate) outbox: Arc<Outbox>,
     limits: Limits,
-    subs: HashMap<u64, Pattern>,
+    /// Each subscription's pattern, and whether it asked for `meta`.
+    subs: HashMap<u64, (Pattern, bool)>,
     next_sub: u64,
     /// Counts the subscriptions that ask for `ipcbus.sys.stats`, and lists
     /// this session's outbox for its figures.
@@ -67,9 +68,10 @@ impl Session {
         }
     }
 
-    /// Whether events for `sub` should still be written.
-    pub(crate) fn is_subscribed(&self, sub: u64) -> bool {
-        self.subs.contains_key(&sub)
+    /// Whether events for `sub` should still be written: `None` if not,
+    /// else whether its `val` events carry `meta`.
+    pub(crate) fn subscribed(&self, sub: u64) -> Option<bool> {
+        self.subs.get(&sub).map(|(_, meta)| *meta)
     }
 
     /// Queues the reply to a request handled here rather than by a key actor.
@@ -146,9 +148,13 @@ impl Session {
                     reply.send(Err(ErrorBody::not_found()));
                 }
             }
-            Op::Sub { pattern, since } => self.subscribe(id, pattern, since),
+            Op::Sub {
+                pattern,
+                since,
+                meta,
+            } => self.subscribe(id, pattern, since, meta),
             Op::Unsub { sub } => {
-                let Some(pattern) = self.subs.remove(&sub) else {
+                let Some((pattern, _)) = self.subs.remove(&sub) else {
                     let msg = format!("no subscription {sub}");
                     self.reply(id, Err(ErrorBody::new(ErrorCode::NotFound, msg)));
                     return None;
@@ -177,7 +183,7 @@ impl Session {
         });
     }
 
-    fn subscribe(&mut self, id: Option<u64>, pattern: Pattern, since: Option<u64>) {
+    fn subscribe(&mut self, id: Option<u64>, pattern: Pattern, since: Option<u64>, meta: bool) {
         let max = self.limits.max_key_bytes;
         if let Err(e) = check_length(pattern.as_str(), max, ErrorCode::BadPattern) {
             return self.reply(id, Err(e));
@@ -199,7 +205,7 @@ impl Session {
         };
         self.registry.subscribe(&pattern, &subscriber, since);
         self.sys.watchers.opened(&pattern);
-        self.subs.insert(sub, pattern);
+        self.subs.insert(sub, (pattern, meta));
         let stats = self.registry.stats();
         stats.subscriptions.fetch_add(1, Ordering::Relaxed);
     }
@@ -209,7 +215,7 @@ impl Drop for Session {
     fn drop(&mut self) {
         self.outbox.close();
         self.sys.session_ended(&self.outbox);
-        let subs: Vec<(Pattern, u64)> = self.subs.drain().map(|(sub, p)| (p, sub)).collect();
+        let subs: Vec<(Pattern, u64)> = self.subs.drain().map(|(sub, (p, _))| (p, sub)).collect();
         for (pattern, _) in &subs {
             self.sys.watchers.closed(pattern);
         }

@@ -235,6 +235,7 @@ fn route(shared: &Shared, tx: &mpsc::WeakSender<Command>, msg: ServerMsg<'_>, ep
             key,
             value,
             rev,
+            ..
         } => (
             sub,
             Event::Value {

@@ -66,6 +66,7 @@ impl SubShared {
         let op = Op::Sub {
             pattern: self.pattern.clone(),
             since: self.lock().since,
+            meta: false,
         };
         crate::conn::encode(Some(id), op)
     }

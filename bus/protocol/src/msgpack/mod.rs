@@ -10,7 +10,7 @@ use crate::msg::{Op, Request, RequestFields, ServerFields, ServerMsg};
 use bytes::{Bytes, BytesMut};
 use reader::Reader;
 use std::borrow::Cow;
-use writer::Writer;
+use writer::{Optional, Writer};
 
 mod reader;
 mod writer;
@@ -56,6 +56,7 @@ fn request_field<'a>(
         "persist" => f.persist = Some(rd.bool()?),
         "ephemeral" => f.ephemeral = Some(rd.bool()?),
         "ttl_ms" => f.ttl_ms = Some(rd.uint("ttl_ms")?),
+        "meta" => f.meta = Some(rd.bool()?),
         _ => rd.skip()?,
     }
     Ok(())
@@ -81,7 +82,12 @@ pub fn encode_request(req: &Request<'_>, buf: &mut BytesMut) {
         }
         Op::Get { key } => (1, Some(&**key), None, None, none),
         Op::Del { key, if_rev } => (1, Some(&**key), None, None, [("if_rev", *if_rev), none[1]]),
-        Op::Sub { pattern, since } => {
+        Op::Sub {
+            pattern,
+            since,
+            meta,
+        } => {
+            flags[0] = ("meta", *meta);
             let uints = [("since", *since), none[1]];
             (1, None, Some(pattern.as_str()), None, uints)
         }
@@ -91,9 +97,8 @@ pub fn encode_request(req: &Request<'_>, buf: &mut BytesMut) {
             (u32::from(p.is_some()), None, p, None, none)
         }
     };
-    let extra = uints.iter().filter(|(_, v)| v.is_some()).count()
-        + flags.iter().filter(|(_, v)| *v).count();
-    w.map(1 + fields + extra as u32 + u32::from(req.id.is_some()));
+    let optional = Optional { uints, flags };
+    w.map(1 + fields + optional.count() + u32::from(req.id.is_some()));
     if let Some(id) = req.id {
         w.field_uint("id", id);
     }
@@ -111,17 +116,7 @@ pub fn encode_request(req: &Request<'_>, buf: &mut BytesMut) {
         w.str("value");
         w.raw(value);
     }
-    for (name, v) in uints {
-        if let Some(v) = v {
-            w.field_uint(name, v);
-        }
-    }
-    for (name, v) in flags {
-        if v {
-            w.str(name);
-            w.bool(true);
-        }
-    }
+    w.optional(&optional);
 }
 
 /// Encodes a server message. `Val` and `get` values are spliced in as is.
@@ -200,14 +195,18 @@ pub fn encode_server(msg: &ServerMsg<'_>, buf: &mut BytesMut) {
             key,
             value,
             rev,
+            meta,
         } => {
-            w.map(5);
+            w.map(5 + u32::from(meta.is_some()));
             w.field_str("ev", "val");
             w.field_uint("sub", *sub);
             w.field_str("key", key);
             w.str("value");
             w.raw(value);
             w.field_uint("rev", *rev);
+            if let Some(meta) = meta {
+                w.meta(meta);
+            }
         }
         ServerMsg::Del { sub, key, rev } => {
             w.map(4);
@@ -245,6 +244,7 @@ pub fn decode_server(frame: &Bytes) -> Result<ServerMsg<'_>, DecodeError> {
             "value" => f.value = Some(rd.raw(frame)?),
             "rev" => f.rev = Some(rd.uint("rev")?),
             "keys" => f.keys = Some(rd.keys()?),
+            "meta" => f.meta = Some(rd.meta()?),
             _ => rd.skip()?,
         }
     }
@@ -262,7 +262,7 @@ pub fn check_value(bytes: &[u8]) -> Result<(), DecodeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{ErrorBody, ErrorCode, KeyRev, Life, Pattern, Reply};
+    use crate::{ErrorBody, ErrorCode, KeyRev, Life, Pattern, Reply, ValMeta};
 
     fn mp(v: &rmpv::Value) -> Bytes {
         let mut out = Vec::new();
@@ -308,6 +308,12 @@ mod tests {
             Op::Sub {
                 pattern: Pattern::parse("a.>").expect("p"),
                 since: Some(9),
+                meta: false,
+            },
+            Op::Sub {
+                pattern: Pattern::parse("a.*").expect("p"),
+                since: None,
+                meta: true,
             },
             Op::Unsub { sub: 4 },
             Op::Keys { pattern: None },
@@ -373,6 +379,26 @@ mod tests {
                 key: "k".into(),
                 value: mp(&"v".into()),
                 rev: 3,
+                meta: None,
+            },
+            ServerMsg::Val {
+                sub: 1,
+                key: "k".into(),
+                value: mp(&"v".into()),
+                rev: 3,
+                meta: Some(ValMeta {
+                    age_ms: Some(12),
+                    persist: true,
+                    ephemeral: false,
+                    ttl_ms: Some(0),
+                }),
+            },
+            ServerMsg::Val {
+                sub: 1,
+                key: "k".into(),
+                value: mp(&"v".into()),
+                rev: 3,
+                meta: Some(ValMeta::default()),
             },
             ServerMsg::Del {
                 sub: 1,
@@ -410,5 +436,63 @@ mod tests {
             let frame = buf.freeze();
             assert_eq!(decode_server(&frame).expect("decode"), msg);
         }
+    }
+
+    fn server_frame(msg: &ServerMsg<'_>) -> rmpv::Value {
+        let mut buf = BytesMut::new();
+        encode_server(msg, &mut buf);
+        rmpv::decode::read_value(&mut &buf[..]).expect("one value")
+    }
+
+    #[test]
+    fn val_without_meta_is_the_same_five_fields_as_ever() {
+        let val = |meta| ServerMsg::Val {
+            sub: 2,
+            key: "k".into(),
+            value: mp(&1.into()),
+            rev: 9,
+            meta,
+        };
+        let plain = rmpv::Value::Map(vec![
+            ("ev".into(), "val".into()),
+            ("sub".into(), 2.into()),
+            ("key".into(), "k".into()),
+            ("value".into(), 1.into()),
+            ("rev".into(), 9.into()),
+        ]);
+        assert_eq!(server_frame(&val(None)), plain);
+        let meta = ValMeta {
+            age_ms: None,
+            persist: false,
+            ephemeral: true,
+            ttl_ms: Some(500),
+        };
+        let rmpv::Value::Map(mut fields) = plain else {
+            unreachable!()
+        };
+        let shown = vec![
+            ("ttl_ms".into(), 500.into()),
+            ("ephemeral".into(), true.into()),
+        ];
+        fields.push(("meta".into(), rmpv::Value::Map(shown)));
+        assert_eq!(server_frame(&val(Some(meta))), rmpv::Value::Map(fields));
+    }
+
+    #[test]
+    fn meta_must_be_a_bool() {
+        let frame = mp(&rmpv::Value::Map(vec![
+            ("id".into(), 3.into()),
+            ("op".into(), "sub".into()),
+            ("pattern".into(), "a".into()),
+            ("meta".into(), 1.into()),
+        ]));
+        let e = decode_request(&frame).expect_err("meta: 1");
+        assert_eq!((e.id, e.error.code), (Some(3), ErrorCode::BadRequest));
+        let frame = mp(&rmpv::Value::Map(vec![
+            ("op".into(), "sub".into()),
+            ("pattern".into(), "a".into()),
+        ]));
+        let req = decode_request(&frame).expect("no meta");
+        assert!(matches!(req.op, Op::Sub { meta: false, .. }));
     }
 }

@@ -1,7 +1,7 @@
 //! A bounds-checked cursor over a MessagePack frame.
 
 use crate::error::{DecodeError, ErrorBody, ErrorCode};
-use crate::msg::KeyRev;
+use crate::msg::{KeyRev, ValMeta};
 use bytes::Bytes;
 use rmp::Marker;
 use std::borrow::Cow;
@@ -75,6 +75,20 @@ impl<'a> Reader<'a> {
             }
         }
         Ok(e)
+    }
+
+    pub(super) fn meta(&mut self) -> Result<ValMeta, DecodeError> {
+        let mut m = ValMeta::default();
+        for _ in 0..self.map_len()? {
+            match self.str()? {
+                "age_ms" => m.age_ms = Some(self.uint("age_ms")?),
+                "ttl_ms" => m.ttl_ms = Some(self.uint("ttl_ms")?),
+                "persist" => m.persist = self.bool()?,
+                "ephemeral" => m.ephemeral = self.bool()?,
+                _ => self.skip()?,
+            }
+        }
+        Ok(m)
     }
 
     pub(super) fn keys(&mut self) -> Result<Vec<KeyRev<'a>>, DecodeError> {

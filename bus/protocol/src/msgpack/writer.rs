@@ -1,6 +1,7 @@
 //! Appending MessagePack to a buffer.
 
 use crate::error::ErrorBody;
+use crate::msg::ValMeta;
 use bytes::{BufMut, BytesMut};
 
 /// Appends MessagePack to a buffer. Writes to memory cannot fail, so the
@@ -50,5 +51,46 @@ impl Writer<'_> {
         if let Some(rev) = e.rev {
             self.field_uint("rev", rev);
         }
+    }
+
+    /// The `meta` field of a `val`: only the fields that say something.
+    pub(super) fn meta(&mut self, m: &ValMeta) {
+        let fields = Optional {
+            uints: [("age_ms", m.age_ms), ("ttl_ms", m.ttl_ms)],
+            flags: [("persist", m.persist), ("ephemeral", m.ephemeral)],
+        };
+        self.str("meta");
+        self.map(fields.count());
+        self.optional(&fields);
+    }
+
+    /// The fields of `o` that are present: uints that are set, flags that are true.
+    pub(super) fn optional(&mut self, o: &Optional) {
+        for (name, v) in o.uints {
+            if let Some(v) = v {
+                self.field_uint(name, v);
+            }
+        }
+        for (name, v) in o.flags {
+            if v {
+                self.str(name);
+                self.bool(true);
+            }
+        }
+    }
+}
+
+/// Fields written only when they say something: two uints and two flags.
+pub(super) struct Optional {
+    pub(super) uints: [(&'static str, Option<u64>); 2],
+    pub(super) flags: [(&'static str, bool); 2],
+}
+
+impl Optional {
+    /// How many of them are written.
+    pub(super) fn count(&self) -> u32 {
+        let n = self.uints.iter().filter(|(_, v)| v.is_some()).count()
+            + self.flags.iter().filter(|(_, v)| *v).count();
+        n as u32
     }
 }

@@ -3,6 +3,7 @@
 use super::WsSession;
 use actix_web_actors::ws::{CloseCode, WebsocketContext};
 use bytes::BytesMut;
+use ipcbus_actors::store::now_ms;
 use ipcbus_actors::{Done, Out};
 use ipcbus_protocol::{json, msgpack, Codec, ErrorBody, Reply, ServerMsg};
 use std::borrow::Cow;
@@ -80,9 +81,9 @@ impl WsSession {
     fn write_out(&mut self, out: Out, ctx: &mut WebsocketContext<Self>) -> bool {
         match out {
             Out::Event { sub, update } => {
-                if !self.session.is_subscribed(sub) {
+                let Some(with_meta) = self.session.subscribed(sub) else {
                     return false;
-                }
+                };
                 let key = Cow::Borrowed(&*update.key);
                 let (msg, json) = match &update.value {
                     Some(value) => {
@@ -105,6 +106,8 @@ impl WsSession {
                             key,
                             value: value.clone(),
                             rev: update.rev,
+                            // As old as it is when written to the socket.
+                            meta: with_meta.then(|| update.written.meta(now_ms())),
                         };
                         (msg, json)
                     }
@@ -121,7 +124,7 @@ impl WsSession {
                 return true;
             }
             Out::Synced { sub } => {
-                if self.session.is_subscribed(sub) {
+                if self.session.subscribed(sub).is_some() {
                     self.write(&ServerMsg::Synced { sub }, None, ctx);
                 }
             }
