@@ -279,7 +279,10 @@ export class Bus extends EventTarget {
     }
     if (msg.ev === "error") return console.warn("ipcbus: server reported", msg.error);
     const sub = this._routes.get(msg.sub);
-    if (sub && !sub.closed) sub._deliver({ kind: msg.ev, key: msg.key, value: msg.value, rev: msg.rev });
+    if (!sub || sub.closed) return;
+    const event = { kind: msg.ev, key: msg.key, value: msg.value, rev: msg.rev };
+    if (msg.meta !== undefined) event.meta = msg.meta;
+    sub._deliver(event);
   }
 
   _unsub(id) {
@@ -384,14 +387,25 @@ export class Bus extends EventTarget {
    * with `for await`. After a reconnect it passes on only what changed
    * while the connection was down: new values, and `{kind: "del", key,
    * rev: 0}` for keys that went away; no second "synced".
+   *
+   * With `{meta: true}` each "val" event has `meta` as the server sent it
+   * (docs/protocol.md §4): `age_ms` (absent when the server does not know,
+   * as for a value restored from its data file), and only when they apply
+   * `persist: true`, `ephemeral: true` and `ttl_ms` (what was left when it
+   * was sent). A server older than `meta` sends none: no `meta` means "not
+   * known". The options can come second when there is no callback.
+   * @example
+   * await bus.subscribe("svc.>", (ev) => console.log(ev.key, ev.meta?.ttl_ms), { meta: true });
    * @param {string} pattern
-   * @param {(event: import("./subscription.js").Event) => void} [callback]
+   * @param {((event: import("./subscription.js").Event) => void) | import("./subscription.js").SubscribeOptions} [callback]
+   * @param {import("./subscription.js").SubscribeOptions} [options]
    * @returns {Promise<Subscription>}
    */
-  async subscribe(pattern, callback) {
-    const sub = new Subscription(this, pattern, callback);
+  async subscribe(pattern, callback, options = {}) {
+    if (callback !== null && typeof callback === "object") [callback, options] = [undefined, callback];
+    const sub = new Subscription(this, pattern, callback, { meta: Boolean(options.meta) });
     // Before the next message is handled: the first event is routed.
-    await this._call({ op: "sub", pattern }, { onReply: (reply) => this._attach(sub, reply) });
+    await this._call(sub._request(), { onReply: (reply) => this._attach(sub, reply) });
     return sub;
   }
 
@@ -408,7 +422,7 @@ export class Bus extends EventTarget {
     const id = this._nextId++;
     const warn = (e) => console.warn(`ipcbus: subscribing to ${sub.pattern} again failed: ${e.message}`);
     this._pending.set(id, { id, op: "sub", internal: true, onReply: (r) => this._attach(sub, r), resolve: () => {}, reject: warn });
-    this._link.ws.send(this._codec.encode({ op: "sub", pattern: sub.pattern, id }));
+    this._link.ws.send(this._codec.encode({ ...sub._request(), id }));
   }
 
   _unsubscribe(sub) {

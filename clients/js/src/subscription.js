@@ -4,8 +4,16 @@
 // Python client does (clients/python/ipcbus/bus.py, Subscription._deliver).
 
 /**
- * @typedef {{kind: "val"|"del"|"synced", key?: string, value?: unknown, rev?: number}} Event
+ * What a "val" event of a subscription made with `{meta: true}` says about
+ * the write (docs/protocol.md §4); absent fields do not apply.
+ * @typedef {{age_ms?: number, persist?: true, ephemeral?: true, ttl_ms?: number}} Meta
  */
+
+/**
+ * @typedef {{kind: "val"|"del"|"synced", key?: string, value?: unknown, rev?: number, meta?: Meta}} Event
+ */
+
+/** @typedef {{meta?: boolean}} SubscribeOptions */
 
 /** Events an unread async iterator holds before each key keeps only its newest. */
 export const ITERATOR_CAPACITY = 4096;
@@ -18,8 +26,10 @@ export const ITERATOR_CAPACITY = 4096;
  * never because the connection was lost.
  */
 export class Subscription {
-  constructor(bus, pattern, callback) {
+  constructor(bus, pattern, callback, { meta = false } = {}) {
     this.pattern = pattern;
+    /** Whether its "val" events carry `meta`; kept when it is made again after a reconnect. */
+    this.meta = meta;
     this._bus = bus;
     this._callback = callback;
     this._queue = [];
@@ -39,6 +49,11 @@ export class Subscription {
     this._resync = null;
     /** Whether "synced" was passed on (a replay cut off by a disconnect had not). */
     this._synced = false;
+  }
+
+  /** The `sub` request that makes it, on the first connection or a later one. */
+  _request() {
+    return this.meta ? { op: "sub", pattern: this.pattern, meta: true } : { op: "sub", pattern: this.pattern };
   }
 
   /** A reconnect replays the pattern from the start. */
