@@ -282,6 +282,71 @@ test("10 000 keys and a burst of changes: counted, only the rows in view are dra
   }
 });
 
+test("key options: persisted, ephemeral and TTL badges, the TTL counts down and the row goes when it expires", async () => {
+  const server = await startServer();
+  const node = await Bus.connect(server.url, { token: server.token });
+  const browser = await chromium.launch({ executablePath: CHROMIUM, args: ["--no-sandbox"] });
+  try {
+    // Before the page opens: replayed, with their ages and options.
+    await node.set("opt.persisted", 1, { persist: true });
+    await node.set("opt.ephemeral", 2, { ephemeral: true });
+    await node.set("opt.long", 3, { ttlMs: 600000 });
+    await node.set("opt.plain", 4);
+    const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
+    const errors = [];
+    page.on("pageerror", (e) => errors.push(String(e)));
+    page.setDefaultTimeout(WAIT_MS);
+    await page.goto(loggedUrl(server));
+    await row(page, "opt.plain").waitFor();
+    const badges = async (key) => (await row(page, key).locator(".badge").allTextContents()).join(",");
+    assert.equal(await badges("opt.persisted"), "persisted");
+    assert.equal(await badges("opt.ephemeral"), "ephemeral");
+    assert.match(await badges("opt.long"), /^TTL (9|10) min$/);
+    assert.equal(await badges("opt.plain"), "");
+    // A value there before the page loaded has an age all the same.
+    assert.match(await row(page, "opt.plain").locator(".age").textContent(), /^\d+ s$/);
+    // The detail panel says it in words.
+    await row(page, "opt.persisted").click();
+    await page.locator("#detail .options-text").getByText(/persisted: on disk/).waitFor();
+    await row(page, "opt.long").click();
+    await page.locator("#detail .options-text").getByText(/expires at/).waitFor();
+    // An edit of a persisted value keeps it persisted; the edit form says a TTL is dropped.
+    await page.getByRole("button", { name: "Edit" }).click();
+    await page.locator("#detail .meta").getByText(/saving drops its TTL/).waitFor();
+    await page.getByRole("button", { name: "Cancel" }).click();
+    await row(page, "opt.persisted").click();
+    await page.getByRole("button", { name: "Edit" }).click();
+    await page.locator("#edit-value").fill("10");
+    await page.getByRole("button", { name: "Save" }).click();
+    await row(page, "opt.persisted").locator(".value").getByText("10").waitFor();
+    assert.equal(await badges("opt.persisted"), "persisted");
+
+    // A short TTL, set live: its badge counts down, then the row goes.
+    await node.set("opt.short", 5, { ttlMs: 4000 });
+    const ttl = row(page, "opt.short").locator(".badge.ttl");
+    await ttl.waitFor();
+    const first = Number(/^TTL (\d+) s$/.exec(await ttl.textContent())[1]);
+    assert.ok(first >= 1 && first <= 4, `TTL ${first} s`);
+    await page.waitForFunction(
+      (first) => {
+        const badge = document.querySelector('.row[data-key="opt.short"] .badge.ttl');
+        const m = badge && /^TTL (\d+) s$/.exec(badge.textContent);
+        return m && Number(m[1]) < first;
+      },
+      first,
+    );
+    await page.screenshot({ path: `${SHOTS}dashboard-options.png` });
+    await row(page, "opt.short").waitFor({ state: "detached" });
+    await assert.rejects(node.get("opt.short"), NotFound);
+    assert.equal(await badges("opt.persisted"), "persisted");
+    assert.deepEqual(errors, []);
+  } finally {
+    node.close();
+    await browser.close();
+    await server.stop();
+  }
+});
+
 test("the server panel: figures from ipcbus.sys.stats that move with writes, two charts, the self-test button", async () => {
   const server = await startServer();
   const node = await Bus.connect(server.url, { token: server.token });

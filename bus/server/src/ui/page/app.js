@@ -70,11 +70,13 @@ async function main() {
       // The server's own keys (its figures, once a second) show in the
       // server panel; in the tree only when the pattern names them.
       const hideSys = !pattern.startsWith("ipcbus");
-      sub = await bus.subscribe(pattern, (ev) => {
+      // meta: each value's age and options (persisted, ephemeral, TTL).
+      const show = (ev) => {
         if (hideSys && ev.key?.startsWith(SYS_PREFIX)) return;
         tree.push(ev);
         if (ev.kind === "synced") $("rows").dataset.synced = pattern;
-      });
+      };
+      sub = await bus.subscribe(pattern, show, { meta: true });
     } catch (e) {
       $("filter-error").textContent = e instanceof BadPattern ? `not a pattern: ${e.message}` : e.message;
     }

@@ -3,6 +3,23 @@
 import { RevMismatch } from "./client/index.js";
 import { age, parseJson, pretty } from "./values.js";
 
+/** When the value was written, in words. */
+function written(entry) {
+  if (entry.changed) return ` · changed ${age(entry.changed)} ago`;
+  // With meta and no age: restored from the server's data file, which keeps no times.
+  return entry.meta ? " · written before the server last started" : " · unchanged since the page loaded";
+}
+
+/** The value's options in words (protocol.md §3). */
+function optionsText(entry) {
+  if (!entry.meta) return "Options not known: the server does not send them.";
+  const words = [];
+  if (entry.persist) words.push("persisted: on disk, survives a restart of the server");
+  if (entry.ephemeral) words.push("ephemeral: deleted when the session that wrote it ends");
+  if (entry.expires) words.push(`expires at ${new Date(entry.expires).toLocaleTimeString()}`);
+  return words.length ? `${words.join(" · ")}.` : "In memory until it is overwritten or deleted.";
+}
+
 const el = (tag, props = {}, ...children) => {
   const node = Object.assign(document.createElement(tag), props);
   node.append(...children);
@@ -39,10 +56,11 @@ export class Editor {
     if (!entry) {
       return this.panel.replaceChildren(el("h2", { className: "key", textContent: key }), el("p", { className: "muted", textContent: "deleted" }));
     }
-    const meta = el("p", { className: "meta" }, `rev ${entry.rev}`, entry.changed ? ` · changed ${age(entry.changed)} ago` : " · unchanged since the page loaded");
+    const meta = el("p", { className: "meta" }, `rev ${entry.rev}`, written(entry));
     this.panel.replaceChildren(
       el("h2", { className: "key", textContent: key }),
       meta,
+      el("p", { className: "options-text", textContent: optionsText(entry) }),
       el("pre", { className: "value", textContent: pretty(entry.value) }),
       el("div", { className: "actions" }, button("Edit", () => this.edit()), button("Delete", () => this.confirmDelete(), "danger")),
       el("p", { className: "error", id: "editor-error" }),
@@ -53,11 +71,14 @@ export class Editor {
     const { key, entry } = this;
     this.mode = "edit";
     const base = entry.rev;
+    // A persisted value stays persisted; a TTL or a tie to a session is the writer's, not the page's.
+    const dropped = [entry.expires && "its TTL", entry.ephemeral && "its tie to the session that wrote it"].filter(Boolean);
+    const note = dropped.length ? ` · saving drops ${dropped.join(" and ")}` : "";
     const text = el("textarea", { id: "edit-value", spellcheck: false, value: entry.value instanceof Uint8Array ? "" : JSON.stringify(entry.value, null, 2) });
     const save = () => this.save(key, text.value, base);
     this.panel.replaceChildren(
       el("h2", { className: "key", textContent: key }),
-      el("p", { className: "meta" }, `editing rev ${base} · `, el("span", { className: "current-rev" })),
+      el("p", { className: "meta" }, `editing rev ${base} · `, el("span", { className: "current-rev" }), note),
       text,
       el("div", { className: "actions" }, button("Save", save, "primary"), button("Cancel", () => this.cancel())),
       el("p", { className: "error", id: "editor-error" }),
@@ -84,7 +105,7 @@ export class Editor {
       return this.error(e.message);
     }
     try {
-      await this.bus.set(key, value, { ifRev: base });
+      await this.bus.set(key, value, { ifRev: base, persist: this.lookup(key)?.persist === true });
       // Shown as the tree has it; the subscription's event (before or
       // after this reply) brings the new value.
       this.mode = "view";

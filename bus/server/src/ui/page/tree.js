@@ -1,7 +1,7 @@
 // The live key browser: keys as a tree of dot-separated tokens, with a count
 // per subtree, drawn in batches (one per animation frame) and virtualised:
 // only the rows in view exist in the DOM, so 10 000 keys cost ~40 rows.
-import { age, preview } from "./values.js";
+import { age, entryOf, left, preview } from "./values.js";
 
 /** Height of one row in px; style.css's .row uses the same. */
 export const ROW_HEIGHT = 24;
@@ -34,7 +34,8 @@ export class KeyTree {
     this.frame = 0;
     box.addEventListener("scroll", () => this.schedule());
     box.addEventListener("click", (e) => this.click(e));
-    // Ages move and flashes end without any event.
+    // Ages move, TTLs count down and flashes end without any event: one
+    // timer for all, which redraws the rows in view only.
     setInterval(() => this.schedule(), 1000);
   }
 
@@ -53,8 +54,8 @@ export class KeyTree {
   /** Takes a subscription event; it is drawn at the next frame. */
   push(ev) {
     if (ev.kind === "synced") this.live = true;
-    // A replayed value's age is unknown (the bus keeps no times): 0.
-    else this.pending.set(ev.key, { ...ev, at: this.live ? Date.now() : 0 });
+    // The times are taken now, as the meta's age_ms and ttl_ms are relative to the sending.
+    else this.pending.set(ev.key, ev.kind === "val" ? { kind: "val", key: ev.key, entry: entryOf(ev, Date.now(), this.live) } : ev);
     this.schedule();
   }
 
@@ -80,7 +81,7 @@ export class KeyTree {
     for (const ev of this.pending.values()) {
       const had = this.entries.get(ev.key);
       if (ev.kind === "val") {
-        const entry = { key: ev.key, value: ev.value, rev: ev.rev, changed: ev.at };
+        const { entry } = ev;
         this.entries.set(ev.key, entry);
         if (!had) this.insert(ev.key, entry);
         else this.nodeOf(ev.key).entry = entry;
@@ -166,7 +167,7 @@ export class KeyTree {
     const { entry } = node;
     if (entry) row.dataset.key = node.path;
     if (node.path === this.selected) row.classList.add("selected");
-    if (entry && entry.changed && now - entry.changed < FLASH_MS) row.classList.add("flash");
+    if (entry && entry.flashed && now - entry.flashed < FLASH_MS) row.classList.add("flash");
     const name = cell("name");
     name.style.paddingLeft = `${node.depth * 14 + 4}px`;
     const toggle = cell("toggle");
@@ -184,14 +185,16 @@ export class KeyTree {
       name.append(count);
     }
     const value = cell("value");
+    const options = cell("options");
     const rev = cell("rev");
     const changed = cell("age");
     if (entry) {
       value.textContent = preview(entry.value);
+      options.append(...badges(entry, now));
       rev.textContent = String(entry.rev);
       changed.textContent = age(entry.changed, now);
     }
-    row.append(name, value, rev, changed);
+    row.append(name, value, options, rev, changed);
     return row;
   }
 
@@ -208,6 +211,21 @@ export class KeyTree {
     }
     this.select(path);
   }
+}
+
+/** A key's options as small labels: "persisted", "ephemeral", "TTL 12 s" (counting down). */
+function badges(entry, now) {
+  const shown = [];
+  const badge = (kind, text, title) => {
+    const span = cell(`badge ${kind}`);
+    span.textContent = text;
+    span.title = title;
+    shown.push(span);
+  };
+  if (entry.persist) badge("persisted", "persisted", "on disk: survives a restart of the server");
+  if (entry.ephemeral) badge("ephemeral", "ephemeral", "deleted when the session that wrote it ends");
+  if (entry.expires) badge("ttl", `TTL ${left(entry.expires, now)}`, "deleted when the time is up");
+  return shown;
 }
 
 function cell(className) {
