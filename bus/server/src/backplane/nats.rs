@@ -1,0 +1,430 @@
+//! `NatsBackplane`: the connection to NATS, the bucket, and writes
+//! (docs/scaling.md §5). Writes are JetStream publishes to the bucket's
+//! subjects with headers (the expected last sequence, `Nats-TTL`, the
+//! owner of an ephemeral key), so every write answers with its sequence:
+//! the rev the protocol hands out.
+
+use super::config::BackplaneConfig;
+use super::subject::key_subject;
+use anyhow::{bail, Context as _};
+use async_nats::header::{
+    NATS_EXPECTED_LAST_SUBJECT_SEQUENCE, NATS_MARKER_REASON, NATS_MESSAGE_TTL,
+};
+use async_nats::jetstream::context::PublishErrorKind;
+use async_nats::jetstream::stream::{LastRawMessageErrorKind, StorageType, Stream};
+use async_nats::jetstream::ErrorCode;
+use async_nats::jetstream::{self, kv};
+use async_nats::{ConnectOptions, HeaderMap, HeaderValue};
+use bytes::Bytes;
+use std::error::Error as _;
+use std::time::Duration;
+
+/// The oldest nats-server with per-message TTL and delete markers.
+const MIN_VERSION: (u64, u64) = (2, 11);
+/// Headers a write may carry, beyond the value: what `max_payload` must
+/// leave room for.
+pub(crate) const HEADER_ROOM: usize = 4096;
+/// The header that marks a key's operation (`DEL`, `PURGE`), as NATS KV has it.
+pub(crate) const KV_OPERATION: &str = "KV-Operation";
+/// The header that names the server an ephemeral key belongs to.
+pub(crate) const OWNER: &str = "Ipcbus-Owner";
+/// How often a write retries after finding a deleted key where it expected
+/// none (`if_rev: 0`), before it reports the conflict.
+const CREATE_TRIES: usize = 3;
+/// How often a lookup after a refused write asks again while it still
+/// finds what the write expected (waiting 1, 2, … ms: about 0.2 s in all).
+const STALE_TRIES: u64 = 20;
+/// How long a write waits before it tries again when no stream answered.
+const NO_STREAM_PAUSE: Duration = Duration::from_millis(50);
+
+/// What a write expects of the key's last message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expect {
+    /// Nothing: write whatever the key holds.
+    Any,
+    /// The key's value is at this rev (`if_rev: N`).
+    Rev(u64),
+    /// The key has no value (`if_rev: 0`): no message, or a delete marker.
+    Absent,
+}
+
+/// A write the bucket did not take.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WriteError {
+    /// The key is not at the expected rev; `current` is its rev (0: no value).
+    #[error("the key is at rev {current}")]
+    Conflict {
+        /// The key's current rev, 0 if it has no value.
+        current: u64,
+    },
+    /// A `del` of a key that has no value.
+    #[error("the key has no value")]
+    NotFound,
+    /// No answer in time, or none possible (no quorum, no connection): the
+    /// write may or may not have been applied.
+    #[error("the backplane did not confirm the write ({0}); it may or may not have been applied")]
+    Unavailable(String),
+}
+
+/// A value to write.
+#[derive(Debug, Clone)]
+pub struct Put {
+    /// The MessagePack value.
+    pub value: Bytes,
+    /// What the key must hold first.
+    pub expect: Expect,
+    /// Delete the key after this long (NATS takes one second at least).
+    pub ttl_ms: Option<u64>,
+    /// Tie the key to this server's lease (an ephemeral `set`).
+    pub ephemeral: bool,
+}
+
+/// The connection to NATS and the bucket that holds the keys.
+#[derive(Debug, Clone)]
+pub struct NatsBackplane {
+    js: jetstream::Context,
+    stream: Stream,
+    /// `$KV.<bucket>.`
+    prefix: String,
+    store_id: String,
+    node: String,
+    max_payload: usize,
+    write_timeout: Duration,
+}
+
+impl NatsBackplane {
+    /// Connects, checks the server's version, and opens the bucket
+    /// (creating it, as docs/scaling.md §2 says, if it does not exist).
+    /// `node` is this server's id, the owner of its ephemeral keys.
+    pub async fn connect(config: &BackplaneConfig, node: &str) -> anyhow::Result<NatsBackplane> {
+        let mut options = ConnectOptions::new()
+            .name(format!("ipcbus {node}"))
+            .connection_timeout(config.write_timeout());
+        if let Some(token) = &config.token {
+            options = options.token(token.clone());
+        }
+        if let (Some(user), Some(password)) = (&config.user, &config.password) {
+            options = options.user_and_password(user.clone(), password.clone());
+        }
+        let client = options
+            .connect(config.servers.as_slice())
+            .await
+            .with_context(|| format!("cannot reach NATS at {}", config.servers.join(",")))?;
+        let info = client.server_info();
+        check_version(&info.version)?;
+        let mut js = jetstream::new(client);
+        js.set_timeout(config.write_timeout());
+        let store = open_bucket(&js, config).await?;
+        let stream = store.stream;
+        let created = stream.cached_info().created.unix_timestamp_nanos();
+        Ok(NatsBackplane {
+            prefix: format!("$KV.{}.", config.bucket),
+            store_id: format!("nats:{}:{created}", config.bucket),
+            node: node.to_owned(),
+            max_payload: info.max_payload,
+            write_timeout: config.write_timeout(),
+            js,
+            stream,
+        })
+    }
+
+    /// Names the bucket's store: the same on every server of the bucket,
+    /// another when the bucket is created again (`hello.store`).
+    pub fn store_id(&self) -> &str {
+        &self.store_id
+    }
+
+    /// This server's id.
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
+    /// The largest value the NATS servers take with our headers.
+    pub fn max_value_bytes(&self) -> usize {
+        self.max_payload.saturating_sub(HEADER_ROOM)
+    }
+
+    /// The bucket's stream, for the feed.
+    pub(crate) fn stream(&self) -> &Stream {
+        &self.stream
+    }
+
+    /// `$KV.<bucket>.`, the prefix of every subject of the bucket.
+    pub(crate) fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// Writes a value; returns its rev. `live` is the rev of the key's
+    /// value as the caller's mirror has it (0: none); it saves a round trip
+    /// when it is right, and changes nothing when it is stale.
+    pub async fn put(&self, key: &str, put: Put, live: u64) -> Result<u64, WriteError> {
+        let subject = format!("{}{}", self.prefix, key_subject(key));
+        let mut expected = match put.expect {
+            Expect::Any => None,
+            Expect::Rev(rev) => Some(self.value_at(&subject, rev, live).await?),
+            Expect::Absent => Some(0),
+        };
+        for _ in 0..CREATE_TRIES {
+            let mut headers = HeaderMap::new();
+            if let Some(rev) = expected {
+                headers.insert(NATS_EXPECTED_LAST_SUBJECT_SEQUENCE, HeaderValue::from(rev));
+            }
+            if let Some(ttl) = put.ttl_ms {
+                headers.insert(NATS_MESSAGE_TTL, format!("{}ms", ttl.max(1000)).as_str());
+            }
+            if put.ephemeral {
+                headers.insert(OWNER, self.node.as_str());
+            }
+            match self.publish(&subject, headers, put.value.clone()).await {
+                Err(Conflict) => {
+                    let last = self.last_but(&subject, expected.unwrap_or(0)).await?;
+                    match (put.expect, last) {
+                        // A deleted key has no value: expect its marker instead.
+                        (Expect::Absent, Last::Marker(seq)) => expected = Some(seq),
+                        _ => {
+                            return Err(WriteError::Conflict {
+                                current: last.rev(),
+                            })
+                        }
+                    }
+                }
+                other => return other.map_err(Into::into),
+            }
+        }
+        Err(WriteError::Conflict { current: 0 })
+    }
+
+    /// Deletes a key's value; returns the rev of the deletion. With
+    /// `if_rev`, only if the key's value is at that rev; without, whatever
+    /// rev it has. `live` as for [`Self::put`].
+    pub async fn delete(
+        &self,
+        key: &str,
+        if_rev: Option<u64>,
+        live: u64,
+    ) -> Result<u64, WriteError> {
+        let subject = format!("{}{}", self.prefix, key_subject(key));
+        let mut expected = match if_rev {
+            // A key without a value is not found, whatever `if_rev` says.
+            Some(rev) => match self.value_at(&subject, rev, live).await {
+                Err(WriteError::Conflict { current: 0 }) => return Err(WriteError::NotFound),
+                other => other?,
+            },
+            None if live != 0 => live,
+            None => self.last(&subject).await?.rev(),
+        };
+        for _ in 0..CREATE_TRIES {
+            if expected == 0 {
+                return Err(WriteError::NotFound);
+            }
+            let mut headers = HeaderMap::new();
+            headers.insert(KV_OPERATION, "DEL");
+            headers.insert(
+                NATS_EXPECTED_LAST_SUBJECT_SEQUENCE,
+                HeaderValue::from(expected),
+            );
+            match self.publish(&subject, headers, Bytes::new()).await {
+                Err(Conflict) => match (self.last_but(&subject, expected).await?.rev(), if_rev) {
+                    (0, _) => return Err(WriteError::NotFound),
+                    (current, Some(_)) => return Err(WriteError::Conflict { current }),
+                    (current, None) => expected = current,
+                },
+                other => return other.map_err(Into::into),
+            }
+        }
+        Err(WriteError::Unavailable("the key kept changing".to_owned()))
+    }
+
+    /// Publishes and waits for the bucket's acknowledgement. While no
+    /// stream answers (a new leader being elected, a bucket just created
+    /// whose subjects have not reached this NATS server yet) nothing was
+    /// stored, so it tries again, up to the write timeout; a publish that
+    /// got no answer is not tried again: it may have been stored.
+    async fn publish(
+        &self,
+        subject: &str,
+        headers: HeaderMap,
+        payload: Bytes,
+    ) -> Result<u64, PublishFailure> {
+        let deadline = tokio::time::Instant::now() + self.write_timeout;
+        loop {
+            let sent = self
+                .js
+                .publish_with_headers(subject.to_owned(), headers.clone(), payload.clone())
+                .await;
+            let acked = match sent {
+                Ok(ack) => ack.await,
+                Err(e) => Err(e),
+            };
+            match acked {
+                Ok(ack) => return Ok(ack.sequence),
+                Err(e) if matches!(e.kind(), PublishErrorKind::StreamNotFound) => {
+                    if tokio::time::Instant::now() + NO_STREAM_PAUSE > deadline {
+                        return Err(PublishFailure::Other(format!("{e} (no quorum?)")));
+                    }
+                    tokio::time::sleep(NO_STREAM_PAUSE).await;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// `rev`, if it is the rev of the key's value; else the conflict. The
+    /// bucket compares an expected sequence with the key's last message,
+    /// deletion markers included, while `if_rev` names a value: a marker's
+    /// sequence must not match. A value's rev the mirror shows is one (no
+    /// two messages share a sequence); another is looked up.
+    async fn value_at(&self, subject: &str, rev: u64, live: u64) -> Result<u64, WriteError> {
+        if rev == live && rev != 0 {
+            return Ok(rev);
+        }
+        match self.last(subject).await? {
+            Last::Value(current) if current == rev => Ok(rev),
+            last => Err(WriteError::Conflict {
+                current: last.rev(),
+            }),
+        }
+    }
+
+    /// The last message of a subject, after a write that expected `seq`
+    /// there found another. The leader refuses a write as soon as another
+    /// write of the key is on its way to the replicas, but shows it only
+    /// once committed: while the lookup still finds `seq`, it asks again.
+    async fn last_but(&self, subject: &str, seq: u64) -> Result<Last, WriteError> {
+        for attempt in 1..=STALE_TRIES {
+            let last = self.last(subject).await?;
+            if last.seq() != seq {
+                return Ok(last);
+            }
+            tokio::time::sleep(Duration::from_millis(attempt)).await;
+        }
+        Err(WriteError::Unavailable(
+            "the key's last write did not become visible".to_owned(),
+        ))
+    }
+
+    /// The last message of a subject.
+    async fn last(&self, subject: &str) -> Result<Last, WriteError> {
+        match self.stream.get_last_raw_message_by_subject(subject).await {
+            Ok(message) if is_marker(&message.headers) => Ok(Last::Marker(message.sequence)),
+            Ok(message) => Ok(Last::Value(message.sequence)),
+            Err(e) if matches!(e.kind(), LastRawMessageErrorKind::NoMessageFound) => Ok(Last::None),
+            Err(e) => Err(WriteError::Unavailable(e.to_string())),
+        }
+    }
+}
+
+/// A key's last message.
+#[derive(Debug, Clone, Copy)]
+enum Last {
+    None,
+    Marker(u64),
+    Value(u64),
+}
+
+impl Last {
+    /// The message's sequence (0: none).
+    fn seq(self) -> u64 {
+        match self {
+            Last::None => 0,
+            Last::Marker(seq) | Last::Value(seq) => seq,
+        }
+    }
+
+    /// The key's rev as the protocol sees it: 0 when it has no value.
+    fn rev(self) -> u64 {
+        match self {
+            Last::Value(rev) => rev,
+            Last::None | Last::Marker(_) => 0,
+        }
+    }
+}
+
+/// Why a publish failed: the expected sequence did not match, or no answer.
+enum PublishFailure {
+    Conflict,
+    Other(String),
+}
+use PublishFailure::Conflict;
+
+impl From<async_nats::jetstream::context::PublishError> for PublishFailure {
+    fn from(e: async_nats::jetstream::context::PublishError) -> Self {
+        // 10164: the same mismatch, as newer servers also report it.
+        let constant = e
+            .source()
+            .and_then(|s| s.downcast_ref::<async_nats::jetstream::Error>())
+            .is_some_and(|j| j.error_code() == ErrorCode::STREAM_WRONG_LAST_SEQUENCE_CONSTANT);
+        match e.kind() {
+            PublishErrorKind::WrongLastSequence => Conflict,
+            _ if constant => Conflict,
+            _ => PublishFailure::Other(e.to_string()),
+        }
+    }
+}
+
+impl From<PublishFailure> for WriteError {
+    fn from(e: PublishFailure) -> Self {
+        match e {
+            // Callers handle a conflict before converting.
+            Conflict => WriteError::Conflict { current: 0 },
+            PublishFailure::Other(why) => WriteError::Unavailable(why),
+        }
+    }
+}
+
+/// Whether a message is a deletion: a `del`/purge, or a marker NATS wrote
+/// when a message's TTL ran out.
+pub(crate) fn is_marker(headers: &HeaderMap) -> bool {
+    headers.get(KV_OPERATION).is_some() || headers.get(NATS_MARKER_REASON).is_some()
+}
+
+fn check_version(version: &str) -> anyhow::Result<()> {
+    let mut parts = version.split('.').map(|p| p.parse::<u64>().unwrap_or(0));
+    let found = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    if found < MIN_VERSION {
+        bail!(
+            "nats-server {version} is too old for the backplane: it needs {}.{} or newer \
+             (per-message TTL and delete markers); see docs/scaling.md",
+            MIN_VERSION.0,
+            MIN_VERSION.1
+        );
+    }
+    Ok(())
+}
+
+/// Opens the bucket, or creates it with the settings of docs/scaling.md §2.
+async fn open_bucket(
+    js: &jetstream::Context,
+    config: &BackplaneConfig,
+) -> anyhow::Result<kv::Store> {
+    if let Ok(store) = js.get_key_value(&config.bucket).await {
+        let info = store.stream.cached_info();
+        if !info.config.allow_message_ttl {
+            bail!(
+                "the bucket {:?} was made without per-message TTL; ipcbus needs it \
+                 (create it with `nats kv add --marker-ttl 1s`, or let ipcbus create it)",
+                config.bucket
+            );
+        }
+        return Ok(store);
+    }
+    let created = js
+        .create_key_value(kv::Config {
+            bucket: config.bucket.clone(),
+            description: "ipcbus keys (docs/scaling.md)".to_owned(),
+            history: 1,
+            storage: StorageType::File,
+            num_replicas: config.replicas,
+            limit_markers: Some(Duration::from_secs(1)),
+            ..Default::default()
+        })
+        .await;
+    match created {
+        Ok(store) => Ok(store),
+        // Another server created it meanwhile.
+        Err(e) => js
+            .get_key_value(&config.bucket)
+            .await
+            .with_context(|| format!("cannot create the bucket {:?} ({e})", config.bucket)),
+    }
+}
