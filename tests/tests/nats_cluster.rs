@@ -35,11 +35,18 @@ async fn three_nodes_replicate_a_bucket_and_survive_one_kill() {
     cluster.kill(0);
     let two = bucket(&cluster.url(1)).await;
     // Two of three keep a quorum; a new leader may take a few seconds.
-    let rev2 = two.put("k", Bytes::from_static(b"v2")).await.expect("put with one node down");
+    let rev2 = two
+        .put("k", Bytes::from_static(b"v2"))
+        .await
+        .expect("put with one node down");
     assert!(rev2 > rev);
     let entry = three.entry("k").await.expect("entry").expect("value");
     assert_eq!(entry.value.as_ref(), b"v2");
 
     cluster.restart(0).await.expect("restart");
-    assert!(cluster.log(0).contains("Server is ready"), "{}", cluster.log(0));
+    assert!(
+        cluster.log(0).contains("Server is ready"),
+        "{}",
+        cluster.log(0)
+    );
 }
