@@ -283,3 +283,61 @@ fn ipcbus_now_ms() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
+
+#[tokio::test]
+async fn a_gone_servers_ephemeral_keys_are_deleted_by_the_others() {
+    use ipcbus::backplane::lease::{keep_lease, reap};
+    use ipcbus::backplane::Owners;
+    let cluster = NatsCluster::start(3).await.expect("cluster");
+    let ttl = Duration::from_millis(1000);
+    let a = connect(&cluster, 0, "server-a").await;
+    let b = connect(&cluster, 1, "server-b").await;
+    let lease_a = tokio::spawn(keep_lease(a.clone(), ttl));
+    let lease_b = tokio::spawn(keep_lease(b.clone(), ttl));
+    let eph = |v| Put {
+        ephemeral: true,
+        ..put(v, Expect::Any)
+    };
+    let gone = a.put("a.online", eph(b"\x01"), 0).await.expect("put");
+    let taken = a.put("a.taken", eph(b"\x02"), 0).await.expect("put");
+    let over = b
+        .put("a.taken", put(b"\x03", Expect::Any), taken)
+        .await
+        .expect("taken over");
+    let kept = b.put("b.online", eph(b"\x04"), 0).await.expect("put");
+
+    // Server b follows the bucket, as its feed task will.
+    let mut feed = Feed::start(&b).await.expect("feed");
+    let mut owners = Owners::default();
+    while !feed.caught_up() {
+        owners.apply(&next(&mut feed).await);
+    }
+    assert!(owners.orphans().is_empty(), "both leases live");
+    // Server a dies: its lease is no longer written.
+    lease_a.abort();
+    let deleted = loop {
+        let change = next(&mut feed).await;
+        let doomed = owners.apply(&change);
+        if !doomed.is_empty() {
+            assert_eq!(doomed, [("a.online".to_owned(), gone)]);
+            reap(&b, doomed).await;
+        }
+        if let Change::Deleted { key, rev } = change {
+            break (key, rev);
+        }
+    };
+    assert_eq!(deleted.0, "a.online");
+    assert!(deleted.1 > gone);
+    // A key taken over by another write, and b's own, are left alone.
+    assert_eq!(
+        b.delete("a.taken", Some(taken), 0).await,
+        Err(WriteError::Conflict { current: over })
+    );
+    assert_eq!(
+        b.put("b.online", put(b"\x05", Expect::Rev(kept)), 0)
+            .await
+            .map(|r| r > kept),
+        Ok(true)
+    );
+    lease_b.abort();
+}

@@ -8,12 +8,16 @@
 //! - `subject`: keys as NATS subjects, token by token.
 //! - [`nats`]: [`NatsBackplane`], the connection, the bucket, writes.
 //! - [`feed`]: [`Feed`], the bucket's changes in stream order.
+//! - [`lease`]: this server's lease, and [`Owners`]: whose ephemeral keys
+//!   go when a lease runs out.
 
 pub mod config;
 pub mod feed;
+pub mod lease;
 pub mod nats;
 mod subject;
 
 pub use config::BackplaneConfig;
 pub use feed::{Change, Feed};
+pub use lease::Owners;
 pub use nats::{Expect, NatsBackplane, Put, WriteError};

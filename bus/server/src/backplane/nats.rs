@@ -5,6 +5,7 @@
 //! the rev the protocol hands out.
 
 use super::config::BackplaneConfig;
+use super::feed::LEASES;
 use super::subject::key_subject;
 use anyhow::{bail, Context as _};
 use async_nats::header::{
@@ -233,6 +234,24 @@ impl NatsBackplane {
             }
         }
         Err(WriteError::Unavailable("the key kept changing".to_owned()))
+    }
+
+    /// Writes this server's lease, `n.<server id>`, to run out after `ttl`
+    /// unless written again (docs/scaling.md §6).
+    pub async fn write_lease(&self, ttl: Duration) -> Result<u64, WriteError> {
+        let subject = format!("{}{LEASES}{}", self.prefix, self.node);
+        let mut headers = HeaderMap::new();
+        headers.insert(NATS_MESSAGE_TTL, format!("{}ms", ttl.as_millis().max(1000)).as_str());
+        self.publish(&subject, headers, Bytes::new()).await.map_err(Into::into)
+    }
+
+    /// Removes this server's lease at once (a clean shutdown, after its
+    /// sessions have deleted their ephemeral keys).
+    pub async fn drop_lease(&self) -> Result<u64, WriteError> {
+        let subject = format!("{}{LEASES}{}", self.prefix, self.node);
+        let mut headers = HeaderMap::new();
+        headers.insert(KV_OPERATION, "DEL");
+        self.publish(&subject, headers, Bytes::new()).await.map_err(Into::into)
     }
 
     /// Publishes and waits for the bucket's acknowledgement. While no
