@@ -76,7 +76,7 @@ impl KeyActor {
         }
     }
 
-    fn live_rev(&self) -> u64 {
+    pub(crate) fn live_rev(&self) -> u64 {
         match &self.current {
             Some(u) if u.value.is_some() => u.rev,
             _ => 0,
@@ -84,7 +84,7 @@ impl KeyActor {
     }
 
     /// Bookkeeping at the start of every handler: one queued message fewer.
-    fn received(&self) {
+    pub(crate) fn received(&self) {
         self.state.queued.fetch_sub(1, Ordering::AcqRel);
     }
 
@@ -93,17 +93,25 @@ impl KeyActor {
     /// file changes, the job that output now waits for: the caller must
     /// hand it to [`KeyActor::await_disk`] once it has emitted its reply.
     fn write(&mut self, value: Option<Bytes>, persist: bool) -> (u64, Option<Disk>) {
-        let was_live = self.live_rev() != 0;
         let rev = self.registry.next_rev();
-        let live = value.is_some();
         // Set has called set_owner and set_expiry already.
-        let written = if live {
+        let written = if value.is_some() {
             let persist = persist && self.registry.store().is_some();
             Written::new(now_ms(), self.expires_at_ms, persist, self.owner.is_some())
         } else {
             Written::default()
         };
-        let update = Arc::new(Update::new(self.key.clone(), rev, value, written));
+        let disk = self.apply(Update::new(self.key.clone(), rev, value, written), persist);
+        (rev, disk)
+    }
+
+    /// Makes `update` the key's state: counts, the data file, the listing
+    /// and the events to subscribers. See [`KeyActor::write`].
+    pub(crate) fn apply(&mut self, update: Update, persist: bool) -> Option<Disk> {
+        let was_live = self.live_rev() != 0;
+        let rev = update.rev;
+        let update = Arc::new(update);
+        let live = update.value.is_some();
         if !live {
             // Writes are not counted: every write and delete takes a rev,
             // so writes are the revs taken less the deletes (`Stats::writes`).
@@ -140,7 +148,7 @@ impl KeyActor {
             true
         });
         self.current = Some(update);
-        (rev, disk)
+        disk
     }
 
     /// Brings the data file in line with `update`; output is held from now
@@ -225,7 +233,7 @@ impl KeyActor {
     }
 
     /// Makes `owner` the session whose end deletes the key.
-    fn set_owner(&mut self, owner: Option<u64>) {
+    pub(crate) fn set_owner(&mut self, owner: Option<u64>) {
         if let Some(old) = self.owner.filter(|&old| Some(old) != owner) {
             self.registry.unclaim(&self.key, old);
         }
@@ -239,7 +247,7 @@ impl KeyActor {
         self.write(None, false)
     }
 
-    fn set_expiry(&mut self, ttl_ms: Option<u64>, ctx: &mut Context<Self>) {
+    pub(crate) fn set_expiry(&mut self, ttl_ms: Option<u64>, ctx: &mut Context<Self>) {
         if let Some(handle) = self.expiry.take() {
             ctx.cancel_future(handle);
         }
@@ -252,7 +260,13 @@ impl KeyActor {
     fn arm_expiry(&mut self, after: Duration, ctx: &mut Context<Self>) {
         self.expiry = Some(ctx.run_later(after, |act, ctx| {
             act.expiry = None;
-            if act.live_rev() != 0 {
+            if let Some(backplane) = act.registry.backplane(&act.key).cloned() {
+                // Deleted through the backplane, unless written since.
+                let rev = act.live_rev();
+                if rev != 0 {
+                    return act.expire_through(&*backplane, rev, ctx);
+                }
+            } else if act.live_rev() != 0 {
                 let before = act.snapshot();
                 if let (_, Some(disk)) = act.delete(ctx) {
                     return act.await_disk(disk, before, ctx);
@@ -272,7 +286,7 @@ impl KeyActor {
 
     /// Sends a request's outcome, after the data file has its write when
     /// `disk` is set.
-    fn finish(
+    pub(crate) fn finish(
         &mut self,
         reply: ReplyTo,
         result: Result<Done, ErrorBody>,
@@ -288,7 +302,7 @@ impl KeyActor {
 
     /// Stops the actor if it has nothing to do, leaving the key at rest
     /// (or gone, without a value).
-    fn retire_if_idle(&mut self, ctx: &mut Context<Self>) {
+    pub(crate) fn retire_if_idle(&mut self, ctx: &mut Context<Self>) {
         if !self.subscribers.is_empty()
             || self.hold.is_holding()
             || self.expiry.is_some()
@@ -312,6 +326,9 @@ impl Handler<Set> for KeyActor {
 
     fn handle(&mut self, msg: Set, ctx: &mut Context<Self>) {
         self.received();
+        if let Some(backplane) = self.registry.backplane(&self.key).cloned() {
+            return self.set_through(&*backplane, msg, ctx);
+        }
         if let Err(e) = self.check(msg.if_rev) {
             return self.finish(msg.reply, Err(e), None, ctx);
         }
@@ -362,6 +379,9 @@ impl Handler<Del> for KeyActor {
 
     fn handle(&mut self, msg: Del, ctx: &mut Context<Self>) {
         self.received();
+        if let Some(backplane) = self.registry.backplane(&self.key).cloned() {
+            return self.del_through(&*backplane, msg, ctx);
+        }
         let (result, disk) = if self.live_rev() == 0 {
             (Err(ErrorBody::not_found()), None)
         } else if let Err(e) = self.check(msg.if_rev) {
@@ -380,6 +400,9 @@ impl Handler<Release> for KeyActor {
 
     fn handle(&mut self, msg: Release, ctx: &mut Context<Self>) {
         self.received();
+        if let Some(backplane) = self.registry.backplane(&self.key).cloned() {
+            return self.release_through(&*backplane, &msg, ctx);
+        }
         if self.owner == Some(msg.owner) && self.live_rev() != 0 {
             let before = self.snapshot();
             if let (_, Some(disk)) = self.delete(ctx) {

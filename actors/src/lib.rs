@@ -11,6 +11,9 @@
 //! - [`registry`]: [`Registry`], the key map, the ordered key index, the rev counter, and the walks of wildcard subscriptions.
 //! - [`store`]: [`Store`], persisted keys in a redb file, written in batches by one thread.
 //! - `hold`: a key actor's output held back until its persisted write is on disk.
+//! - [`backplane`]: the [`Backplane`] trait, a store shared with other servers
+//!   (docs/scaling.md), and [`Mirror`], a write its feed brings in; `through`:
+//!   how a key actor writes through it.
 //!
 //! # How a write flows
 //! A session calls [`Registry::send`] with a `Set`. The registry hands it to the
@@ -19,6 +22,7 @@
 //! subscriber. An outbox wakes its session once per batch, not once per event,
 //! so fan-out costs no actor message per delivery.
 
+pub mod backplane;
 mod hold;
 pub mod key_actor;
 pub mod messages;
@@ -26,8 +30,10 @@ pub mod outbox;
 pub mod passive;
 pub mod registry;
 pub mod store;
+mod through;
 pub mod update;
 
+pub use backplane::{Backplane, Mirror};
 pub use key_actor::KeyActor;
 pub use messages::{Attach, Del, Detach, Get, Release, ReplyTo, Set, Subscriber};
 pub use outbox::{Done, Out, Outbox, OutboxConfig};

@@ -56,6 +56,7 @@ pub trait KeyMessage: Message<Result = ()> + Send + Sized + 'static {
 }
 
 impl KeyMessage for Set {}
+impl KeyMessage for crate::backplane::Mirror {}
 impl KeyMessage for Del {}
 impl KeyMessage for Attach {}
 

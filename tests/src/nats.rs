@@ -134,6 +134,40 @@ impl NatsCluster {
         self.dir.path()
     }
 
+    /// The node that leads `stream` (JetStream's `/jsz` of a live node).
+    pub async fn stream_leader(&self, stream: &str) -> anyhow::Result<usize> {
+        for node in self.nodes.iter().filter(|n| n.child.is_some()) {
+            let addr = format!("127.0.0.1:{}", node.monitor_port);
+            let request = format!(
+                "GET /jsz?streams=true HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+            );
+            let Ok((200, body)) = crate::http_request(&addr, &request).await else {
+                continue;
+            };
+            // The body may come chunked: the JSON is from the first `{` to the last `}`.
+            let json = match (body.find('{'), body.rfind('}')) {
+                (Some(a), Some(b)) if a < b => &body[a..=b],
+                _ => continue,
+            };
+            let jsz: serde_json::Value = serde_json::from_str(json)?;
+            let streams = jsz["account_details"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .flat_map(|a| a["stream_detail"].as_array().into_iter().flatten());
+            for s in streams {
+                if s["name"] == stream {
+                    if let Some(leader) = s["cluster"]["leader"].as_str() {
+                        if let Some(i) = self.nodes.iter().position(|n| n.name == leader) {
+                            return Ok(i);
+                        }
+                    }
+                }
+            }
+        }
+        bail!("no node names a leader of {stream}")
+    }
+
     /// Waits until node `i` answers `/healthz` with 200.
     pub async fn wait_ready(&self, i: usize) -> anyhow::Result<()> {
         let node = &self.nodes[i];

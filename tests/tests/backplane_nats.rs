@@ -37,12 +37,23 @@ fn put(value: &'static [u8], expect: Expect) -> Put {
     }
 }
 
+/// The feed's next change, with its store time checked and zeroed (it
+/// cannot be known in advance).
 async fn next(feed: &mut Feed) -> Change {
-    tokio::time::timeout(WAIT, feed.next())
+    let mut change = tokio::time::timeout(WAIT, feed.next())
         .await
         .expect("a change within WAIT")
         .expect("feed open")
-        .expect("no error")
+        .expect("no error");
+    if let Change::Value { at_ms, .. } = &mut change {
+        let now = ipcbus_now_ms();
+        assert!(
+            *at_ms > now - 60_000 && *at_ms <= now + 1_000,
+            "stored at {at_ms}, now {now}"
+        );
+        *at_ms = 0;
+    }
+    change
 }
 
 #[tokio::test]
@@ -176,6 +187,7 @@ async fn the_feed_replays_the_bucket_then_follows_it() {
         value: Bytes::from_static(v),
         owner: owner.map(str::to_owned),
         expires_at_ms: None,
+        at_ms: 0,
     };
     assert_eq!(
         replay,

@@ -19,6 +19,7 @@ mod walk;
 
 pub(crate) use walk::Replay;
 
+use crate::backplane::{Backplane, Mirror};
 use crate::key_actor::KeyActor;
 use crate::messages::{Attach, Detach, Subscriber, SyncCountdown};
 use crate::outbox::{Out, Outbox};
@@ -170,6 +171,8 @@ struct Inner {
     stats: Arc<Stats>,
     store: Option<Store>,
     options: RegistryOptions,
+    /// The store shared with other servers, if any (docs/scaling.md).
+    backplane: Option<Arc<dyn Backplane>>,
 }
 
 /// Store-wide settings.
@@ -204,26 +207,36 @@ impl Registry {
     /// An empty in-memory store; the first write gets rev 1 and `persist`
     /// is ignored.
     pub fn new() -> Registry {
-        Registry(Arc::new(Inner {
-            state: RwLock::default(),
-            owners: Mutex::default(),
-            rev: Arc::default(),
-            stats: Arc::default(),
-            store: None,
-            options: RegistryOptions::default(),
-        }))
+        Registry::build(Arc::default(), None, RegistryOptions::default(), None)
+    }
+
+    /// A mirror of a store shared with other servers: writes go through
+    /// `backplane`, which hands out the revs; its feed brings every write
+    /// in with [`Registry::mirror`]. No data file.
+    pub fn with_backplane(backplane: Arc<dyn Backplane>, options: RegistryOptions) -> Registry {
+        Registry::build(Arc::default(), None, options, Some(backplane))
     }
 
     /// A store backed by `store`, which also supplies the rev counter.
     /// Call [`Registry::restore`] with what the store held.
     pub fn with_store(store: Store, options: RegistryOptions) -> Registry {
+        Registry::build(store.rev_counter(), Some(store), options, None)
+    }
+
+    fn build(
+        rev: Arc<AtomicU64>,
+        store: Option<Store>,
+        options: RegistryOptions,
+        backplane: Option<Arc<dyn Backplane>>,
+    ) -> Registry {
         Registry(Arc::new(Inner {
             state: RwLock::default(),
             owners: Mutex::default(),
-            rev: store.rev_counter(),
+            rev,
             stats: Arc::default(),
-            store: Some(store),
+            store,
             options,
+            backplane,
         }))
     }
 
@@ -256,6 +269,36 @@ impl Registry {
 
     pub(crate) fn store(&self) -> Option<&Store> {
         self.0.store.as_ref()
+    }
+
+    /// The backplane `key` goes through, if any.
+    pub(crate) fn backplane(&self, key: &str) -> Option<&Arc<dyn Backplane>> {
+        self.0.backplane.as_ref().filter(|b| b.shares(key))
+    }
+
+    /// Whether `key` goes through a backplane: a `del` of it must reach
+    /// its actor even when this server has no value (another server may
+    /// have written one a moment ago).
+    pub fn is_shared(&self, key: &str) -> bool {
+        self.backplane(key).is_some()
+    }
+
+    /// A write the backplane's feed brings, for the key's mirror: a value
+    /// starts the key's actor if needed; a deletion of a key this server
+    /// does not have is nothing to forget.
+    pub fn mirror(&self, key: &str, msg: Mirror) {
+        let create = msg.value.is_some();
+        let _absent = self.send(key, create, msg);
+    }
+
+    /// Moves the rev counter up to `rev`, a rev the backplane handed out.
+    pub(crate) fn saw_rev(&self, rev: u64) {
+        self.0.rev.fetch_max(rev, Ordering::AcqRel);
+    }
+
+    /// Whether `max_keys` keys have a value.
+    pub(crate) fn is_full(&self) -> bool {
+        self.0.stats.live_keys.load(Ordering::Acquire) >= self.0.options.max_keys
     }
 
     pub(crate) fn persist_all(&self) -> bool {

@@ -31,6 +31,9 @@ pub enum ErrorCode {
     /// The data file could not be written (the disk is full, or failing):
     /// the write was not applied, and the key is as it was.
     Storage,
+    /// The shared store of a backplane (docs/scaling.md) did not confirm the
+    /// write in time: it may or may not have been applied.
+    Unavailable,
 }
 
 impl ErrorCode {
@@ -47,6 +50,7 @@ impl ErrorCode {
             ErrorCode::Limit => "limit",
             ErrorCode::Internal => "internal",
             ErrorCode::Storage => "storage",
+            ErrorCode::Unavailable => "unavailable",
         }
     }
 
@@ -62,6 +66,7 @@ impl ErrorCode {
             "rev_mismatch" => ErrorCode::RevMismatch,
             "limit" => ErrorCode::Limit,
             "storage" => ErrorCode::Storage,
+            "unavailable" => ErrorCode::Unavailable,
             _ => ErrorCode::Internal,
         }
     }

@@ -36,6 +36,9 @@ pub(crate) struct AppState {
     /// Sent in every `hello`. It lives with the data file; a new one (after
     /// a crash or with a new file) tells clients their `since` revs are void.
     pub(crate) store_id: String,
+    /// The key the self-test writes: `ipcbus.selftest`, and on a backplane
+    /// `ipcbus.selftest.<server id>`.
+    pub(crate) selftest_key: String,
     /// The Kodi bridge's connection, when `kodi` is set.
     pub(crate) kodi: Option<Arc<KodiStatus>>,
     /// What `/metrics` shows, beyond the registry's own counters.
@@ -122,38 +125,74 @@ pub async fn serve(
     let open_files = crate::fds::raise_open_file_limit();
     config.max_connections = crate::fds::connection_capacity(config.max_connections, open_files);
     let access = Access::from_config(&config, &data_dir).map_err(std::io::Error::other)?;
-    let (store, restored) = Store::open(&data_dir).map_err(std::io::Error::other)?;
-    if !restored.clean {
-        tracing::warn!(
-            "the last run did not shut down cleanly; the store gets a new id, so clients replay instead of resuming"
-        );
-    }
-    tracing::info!(
-        keys = restored.keys.len(),
-        rev = restored.rev,
-        "store {} opened",
-        data_dir.join(ipcbus_actors::store::DATA_FILE).display()
-    );
+    let mut shutdown = std::pin::pin!(shutdown);
+    // This server's id: the owner of its ephemeral keys on a backplane.
+    let node = uuid::Uuid::new_v4().simple().to_string();
+    let backplane = match &config.backplane {
+        None => None,
+        Some(settings) => {
+            tracing::info!(
+                "backplane: connecting to NATS at {}",
+                settings.servers.join(",")
+            );
+            tokio::select! {
+                connected = crate::backplane::connect(settings, &node) => {
+                    Some(connected.map_err(std::io::Error::other)?)
+                }
+                () = &mut shutdown => return Ok(()),
+            }
+        }
+    };
     let options = RegistryOptions {
         max_keys: config.max_keys,
         persist_all: config.persist_all,
     };
-    let registry = Registry::with_store(store.clone(), options);
-    registry.restore(restored.keys);
+    let (registry, store, store_id) = match &backplane {
+        Some(backplane) => {
+            let fits = backplane.max_value_bytes();
+            if config.max_value_bytes > fits {
+                tracing::warn!(
+                    "backplane: NATS takes messages up to {} bytes, so max_value_bytes is {fits}, \
+                     not {} (raise max_payload in the NATS configuration; docs/scaling.md)",
+                    fits + crate::backplane::nats::HEADER_ROOM,
+                    config.max_value_bytes
+                );
+                config.max_value_bytes = fits;
+            }
+            let shared: Arc<dyn ipcbus_actors::Backplane> = Arc::new(backplane.clone());
+            let registry = Registry::with_backplane(shared, options);
+            (registry, None, backplane.store_id().to_owned())
+        }
+        None => {
+            let (store, registry, store_id) = open_store(&data_dir, options)?;
+            (registry, Some(store), store_id)
+        }
+    };
     let (stop_tx, stop_rx) = watch::channel(false);
+    let follow = match &backplane {
+        Some(backplane) => Some(start_feed(backplane, &registry, stop_rx.clone()).await?),
+        None => None,
+    };
     let kodi = config
         .kodi
         .as_ref()
         .map(|_| Arc::new(KodiStatus::default()));
     let metrics = Arc::new(Metrics::new(registry.clone(), kodi.clone()));
-    store.on_commit(metrics.commit_hook());
+    if let Some(store) = &store {
+        store.on_commit(metrics.commit_hook());
+    }
     let state = web::Data::new(AppState {
         registry,
         config: config.clone(),
         access,
         shutdown: stop_rx,
         session_ids: AtomicU64::new(0),
-        store_id: restored.store_id,
+        store_id,
+        selftest_key: match &backplane {
+            // Servers of one bucket must not overwrite each other's.
+            Some(_) => format!("{}.{node}", selftest::SELFTEST_KEY),
+            None => selftest::SELFTEST_KEY.to_owned(),
+        },
         kodi: kodi.clone(),
         metrics,
         selftest_runs: selftest::Runs::default(),
@@ -224,6 +263,15 @@ pub async fn serve(
         ))),
         _ => None,
     };
+    let lease = backplane
+        .as_ref()
+        .zip(config.backplane.as_ref())
+        .map(|(b, settings)| {
+            tokio::spawn(crate::backplane::lease::keep_lease(
+                b.clone(),
+                settings.lease_ttl(),
+            ))
+        });
     shutdown.await;
     tracing::info!("shutting down");
     let _ = stop_tx.send(true);
@@ -233,6 +281,63 @@ pub async fn serve(
     }
     handle.stop(true).await;
     let result = running.await.map_err(std::io::Error::other)?;
-    store.close().await;
+    if let Some(follow) = follow {
+        let _ = follow.await;
+    }
+    if let (Some(lease), Some(backplane)) = (lease, &backplane) {
+        // Gone at once: the others need not wait for it to run out.
+        lease.abort();
+        if let Err(e) = backplane.drop_lease().await {
+            tracing::warn!("backplane: cannot remove this server's lease: {e}");
+        }
+    }
+    if let Some(store) = store {
+        store.close().await;
+    }
     result
+}
+
+/// Opens the data file and takes in what it holds.
+fn open_store(
+    data_dir: &std::path::Path,
+    options: RegistryOptions,
+) -> std::io::Result<(Store, Registry, String)> {
+    let (store, restored) = Store::open(data_dir).map_err(std::io::Error::other)?;
+    if !restored.clean {
+        tracing::warn!(
+            "the last run did not shut down cleanly; the store gets a new id, so clients replay instead of resuming"
+        );
+    }
+    tracing::info!(
+        keys = restored.keys.len(),
+        rev = restored.rev,
+        "store {} opened",
+        data_dir.join(ipcbus_actors::store::DATA_FILE).display()
+    );
+    let registry = Registry::with_store(store.clone(), options);
+    registry.restore(restored.keys);
+    Ok((store, registry, restored.store_id))
+}
+
+/// Loads the mirror from the bucket (before the server answers anyone,
+/// so no client sees it half loaded), then follows the bucket until `stop`.
+async fn start_feed(
+    backplane: &crate::backplane::NatsBackplane,
+    registry: &Registry,
+    stop: watch::Receiver<bool>,
+) -> std::io::Result<actix_web::rt::task::JoinHandle<()>> {
+    let mut feed = crate::backplane::Feed::start(backplane)
+        .await
+        .map_err(std::io::Error::other)?;
+    let mut follower = crate::backplane::Follower::new(registry.clone(), backplane.clone());
+    follower
+        .catch_up(&mut feed)
+        .await
+        .map_err(std::io::Error::other)?;
+    tracing::info!(
+        store = backplane.store_id(),
+        node = backplane.node(),
+        "backplane: mirror of the bucket loaded"
+    );
+    Ok(actix_web::rt::spawn(follower.run(feed, stop)))
 }

@@ -70,6 +70,9 @@ pub struct Config {
     /// Kodi's JSON-RPC WebSocket, e.g. `ws://192.168.1.20:9090/jsonrpc`:
     /// when set, the server publishes `kodi.player.*` from it (docs/kodi.md).
     pub kodi: Option<String>,
+    /// Share the keyspace with other servers through a NATS JetStream
+    /// bucket (`[backplane]`, docs/scaling.md).
+    pub backplane: Option<crate::backplane::BackplaneConfig>,
 }
 
 impl Default for Config {
@@ -97,6 +100,7 @@ impl Default for Config {
             max_keys: 1_000_000,
             max_key_bytes: ipcbus_protocol::MAX_KEY_BYTES,
             kodi: None,
+            backplane: None,
         }
     }
 }
@@ -123,6 +127,9 @@ pub enum ConfigError {
     /// A value is out of range.
     #[error("invalid setting: {0}")]
     Invalid(&'static str),
+    /// The `[backplane]` settings are unusable.
+    #[error("{0}")]
+    Backplane(String),
     /// The `kodi` URL is not a `ws://` URL with a host.
     #[error("invalid kodi URL {url:?}: {reason}")]
     KodiUrl {
@@ -205,6 +212,9 @@ impl Config {
                 url: url.clone(),
                 reason,
             })?;
+        }
+        if let Some(backplane) = &self.backplane {
+            backplane.check().map_err(ConfigError::Backplane)?;
         }
         Ok(())
     }

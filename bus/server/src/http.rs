@@ -34,6 +34,8 @@ fn status(code: ErrorCode) -> StatusCode {
         ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         // 507 Insufficient Storage (RFC 4918).
         ErrorCode::Storage => StatusCode::INSUFFICIENT_STORAGE,
+        // The backplane did not confirm the write in time (docs/scaling.md).
+        ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
     }
 }
 
@@ -309,8 +311,10 @@ async fn try_delete(
         return Err(bad("If-None-Match applies to PUT only"));
     }
     let if_rev = if_rev(req.headers())?;
+    // With a backplane another server may have set the key a moment ago.
+    let shared = state.registry.is_shared(key);
     rev_body(
-        &call(state, key, false, |reply| {
+        &call(state, key, shared, |reply| {
             KeyMsg::Del(Del { if_rev, reply })
         })
         .await?,

@@ -10,7 +10,8 @@ use ipcbus_client::{Client, ClientOptions, Event};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-/// The reserved key the self-test writes (then deletes).
+/// The reserved key the self-test writes (then deletes); on a backplane,
+/// followed by `.<server id>`.
 pub(crate) const SELFTEST_KEY: &str = "ipcbus.selftest";
 /// How long the whole self-test may take.
 const SELFTEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -57,12 +58,12 @@ pub(crate) async fn run(state: web::Data<AppState>) -> Outcome {
 async fn run_once(state: web::Data<AppState>) -> Outcome {
     let started = Instant::now();
     let token = state.access.token().map(str::to_owned);
-    let outcome = match tokio::time::timeout(SELFTEST_TIMEOUT, check(state.addr, token)).await {
+    let key = state.selftest_key.as_str();
+    let outcome = match tokio::time::timeout(SELFTEST_TIMEOUT, check(state.addr, token, key)).await
+    {
         Ok(Ok(())) => {
             let ms = started.elapsed().as_secs_f64() * 1e3;
-            tracing::info!(
-                "self-test passed in {ms:.1} ms (set, get, subscribe on {SELFTEST_KEY})"
-            );
+            tracing::info!("self-test passed in {ms:.1} ms (set, get, subscribe on {key})");
             "passed".to_owned()
         }
         Ok(Err(e)) => {
@@ -91,7 +92,7 @@ pub(crate) async fn handler(state: web::Data<AppState>) -> HttpResponse {
     }
 }
 
-async fn check(addr: SocketAddr, token: Option<String>) -> Result<(), String> {
+async fn check(addr: SocketAddr, token: Option<String>, key: &str) -> Result<(), String> {
     let url = format!("ws://{addr}/ws");
     let options = ClientOptions {
         token,
@@ -102,17 +103,14 @@ async fn check(addr: SocketAddr, token: Option<String>) -> Result<(), String> {
         .map_err(|e| format!("connect {url}: {e}"))?;
     let nonce = uuid::Uuid::new_v4().to_string();
     let mut events = client
-        .subscribe(SELFTEST_KEY)
+        .subscribe(key)
         .await
         .map_err(|e| format!("subscribe: {e}"))?;
     let rev = client
-        .set(SELFTEST_KEY, &nonce)
+        .set(key, &nonce)
         .await
         .map_err(|e| format!("set: {e}"))?;
-    let got: String = client
-        .get(SELFTEST_KEY)
-        .await
-        .map_err(|e| format!("get: {e}"))?;
+    let got: String = client.get(key).await.map_err(|e| format!("get: {e}"))?;
     if got != nonce {
         return Err(format!("get returned {got:?}, expected {nonce:?}"));
     }
@@ -123,9 +121,6 @@ async fn check(addr: SocketAddr, token: Option<String>) -> Result<(), String> {
             None => return Err("subscription ended before the write arrived".to_owned()),
         }
     }
-    client
-        .del(SELFTEST_KEY)
-        .await
-        .map_err(|e| format!("del: {e}"))?;
+    client.del(key).await.map_err(|e| format!("del: {e}"))?;
     Ok(())
 }

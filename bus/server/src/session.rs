@@ -143,7 +143,8 @@ impl Session {
                 }
                 let reply = self.reply_to(id);
                 if let Err(Del { reply, .. }) =
-                    self.registry.send(&key, false, Del { if_rev, reply })
+                    self.registry
+                        .send(&key, self.registry.is_shared(&key), Del { if_rev, reply })
                 {
                     reply.send(Err(ErrorBody::not_found()));
                 }

@@ -33,6 +33,8 @@ pub enum Change {
         owner: Option<String>,
         /// When the value expires (its `Nats-TTL`), in ms since the epoch.
         expires_at_ms: Option<u64>,
+        /// When NATS stored the value, in ms since the epoch.
+        at_ms: u64,
     },
     /// The key has no value since `rev`: a `del`, or its TTL ran out.
     Deleted {
@@ -166,6 +168,7 @@ impl Feed {
                 value,
                 owner,
                 expires_at_ms,
+                at_ms: published_ms.unwrap_or(0),
             }));
         }
     }

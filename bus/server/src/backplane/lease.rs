@@ -5,7 +5,8 @@
 //! leases live, and names the keys to delete when a lease runs out.
 
 use super::feed::Change;
-use super::nats::{NatsBackplane, WriteError};
+use super::nats::NatsBackplane;
+use ipcbus_actors::backplane::WriteError;
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
@@ -61,21 +62,33 @@ impl Owners {
     /// their owner's lease ran out.
     pub fn apply(&mut self, change: &Change) -> Vec<(String, u64)> {
         match change {
-            Change::Value { key, rev, owner: Some(owner), .. } => {
+            Change::Value {
+                key,
+                rev,
+                owner: Some(owner),
+                ..
+            } => {
                 self.forget(key);
                 self.by_key.insert(key.clone(), (owner.clone(), *rev));
-                self.by_node.entry(owner.clone()).or_default().insert(key.clone());
+                self.by_node
+                    .entry(owner.clone())
+                    .or_default()
+                    .insert(key.clone());
                 Vec::new()
             }
             Change::Value { key, .. } | Change::Deleted { key, .. } => {
                 self.forget(key);
                 Vec::new()
             }
-            Change::Lease { node, alive: true, .. } => {
+            Change::Lease {
+                node, alive: true, ..
+            } => {
                 self.alive.insert(node.clone());
                 Vec::new()
             }
-            Change::Lease { node, alive: false, .. } => {
+            Change::Lease {
+                node, alive: false, ..
+            } => {
                 self.alive.remove(node);
                 self.keys_of(node)
             }
@@ -125,11 +138,16 @@ mod tests {
             value: Bytes::from_static(b"\x01"),
             owner: owner.map(Into::into),
             expires_at_ms: None,
+            at_ms: 0,
         }
     }
 
     fn lease(node: &str, alive: bool) -> Change {
-        Change::Lease { node: node.into(), alive, rev: 0 }
+        Change::Lease {
+            node: node.into(),
+            alive,
+            rev: 0,
+        }
     }
 
     #[test]
@@ -143,7 +161,10 @@ mod tests {
         // Taken over by a plain write, or deleted: no longer a's.
         o.apply(&value("y", 4, None));
         o.apply(&value("w", 5, Some("a")));
-        o.apply(&Change::Deleted { key: "w".into(), rev: 6 });
+        o.apply(&Change::Deleted {
+            key: "w".into(),
+            rev: 6,
+        });
         // Handed to b.
         o.apply(&value("v", 7, Some("a")));
         o.apply(&value("v", 8, Some("b")));

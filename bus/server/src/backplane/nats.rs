@@ -17,7 +17,9 @@ use async_nats::jetstream::ErrorCode;
 use async_nats::jetstream::{self, kv};
 use async_nats::{ConnectOptions, HeaderMap, HeaderValue};
 use bytes::Bytes;
+use ipcbus_actors::backplane::{Backplane, Expect, Pending, Put, WriteError};
 use std::error::Error as _;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// The oldest nats-server with per-message TTL and delete markers.
@@ -38,46 +40,16 @@ const STALE_TRIES: u64 = 20;
 /// How long a write waits before it tries again when no stream answered.
 const NO_STREAM_PAUSE: Duration = Duration::from_millis(50);
 
-/// What a write expects of the key's last message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Expect {
-    /// Nothing: write whatever the key holds.
-    Any,
-    /// The key's value is at this rev (`if_rev: N`).
-    Rev(u64),
-    /// The key has no value (`if_rev: 0`): no message, or a delete marker.
-    Absent,
-}
-
-/// A write the bucket did not take.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum WriteError {
-    /// The key is not at the expected rev; `current` is its rev (0: no value).
-    #[error("the key is at rev {current}")]
-    Conflict {
-        /// The key's current rev, 0 if it has no value.
-        current: u64,
-    },
-    /// A `del` of a key that has no value.
-    #[error("the key has no value")]
-    NotFound,
-    /// No answer in time, or none possible (no quorum, no connection): the
-    /// write may or may not have been applied.
-    #[error("the backplane did not confirm the write ({0}); it may or may not have been applied")]
-    Unavailable(String),
-}
-
-/// A value to write.
-#[derive(Debug, Clone)]
-pub struct Put {
-    /// The MessagePack value.
-    pub value: Bytes,
-    /// What the key must hold first.
-    pub expect: Expect,
-    /// Delete the key after this long (NATS takes one second at least).
-    pub ttl_ms: Option<u64>,
-    /// Tie the key to this server's lease (an ephemeral `set`).
-    pub ephemeral: bool,
+/// Why the backplane could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    /// NATS, or its JetStream, does not answer (yet): worth trying again.
+    #[error("{0:#}")]
+    Unreachable(anyhow::Error),
+    /// NATS answers, but cannot be used as it is (too old, a bucket made
+    /// without per-message TTL): trying again will not help.
+    #[error("{0:#}")]
+    Unusable(anyhow::Error),
 }
 
 /// The connection to NATS and the bucket that holds the keys.
@@ -97,7 +69,10 @@ impl NatsBackplane {
     /// Connects, checks the server's version, and opens the bucket
     /// (creating it, as docs/scaling.md §2 says, if it does not exist).
     /// `node` is this server's id, the owner of its ephemeral keys.
-    pub async fn connect(config: &BackplaneConfig, node: &str) -> anyhow::Result<NatsBackplane> {
+    pub async fn connect(
+        config: &BackplaneConfig,
+        node: &str,
+    ) -> Result<NatsBackplane, ConnectError> {
         let mut options = ConnectOptions::new()
             .name(format!("ipcbus {node}"))
             .connection_timeout(config.write_timeout());
@@ -110,9 +85,10 @@ impl NatsBackplane {
         let client = options
             .connect(config.servers.as_slice())
             .await
-            .with_context(|| format!("cannot reach NATS at {}", config.servers.join(",")))?;
+            .with_context(|| format!("cannot reach NATS at {}", config.servers.join(",")))
+            .map_err(ConnectError::Unreachable)?;
         let info = client.server_info();
-        check_version(&info.version)?;
+        check_version(&info.version).map_err(ConnectError::Unusable)?;
         let mut js = jetstream::new(client);
         js.set_timeout(config.write_timeout());
         let store = open_bucket(&js, config).await?;
@@ -241,8 +217,13 @@ impl NatsBackplane {
     pub async fn write_lease(&self, ttl: Duration) -> Result<u64, WriteError> {
         let subject = format!("{}{LEASES}{}", self.prefix, self.node);
         let mut headers = HeaderMap::new();
-        headers.insert(NATS_MESSAGE_TTL, format!("{}ms", ttl.as_millis().max(1000)).as_str());
-        self.publish(&subject, headers, Bytes::new()).await.map_err(Into::into)
+        headers.insert(
+            NATS_MESSAGE_TTL,
+            format!("{}ms", ttl.as_millis().max(1000)).as_str(),
+        );
+        self.publish(&subject, headers, Bytes::new())
+            .await
+            .map_err(Into::into)
     }
 
     /// Removes this server's lease at once (a clean shutdown, after its
@@ -251,7 +232,9 @@ impl NatsBackplane {
         let subject = format!("{}{LEASES}{}", self.prefix, self.node);
         let mut headers = HeaderMap::new();
         headers.insert(KV_OPERATION, "DEL");
-        self.publish(&subject, headers, Bytes::new()).await.map_err(Into::into)
+        self.publish(&subject, headers, Bytes::new())
+            .await
+            .map_err(Into::into)
     }
 
     /// Publishes and waits for the bucket's acknowledgement. While no
@@ -330,6 +313,18 @@ impl NatsBackplane {
             Err(e) if matches!(e.kind(), LastRawMessageErrorKind::NoMessageFound) => Ok(Last::None),
             Err(e) => Err(WriteError::Unavailable(e.to_string())),
         }
+    }
+}
+
+impl Backplane for NatsBackplane {
+    fn put(&self, key: Arc<str>, put: Put, live: u64) -> Pending {
+        let me = self.clone();
+        Box::pin(async move { NatsBackplane::put(&me, &key, put, live).await })
+    }
+
+    fn delete(&self, key: Arc<str>, if_rev: Option<u64>, live: u64) -> Pending {
+        let me = self.clone();
+        Box::pin(async move { NatsBackplane::delete(&me, &key, if_rev, live).await })
     }
 }
 
@@ -415,15 +410,15 @@ fn check_version(version: &str) -> anyhow::Result<()> {
 async fn open_bucket(
     js: &jetstream::Context,
     config: &BackplaneConfig,
-) -> anyhow::Result<kv::Store> {
+) -> Result<kv::Store, ConnectError> {
     if let Ok(store) = js.get_key_value(&config.bucket).await {
         let info = store.stream.cached_info();
         if !info.config.allow_message_ttl {
-            bail!(
+            return Err(ConnectError::Unusable(anyhow::anyhow!(
                 "the bucket {:?} was made without per-message TTL; ipcbus needs it \
                  (create it with `nats kv add --marker-ttl 1s`, or let ipcbus create it)",
                 config.bucket
-            );
+            )));
         }
         return Ok(store);
     }
@@ -444,6 +439,7 @@ async fn open_bucket(
         Err(e) => js
             .get_key_value(&config.bucket)
             .await
-            .with_context(|| format!("cannot create the bucket {:?} ({e})", config.bucket)),
+            .with_context(|| format!("cannot create the bucket {:?} ({e})", config.bucket))
+            .map_err(ConnectError::Unreachable),
     }
 }

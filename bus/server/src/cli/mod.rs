@@ -187,6 +187,11 @@ struct ServeArgs {
     /// (no addon needed; Kodi must allow remote control from other systems).
     #[arg(long, env = "IPCBUS_KODI", value_name = "URL")]
     kodi: Option<String>,
+    /// Share the keyspace with other servers through NATS JetStream, e.g.
+    /// nats://10.0.0.2:4222,nats://10.0.0.3:4222 (more settings: [backplane]
+    /// in the TOML file; docs/scaling.md).
+    #[arg(long, env = "IPCBUS_BACKPLANE", value_name = "URLS")]
+    backplane: Option<String>,
 }
 
 impl ServeArgs {
@@ -223,6 +228,9 @@ impl ServeArgs {
         }
         if self.kodi.is_some() {
             c.kodi = self.kodi;
+        }
+        if let Some(urls) = &self.backplane {
+            c.backplane = Some(c.backplane.take().unwrap_or_default().with_servers(urls));
         }
         c.allowed_origins.extend(self.allowed_origins);
         if self.no_selftest {

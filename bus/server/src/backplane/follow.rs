@@ -1,0 +1,128 @@
+//! The feed's changes into this server's mirror (docs/scaling.md §7):
+//! every value and deletion goes to its key's actor as a [`Mirror`]
+//! message; leases feed [`Owners`], whose verdicts are carried out by
+//! [`reap`].
+
+use super::feed::{Change, Feed};
+use super::lease::{reap, Owners};
+use super::nats::NatsBackplane;
+use ipcbus_actors::{Backplane, Mirror, Registry};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{watch, Semaphore};
+
+/// Changes handed to key actors and not yet applied, at most: beyond it
+/// the feed reads nothing more from NATS (whose flow control holds the
+/// rest) until the actors catch up.
+const IN_FLIGHT: usize = 1024;
+/// How long the feed waits before it starts again after it ended.
+const RESTART_PAUSE: Duration = Duration::from_secs(1);
+
+/// Applies the feed to the mirror.
+pub(crate) struct Follower {
+    registry: Registry,
+    backplane: NatsBackplane,
+    owners: Owners,
+    permits: Arc<Semaphore>,
+}
+
+impl Follower {
+    pub(crate) fn new(registry: Registry, backplane: NatsBackplane) -> Follower {
+        Follower {
+            registry,
+            backplane,
+            owners: Owners::default(),
+            permits: Arc::new(Semaphore::new(IN_FLIGHT)),
+        }
+    }
+
+    /// Applies changes until the feed has delivered what the bucket held
+    /// when it started; then deletes the keys of servers without a lease.
+    pub(crate) async fn catch_up(&mut self, feed: &mut Feed) -> anyhow::Result<()> {
+        while !feed.caught_up() {
+            match feed.next().await {
+                Some(Ok(change)) => self.apply(change).await,
+                Some(Err(e)) => return Err(e),
+                None => anyhow::bail!("the connection to NATS closed"),
+            }
+        }
+        self.reap(self.owners.orphans());
+        Ok(())
+    }
+
+    /// Follows the feed until `stop` flips; starts it again if it ends.
+    pub(crate) async fn run(mut self, mut feed: Feed, mut stop: watch::Receiver<bool>) {
+        let mut failing = false;
+        loop {
+            let next = tokio::select! {
+                _ = stop.changed() => return,
+                next = feed.next() => next,
+            };
+            match next {
+                Some(Ok(change)) => {
+                    failing = false;
+                    self.apply(change).await;
+                }
+                Some(Err(e)) => {
+                    if !failing {
+                        tracing::warn!(
+                            "backplane: the feed failed: {e}; it starts again by itself"
+                        );
+                    }
+                    failing = true;
+                }
+                None => {
+                    tracing::warn!("backplane: the feed ended; starting it again");
+                    tokio::time::sleep(RESTART_PAUSE).await;
+                    match Feed::start(&self.backplane).await {
+                        Ok(new) => feed = new,
+                        Err(e) => tracing::warn!("backplane: cannot start the feed: {e}"),
+                    }
+                }
+            }
+        }
+    }
+
+    async fn apply(&mut self, change: Change) {
+        let doomed = self.owners.apply(&change);
+        self.reap(doomed);
+        let (key, rev, value, at_ms, expires_at_ms, ephemeral) = match change {
+            Change::Value {
+                key,
+                rev,
+                value,
+                owner,
+                expires_at_ms,
+                at_ms,
+            } => (key, rev, Some(value), at_ms, expires_at_ms, owner.is_some()),
+            Change::Deleted { key, rev } => (key, rev, None, 0, None, false),
+            Change::Lease { .. } => return,
+        };
+        if !self.backplane.shares(&key) {
+            return;
+        }
+        // Never closed: acquiring cannot fail.
+        let permit = self.permits.clone().acquire_owned().await.ok();
+        let msg = Mirror {
+            rev,
+            value,
+            at_ms,
+            expires_at_ms,
+            ephemeral,
+            permit,
+        };
+        self.registry.mirror(&key, msg);
+    }
+
+    fn reap(&self, keys: Vec<(String, u64)>) {
+        if keys.is_empty() {
+            return;
+        }
+        tracing::info!(
+            keys = keys.len(),
+            "backplane: deleting the ephemeral keys of a gone server"
+        );
+        let backplane = self.backplane.clone();
+        tokio::spawn(async move { reap(&backplane, keys).await });
+    }
+}
