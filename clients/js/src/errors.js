@@ -65,6 +65,19 @@ export class BadPattern extends ServerError {}
 export class TooLarge extends ServerError {}
 export class LimitReached extends ServerError {}
 
+/**
+ * A server with a backplane (docs/scaling.md) could not get the write
+ * confirmed by its shared store in time: it may or may not have been
+ * applied, so `maybeApplied` is true, as on an Unavailable for a write lost
+ * in a disconnect.
+ */
+export class StoreUnavailable extends ServerError {
+  constructor(code, msg, rev) {
+    super(code, msg, rev);
+    this.maybeApplied = true;
+  }
+}
+
 const BY_CODE = {
   not_found: NotFound,
   rev_mismatch: RevMismatch,
@@ -72,6 +85,7 @@ const BY_CODE = {
   bad_pattern: BadPattern,
   too_large: TooLarge,
   limit: LimitReached,
+  unavailable: StoreUnavailable,
 };
 
 /** The error for an `error` map from the server. */

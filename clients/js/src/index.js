@@ -12,6 +12,7 @@ export {
   BadPattern,
   TooLarge,
   LimitReached,
+  StoreUnavailable,
   Unavailable,
   Timeout,
   Unauthorized,

@@ -90,7 +90,23 @@ class LimitReached(ServerError):
     code = "limit"
 
 
-_BY_CODE = {cls.code: cls for cls in (NotFound, RevMismatch, BadKey, BadPattern, TooLarge, LimitReached)}
+class StoreUnavailable(ServerError, Unavailable):
+    """A server with a backplane (docs/scaling.md) could not get the write
+    confirmed by its shared store in time: it may or may not have been
+    applied, so ``maybe_applied`` is true, as for a write lost in a
+    disconnect (it is also an :class:`Unavailable`)."""
+
+    code = "unavailable"
+
+    def __init__(self, msg: str, code: Optional[str] = None, rev: Optional[int] = None) -> None:
+        super().__init__(msg, code=code, rev=rev)
+        self.maybe_applied = True
+
+
+_BY_CODE = {
+    cls.code: cls
+    for cls in (NotFound, RevMismatch, BadKey, BadPattern, TooLarge, LimitReached, StoreUnavailable)
+}
 
 
 def from_wire(error: dict) -> ServerError:

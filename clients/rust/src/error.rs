@@ -75,15 +75,15 @@ impl Error {
         }
     }
 
-    /// True when a write's reply was lost: it may or may not have landed.
+    /// True when a write's reply was lost, or a server with a backplane
+    /// could not confirm it (code `unavailable`, docs/scaling.md): it may
+    /// or may not have landed.
     pub fn maybe_applied(&self) -> bool {
-        matches!(
-            self,
-            Error::Unavailable {
-                maybe_applied: true,
-                ..
-            }
-        )
+        match self {
+            Error::Unavailable { maybe_applied, .. } => *maybe_applied,
+            Error::Server(body) => body.code == ErrorCode::Unavailable,
+            _ => false,
+        }
     }
 
     pub(crate) fn unavailable(reason: impl Into<String>) -> Error {
@@ -100,3 +100,16 @@ impl Error {
 
 /// Result of client calls.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_write_a_backplane_could_not_confirm_may_have_been_applied() {
+        let unconfirmed = Error::Server(ErrorBody::new(ErrorCode::Unavailable, "no quorum"));
+        assert!(unconfirmed.maybe_applied());
+        assert_eq!(unconfirmed.code(), Some(ErrorCode::Unavailable));
+        assert!(!Error::Server(ErrorBody::not_found()).maybe_applied());
+    }
+}
