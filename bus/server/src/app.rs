@@ -39,6 +39,8 @@ pub(crate) struct AppState {
     /// The key the self-test writes: `ipcbus.selftest`, and on a backplane
     /// `ipcbus.selftest.<server id>`.
     pub(crate) selftest_key: String,
+    /// The NATS backplane, when `backplane` is set (docs/scaling.md).
+    pub(crate) backplane: Option<crate::backplane::NatsBackplane>,
     /// The Kodi bridge's connection, when `kodi` is set.
     pub(crate) kodi: Option<Arc<KodiStatus>>,
     /// What `/metrics` shows, beyond the registry's own counters.
@@ -67,8 +69,9 @@ async fn health(state: web::Data<AppState>) -> HttpResponse {
     let stats = state.registry.stats();
     let selftest = state.selftest();
     let trouble = state.registry.storage_trouble();
+    let shared_down = state.backplane.as_ref().is_some_and(|b| !b.connected());
     let mut body = serde_json::json!({
-        "status": if trouble.is_some() { "degraded" } else { "ok" },
+        "status": if trouble.is_some() || shared_down { "degraded" } else { "ok" },
         "server": crate::SERVER_NAME,
         "sessions": stats.sessions.load(Ordering::Relaxed),
         "keys": stats.live_keys.load(Ordering::Relaxed),
@@ -80,6 +83,14 @@ async fn health(state: web::Data<AppState>) -> HttpResponse {
     });
     if let Some(kodi) = &state.kodi {
         body["kodi"] = kodi.as_str().into();
+    }
+    if let Some(backplane) = &state.backplane {
+        // Down: writes fail with `unavailable`, reads serve the mirror.
+        body["backplane"] = serde_json::json!({
+            "status": if shared_down { "down" } else { "ok" },
+            "bucket": backplane.bucket(),
+            "server": backplane.node(),
+        });
     }
     if let Some(why) = trouble {
         // Persisted writes fail with `storage` until the data file can be
@@ -194,6 +205,7 @@ pub async fn serve(
             None => selftest::SELFTEST_KEY.to_owned(),
         },
         kodi: kodi.clone(),
+        backplane: backplane.clone(),
         metrics,
         selftest_runs: selftest::Runs::default(),
         addr,

@@ -4,12 +4,14 @@ reaches a watch on another with the same rev, and a write the bucket
 cannot confirm raises :class:`ipcbus.StoreUnavailable` (an
 :class:`ipcbus.Unavailable` with ``maybe_applied``) while reads go on."""
 
+import json
 import os
 import shutil
 import socket
 import subprocess
 import tempfile
 import time
+import urllib.request
 
 import pytest
 
@@ -67,6 +69,8 @@ def servers(nats):
 
 def test_a_value_set_through_one_server_reaches_a_watch_on_another(servers):
     one, two = servers
+    health = json.load(urllib.request.urlopen("http://127.0.0.1:%d/health" % one.port))
+    assert (health["status"], health["backplane"]["status"]) == ("ok", "ok")
     with ipcbus.Bus(one.url, token=one.token) as a, ipcbus.Bus(two.url, token=two.token) as b:
         assert a.store is not None and a.store.startswith("nats:") and a.store == b.store
         with b.watch("svc.>") as w:
@@ -97,3 +101,7 @@ def test_a_write_the_bucket_cannot_confirm_may_have_been_applied(nats, servers):
         assert caught.value.code == "unavailable"
         # Reads are served from the server's mirror meanwhile.
         assert bus.get_with_rev("k") == (1, rev)
+        health = json.load(urllib.request.urlopen("http://127.0.0.1:%d/health" % one.port))
+        assert health["status"] == "degraded"
+        assert health["backplane"]["status"] == "down"
+        assert health["backplane"]["bucket"] == "ipcbus"

@@ -116,6 +116,17 @@ impl NatsBackplane {
         &self.node
     }
 
+    /// Whether the connection to NATS is up (async-nats reconnects by
+    /// itself while it is not).
+    pub fn connected(&self) -> bool {
+        self.js.client().connection_state() == async_nats::connection::State::Connected
+    }
+
+    /// The bucket's name.
+    pub fn bucket(&self) -> &str {
+        self.prefix.trim_start_matches("$KV.").trim_end_matches('.')
+    }
+
     /// The largest value the NATS servers take with our headers.
     pub fn max_value_bytes(&self) -> usize {
         self.max_payload.saturating_sub(HEADER_ROOM)
