@@ -143,12 +143,14 @@ async fn the_figures_move_with_writes() {
         "persistence",
         "selftest",
         "kodi",
+        "backplane",
     ] {
         assert!(before.get(field).is_some(), "{field} missing in {before}");
     }
     assert_eq!(before["persistence"]["status"], "ok");
     assert_eq!(before["selftest"], "disabled");
     assert_eq!(before["kodi"], Value::Null);
+    assert_eq!(before["backplane"], Value::Null);
     assert_eq!(before["subscriptions"], 1);
     assert!(before["slowest"].is_array(), "{before}");
     let writes = before["writes"].as_u64().expect("writes");

@@ -216,5 +216,6 @@ fn figures(state: &AppState, now: Sample, last: Option<Sample>) -> serde_json::V
         "persistence": persistence,
         "selftest": state.selftest(),
         "kodi": state.kodi.as_ref().map(|k| k.as_str()),
+        "backplane": state.backplane.as_ref().map(|b| if b.connected() { "ok" } else { "down" }),
     })
 }

@@ -85,6 +85,12 @@ def test_a_value_set_through_one_server_reaches_a_watch_on_another(servers):
         assert b.delete("svc.weather") > rev
         with pytest.raises(ipcbus.NotFound):
             a.delete("svc.weather")
+        # Each server publishes its own figures (not through the bucket).
+        with b.watch("ipcbus.sys.stats") as stats:
+            version = stats.version
+            while stats.get("ipcbus.sys.stats") is None:
+                version = stats.wait_changed(version, WAIT)
+            assert stats["ipcbus.sys.stats"]["backplane"] == "ok"
 
 
 def test_a_write_the_bucket_cannot_confirm_may_have_been_applied(nats, servers):

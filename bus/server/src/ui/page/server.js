@@ -20,6 +20,7 @@ const FIGURES = [
   ["persistence", (s) => (s.persistence?.reason ? `${s.persistence.status}: ${s.persistence.reason}` : s.persistence?.status)],
   ["self-test", (s) => s.selftest],
   ["Kodi bridge", (s) => s.kodi ?? "off"],
+  ["backplane", (s) => s.backplane ?? "off"],
 ];
 
 function bytes(n) {
