@@ -3,8 +3,10 @@
 //! type, and each one moves when its event happens.
 
 use futures_util::StreamExt;
+use ipcbus::backplane::BackplaneConfig;
 use ipcbus_client::{Event, SetOptions};
 use ipcbus_protocol::Codec;
+use ipcbus_tests::nats::NatsCluster;
 use ipcbus_tests::{test_config, TestServer, WAIT};
 use prometheus_parse::{Scrape, Value};
 use serde_json::json;
@@ -75,8 +77,11 @@ async fn every_documented_metric_is_there_with_its_type() {
     let nobody = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let kodi = format!("ws://{}/jsonrpc", nobody.local_addr().expect("addr"));
     drop(nobody);
+    // And a NATS backplane, which has a metric of its own.
+    let mut cluster = NatsCluster::start(3).await.expect("cluster");
     let server = TestServer::with_config(ipcbus::Config {
         kodi: Some(kodi),
+        backplane: Some(BackplaneConfig::default().with_servers(&cluster.urls())),
         ..test_config()
     });
     let scrape = scrape(&server).await;
@@ -102,6 +107,15 @@ async fn every_documented_metric_is_there_with_its_type() {
     // The bridge finds no Kodi: it goes from connecting to retrying.
     scrape_until(&server, |s| {
         value(s, "ipcbus_kodi_bridge_state", Some(("state", "retrying"))) == Some(1.0)
+    })
+    .await;
+    // The backplane is up, then down with every NATS server gone.
+    assert_eq!(get(&scrape, "ipcbus_backplane_up"), 1.0);
+    for i in 0..3 {
+        cluster.kill(i);
+    }
+    scrape_until(&server, |s| {
+        value(s, "ipcbus_backplane_up", None) == Some(0.0)
     })
     .await;
 }
@@ -228,8 +242,11 @@ async fn a_stuck_subscriber_shows_in_outbox_bytes_skips_and_overflows() {
     let filler = "x".repeat(VALUE_BYTES);
     // Four keys written again and again: past the budget, they conflate.
     let same = |i: usize| (format!("s.k{}", i % 4), format!("{i}{filler}"));
+    // The kernel's socket buffers may take some of the outbox between two
+    // scrapes: write until one scrape shows both the skips and the bytes.
     let backed_up = write_until(&server, &writer, same, |s| {
         get(s, "ipcbus_conflation_skips_total") > 0.0
+            && get(s, "ipcbus_outbox_bytes") >= f64::from(128 << 10)
     })
     .await;
     assert!(get(&backed_up, "ipcbus_outbox_bytes") >= f64::from(128 << 10));

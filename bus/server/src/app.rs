@@ -188,7 +188,11 @@ pub async fn serve(
         .kodi
         .as_ref()
         .map(|_| Arc::new(KodiStatus::default()));
-    let metrics = Arc::new(Metrics::new(registry.clone(), kodi.clone()));
+    let metrics = Arc::new(Metrics::new(
+        registry.clone(),
+        kodi.clone(),
+        backplane.clone(),
+    ));
     if let Some(store) = &store {
         store.on_commit(metrics.commit_hook());
     }

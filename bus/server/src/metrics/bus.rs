@@ -21,6 +21,7 @@ pub(super) struct BusFigures {
     /// The rev the store started from: writes are counted from there.
     pub(super) first_rev: u64,
     pub(super) kodi: Option<Arc<KodiStatus>>,
+    pub(super) backplane: Option<crate::backplane::NatsBackplane>,
 }
 
 impl std::fmt::Debug for BusFigures {
@@ -118,6 +119,15 @@ impl Collector for BusFigures {
                 let metric = ConstGauge::new(i64::from(state == now));
                 metric.encode(family.encode_family(&labels)?)?;
             }
+        }
+        if let Some(backplane) = &self.backplane {
+            let metric = ConstGauge::new(i64::from(backplane.connected()));
+            metric.encode(e.encode_descriptor(
+                "ipcbus_backplane_up",
+                "1 while the connection to the NATS backplane is up, 0 while it is down",
+                None,
+                MetricType::Gauge,
+            )?)?;
         }
         Ok(())
     }

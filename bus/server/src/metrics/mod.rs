@@ -66,14 +66,20 @@ pub(crate) struct Metrics {
 
 impl Metrics {
     /// The metrics of the bus `bus` (its counters, and its writes from
-    /// now on), with the Kodi bridge's state when it has one.
-    pub(crate) fn new(bus: ipcbus_actors::Registry, kodi: Option<Arc<KodiStatus>>) -> Metrics {
+    /// now on), with the Kodi bridge's and the backplane's state when it
+    /// has them.
+    pub(crate) fn new(
+        bus: ipcbus_actors::Registry,
+        kodi: Option<Arc<KodiStatus>>,
+        backplane: Option<crate::backplane::NatsBackplane>,
+    ) -> Metrics {
         let mut registry = Registry::default();
         let first_rev = bus.last_rev();
         let figures = bus::BusFigures {
             registry: bus,
             first_rev,
             kodi,
+            backplane,
         };
         registry.register_collector(Box::new(figures));
         registry.register_collector(Box::new(process::ProcessFigures));
