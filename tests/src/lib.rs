@@ -3,9 +3,11 @@
 //! tests; and [`child`], the server as a child process, for the soak test
 //! and the benchmarks; [`restart`], a server stopped and started again on
 //! the same port and data directory, and [`proxy`], a TCP proxy whose
-//! connections a test can cut, for the reconnect tests. The end-to-end
-//! tests are in `tests/tests/`.
+//! connections a test can cut, for the reconnect tests; [`nats`], a NATS
+//! JetStream cluster, and [`backplane`], ipcbus servers on it. The
+//! end-to-end tests are in `tests/tests/`.
 
+pub mod backplane;
 pub mod child;
 pub mod nats;
 pub mod proxy;

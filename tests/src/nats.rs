@@ -48,9 +48,17 @@ impl NatsCluster {
     pub async fn start(n: usize) -> anyhow::Result<NatsCluster> {
         check_version()?;
         let dir = tempfile::tempdir()?;
-        let ports: Vec<[u16; 3]> = (0..n)
+        // Held until every port is chosen, so that no two are the same.
+        let held: Vec<[TcpListener; 3]> = (0..n)
             .map(|_| Ok([free_port()?, free_port()?, free_port()?]))
             .collect::<anyhow::Result<_>>()?;
+        let mut ports: Vec<[u16; 3]> = vec![[0; 3]; n];
+        for (node, listeners) in ports.iter_mut().zip(&held) {
+            for (port, listener) in node.iter_mut().zip(listeners) {
+                *port = listener.local_addr()?.port();
+            }
+        }
+        drop(held);
         let mut nodes = Vec::with_capacity(n);
         for (i, [client, cluster, monitor]) in ports.iter().copied().enumerate() {
             let name = format!("n{}", i + 1);
@@ -122,6 +130,23 @@ impl NatsCluster {
         self.kill(i);
         self.nodes[i].spawn()?;
         self.wait_ready(i).await
+    }
+
+    /// Starts every node that is not running (same ports, same stores),
+    /// then waits until each is ready. After the whole cluster was killed,
+    /// no node is ready before a majority is back, so [`Self::restart`]
+    /// one node at a time would wait in vain.
+    pub async fn restart_stopped(&mut self) -> anyhow::Result<()> {
+        let stopped: Vec<usize> = (0..self.nodes.len())
+            .filter(|&i| self.nodes[i].child.is_none())
+            .collect();
+        for &i in &stopped {
+            self.nodes[i].spawn()?;
+        }
+        for &i in &stopped {
+            self.wait_ready(i).await?;
+        }
+        Ok(())
     }
 
     /// The node's log so far, for a failing test's message.
@@ -215,9 +240,32 @@ impl Drop for NatsCluster {
     }
 }
 
-/// A port free right now (the OS picks it; nats-server binds it soon after).
-fn free_port() -> anyhow::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+/// A port free right now, bound until the caller lets it go for a
+/// nats-server to bind soon after.
+///
+/// Taken at random below the kernel's ephemeral range where there is room
+/// (Linux: `ip_local_port_range`, 32768 and up by default): a port the OS
+/// picked for `127.0.0.1:0` was seen taken, between its release and the
+/// node's bind, by the source port of one of the many connections a test
+/// opens. Elsewhere, the OS picks it.
+fn free_port() -> anyhow::Result<TcpListener> {
+    const LOWEST: u16 = 10_000;
+    let ephemeral = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u16>().ok());
+    if let Some(first) = ephemeral.filter(|&first| first > LOWEST + 1_000) {
+        for _ in 0..100 {
+            let port = fastrand::u16(LOWEST..first);
+            // Not ipcbus's own default port.
+            if port == ipcbus::config::DEFAULT_PORT {
+                continue;
+            }
+            if let Ok(listener) = TcpListener::bind(("127.0.0.1", port)) {
+                return Ok(listener);
+            }
+        }
+    }
+    Ok(TcpListener::bind("127.0.0.1:0")?)
 }
 
 /// Refuses a nats-server older than [`MIN_VERSION`], saying what to install.

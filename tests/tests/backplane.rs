@@ -4,29 +4,12 @@
 //! writer's server, compare-and-set through two servers has one winner,
 //! and TTL and ephemeral keys go away on every server.
 
-use futures_util::StreamExt;
-use ipcbus::backplane::BackplaneConfig;
-use ipcbus_client::{Client, ClientOptions, Event, SetOptions, Subscription};
+use ipcbus_client::{Client, ClientOptions, Event, SetOptions};
 use ipcbus_protocol::ErrorCode;
+use ipcbus_tests::backplane::{client, next, server, synced, WAIT};
 use ipcbus_tests::nats::NatsCluster;
-use ipcbus_tests::{test_config, TestServer};
+use ipcbus_tests::TestServer;
 use std::time::Duration;
-
-/// Long enough for a change to cross servers, on a loaded machine.
-const WAIT: Duration = Duration::from_secs(20);
-
-/// An ipcbus server on the cluster, through NATS node `node`.
-/// It runs its startup self-test, through the bucket.
-fn server(cluster: &NatsCluster, node: usize) -> TestServer {
-    TestServer::with_config(ipcbus::Config {
-        backplane: Some(BackplaneConfig {
-            lease_ttl_ms: 1_000,
-            ..BackplaneConfig::default().with_servers(&cluster.url(node))
-        }),
-        selftest: true,
-        ..test_config()
-    })
-}
 
 /// Waits for the startup self-test's outcome in `/health`.
 async fn selftest(server: &TestServer) -> String {
@@ -40,29 +23,6 @@ async fn selftest(server: &TestServer) -> String {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-}
-
-async fn client(server: &TestServer) -> Client {
-    let options = ClientOptions {
-        token: server.token().map(str::to_owned),
-        connect_timeout: Some(WAIT),
-        ..ClientOptions::default()
-    };
-    Client::connect_with(&server.url(), options)
-        .await
-        .expect("connect")
-}
-
-/// The next event, within [`WAIT`].
-async fn next(sub: &mut Subscription) -> Event {
-    tokio::time::timeout(WAIT, sub.next())
-        .await
-        .expect("an event within WAIT")
-        .expect("subscription open")
-}
-
-async fn synced(sub: &mut Subscription) {
-    while next(sub).await != Event::Synced {}
 }
 
 #[tokio::test]
