@@ -4,6 +4,7 @@
 //!     cargo run --release -p ipcbus-bench -- persist
 //!     cargo run --release -p ipcbus-bench -- footprint
 //!     cargo run --release -p ipcbus-bench -- abuse
+//!     cargo run --release -p ipcbus-bench -- backplane
 //!
 //! # Layout
 //! - `compare`: the side-by-side comparison (scenarios a to e and g) over
@@ -18,9 +19,12 @@
 //! - `footprint`: server memory per idle connection and per stored key.
 //! - `abuse`: what one abusive session's wildcard subscriptions cost a
 //!   bystander's round trips.
+//! - `backplane`: the NATS backplane (latency and throughput across
+//!   servers, fan-out, replay) beside one server and raw NATS KV.
 
 mod about;
 mod abuse;
+mod backplane;
 mod chart;
 mod compare;
 mod floor;
@@ -53,6 +57,8 @@ enum Command {
     Footprint(footprint::Args),
     /// A bystander's round trips while one session abuses wildcard subscriptions.
     Abuse(abuse::Args),
+    /// The NATS backplane beside one server and beside raw NATS KV.
+    Backplane(backplane::Args),
 }
 
 /// The server's allocator, as in `ipcbus` (see its `main.rs`), since this
@@ -85,6 +91,7 @@ fn main() -> ExitCode {
         Command::Persist(args) => runtime.block_on(persist::run(args)),
         Command::Footprint(args) => runtime.block_on(footprint::run(args)),
         Command::Abuse(args) => runtime.block_on(abuse::run(args)),
+        Command::Backplane(args) => runtime.block_on(backplane::run(args)),
     };
     match result {
         Ok(table) => {

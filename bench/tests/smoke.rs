@@ -157,3 +157,29 @@ fn abuse_measures_a_bystander_in_every_phase() {
         assert!(trips > 0, "{row}");
     }
 }
+
+#[test]
+fn backplane_measures_one_server_the_backplane_and_raw_nats() {
+    let table = bench(&[
+        "backplane",
+        "--rounds",
+        "1",
+        "--puts",
+        "50",
+        "--writes",
+        "320",
+        "--fanout",
+        "2",
+        "--keys",
+        "200",
+    ]);
+    let rows: Vec<&str> = table.lines().filter(|l| l.starts_with("| ")).collect();
+    assert_eq!(rows.len(), 6, "{table}"); // header + five measures
+    for row in &rows[1..] {
+        let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+        for cell in &cells[2..5] {
+            let figure: f64 = cell.parse().expect("a figure");
+            assert!(figure > 0.0, "{row}");
+        }
+    }
+}
