@@ -113,7 +113,7 @@ impl KeyActor {
         ctx.wait(
             fut::wrap_future(pending).map(move |result, act: &mut KeyActor, ctx| {
                 let result = result.map(|rev| {
-                    act.delete_shared(rev, ctx);
+                    act.delete_acked(rev, ctx);
                     Done::Rev(rev)
                 });
                 act.finish(msg.reply, result.map_err(|e| body(&e)), None, ctx);
@@ -135,13 +135,25 @@ impl KeyActor {
         ctx.wait(
             fut::wrap_future(pending).map(move |result, act: &mut KeyActor, ctx| {
                 match result {
-                    Ok(rev) => act.delete_shared(rev, ctx),
+                    Ok(rev) => act.delete_acked(rev, ctx),
                     Err(WriteError::Conflict { .. } | WriteError::NotFound) => {}
                     Err(e) => tracing::warn!("backplane: cannot delete {key}: {e}"),
                 }
                 act.retire_if_idle(ctx);
             }),
         );
+    }
+
+    /// Applies a deletion of this server's that the backplane acknowledged
+    /// at `rev`. The feed may not have brought the key's earlier writes
+    /// yet; once the key has left the registry (no subscriber keeps its
+    /// deletion), one of them would bring back a value that is gone, so
+    /// the registry holds the deletion's rev until the feed reaches it.
+    fn delete_acked(&mut self, rev: u64, ctx: &mut Context<Self>) {
+        if rev > self.last_rev() && self.live_rev() != 0 {
+            self.registry.deleted_ahead(&self.key, rev);
+        }
+        self.delete_shared(rev, ctx);
     }
 
     /// Applies a deletion the backplane numbered `rev`.

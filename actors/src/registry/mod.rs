@@ -173,6 +173,19 @@ struct Inner {
     options: RegistryOptions,
     /// The store shared with other servers, if any (docs/scaling.md).
     backplane: Option<Arc<dyn Backplane>>,
+    /// With a backplane: what this server deleted ahead of its feed.
+    ahead: Mutex<Ahead>,
+}
+
+/// Keys this server deleted (at that rev) before its feed brought their
+/// earlier writes; see [`Registry::mirror`]. An entry is made only while
+/// the feed has not reached the deletion, and goes when it does: there are
+/// at most as many as deletions the feed has still to bring.
+#[derive(Default)]
+struct Ahead {
+    keys: HashMap<Arc<str>, u64>,
+    /// The highest rev the feed has brought.
+    seen: u64,
 }
 
 /// Store-wide settings.
@@ -237,6 +250,7 @@ impl Registry {
             store,
             options,
             backplane,
+            ahead: Mutex::default(),
         }))
     }
 
@@ -287,8 +301,27 @@ impl Registry {
     /// starts the key's actor if needed; a deletion of a key this server
     /// does not have is nothing to forget.
     pub fn mirror(&self, key: &str, msg: Mirror) {
+        {
+            let mut ahead = self.0.ahead.lock().unwrap_or_else(|p| p.into_inner());
+            ahead.seen = ahead.seen.max(msg.rev);
+            if let Some(&deleted) = ahead.keys.get(key) {
+                if msg.rev < deleted {
+                    // An earlier write of a key this server has deleted since.
+                    return;
+                }
+                ahead.keys.remove(key);
+            }
+        }
         let create = msg.value.is_some();
         let _absent = self.send(key, create, msg);
+    }
+
+    /// Notes that this server deleted `key` at `rev`, ahead of its feed.
+    pub(crate) fn deleted_ahead(&self, key: &Arc<str>, rev: u64) {
+        let mut ahead = self.0.ahead.lock().unwrap_or_else(|p| p.into_inner());
+        if rev > ahead.seen {
+            ahead.keys.insert(key.clone(), rev);
+        }
     }
 
     /// Moves the rev counter up to `rev`, a rev the backplane handed out.

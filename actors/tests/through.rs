@@ -1,0 +1,141 @@
+//! Key actors with a backplane (actors/src/through.rs, docs/scaling.md
+//! §5): writes go through it and apply at the rev it gives; the feed's
+//! `Mirror` messages apply only if newer; a deletion this server made
+//! ahead of its feed is not undone by the feed's older writes of the key,
+//! even once the key has left the registry. The backplane here is a small
+//! in-memory store that numbers writes as a NATS stream does.
+
+mod common;
+
+use common::{del, get, outcome, set, value, Inbox};
+use ipcbus_actors::backplane::{Backplane, Expect, Pending, Put, WriteError};
+use ipcbus_actors::{Done, Mirror, Registry, RegistryOptions, Set};
+use ipcbus_protocol::Life;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+/// A store numbering every write, values and deletions alike, with
+/// compare-and-set on a key's value rev.
+#[derive(Default)]
+struct Numbered {
+    state: Mutex<(u64, HashMap<Arc<str>, u64>)>,
+}
+
+impl Backplane for Numbered {
+    fn put(&self, key: Arc<str>, put: Put, _live: u64) -> Pending {
+        let mut state = self.state.lock().expect("lock");
+        let current = state.1.get(&key).copied().unwrap_or(0);
+        let result = match put.expect {
+            Expect::Rev(rev) if rev != current => Err(WriteError::Conflict { current }),
+            Expect::Absent if current != 0 => Err(WriteError::Conflict { current }),
+            _ => {
+                state.0 += 1;
+                let rev = state.0;
+                state.1.insert(key, rev);
+                Ok(rev)
+            }
+        };
+        Box::pin(async move { result })
+    }
+
+    fn delete(&self, key: Arc<str>, if_rev: Option<u64>, _live: u64) -> Pending {
+        let mut state = self.state.lock().expect("lock");
+        let current = state.1.get(&key).copied().unwrap_or(0);
+        let result = match if_rev {
+            _ if current == 0 => Err(WriteError::NotFound),
+            Some(rev) if rev != current => Err(WriteError::Conflict { current }),
+            _ => {
+                state.0 += 1;
+                state.1.remove(&key);
+                Ok(state.0)
+            }
+        };
+        Box::pin(async move { result })
+    }
+}
+
+fn registry() -> Registry {
+    Registry::with_backplane(Arc::new(Numbered::default()), RegistryOptions::default())
+}
+
+/// What the feed would bring for a write at `rev`.
+fn mirror(rev: u64, byte: Option<u8>) -> Mirror {
+    Mirror {
+        rev,
+        value: byte.map(value),
+        at_ms: 1,
+        expires_at_ms: None,
+        ephemeral: false,
+        permit: None,
+    }
+}
+
+#[actix::test]
+async fn writes_take_the_backplanes_revs_and_compare_and_set_is_its_own() {
+    let registry = registry();
+    let inbox = Inbox::new(1, &registry);
+    let one = set(&registry, &inbox, "k", 1, Life::default()).await;
+    let two = set(&registry, &inbox, "k", 2, Life::default()).await;
+    assert_eq!((one, two), (1, 2));
+    assert_eq!(get(&registry, &inbox, "k").await, Some((2, value(2))));
+    let msg = Set {
+        value: value(3),
+        if_rev: Some(1),
+        life: Life::default(),
+        reply: inbox.reply_to(),
+    };
+    assert!(registry.send("k", true, msg).is_ok());
+    let refused = outcome(&inbox).await.expect_err("a conflict");
+    assert_eq!(refused.rev, Some(2));
+    // Another server's write, then this server's own write seen again.
+    registry.mirror("k", mirror(5, Some(5)));
+    registry.mirror("k", mirror(2, Some(2)));
+    assert_eq!(get(&registry, &inbox, "k").await, Some((5, value(5))));
+    assert_eq!(registry.last_rev(), 5);
+}
+
+#[actix::test]
+async fn the_feeds_older_writes_do_not_bring_back_a_key_deleted_ahead_of_it() {
+    let registry = registry();
+    let inbox = Inbox::new(1, &registry);
+    // This server writes and deletes; its feed has brought neither yet.
+    let written = set(&registry, &inbox, "k", 1, Life::default()).await;
+    del(&registry, &inbox, "k").await;
+    assert!(common::at_rest(&registry, "k").await || registry.has_actor("k").is_none());
+    // The feed catches up: the write, then the deletion.
+    registry.mirror("k", mirror(written, Some(1)));
+    assert_eq!(
+        get(&registry, &inbox, "k").await,
+        None,
+        "a deleted key came back"
+    );
+    registry.mirror("k", mirror(written + 1, None));
+    assert_eq!(get(&registry, &inbox, "k").await, None);
+    // Later writes of the key, from anywhere, apply as usual.
+    registry.mirror("k", mirror(written + 2, Some(9)));
+    assert_eq!(
+        get(&registry, &inbox, "k").await,
+        Some((written + 2, value(9)))
+    );
+}
+
+#[actix::test]
+async fn a_deletion_through_the_backplane_answers_with_its_rev() {
+    let registry = registry();
+    let inbox = Inbox::new(1, &registry);
+    set(&registry, &inbox, "k", 1, Life::default()).await;
+    let msg = ipcbus_actors::Del {
+        if_rev: None,
+        reply: inbox.reply_to(),
+    };
+    assert!(registry.send("k", true, msg).is_ok());
+    assert!(matches!(outcome(&inbox).await, Ok(Done::Rev(2))));
+    // Not found: the backplane says so, even for a key this server lacks.
+    let msg = ipcbus_actors::Del {
+        if_rev: None,
+        reply: inbox.reply_to(),
+    };
+    assert!(registry.send("never", true, msg).is_ok());
+    let refused = outcome(&inbox).await.expect_err("not found");
+    assert_eq!(refused.code, ipcbus_protocol::ErrorCode::NotFound);
+}
