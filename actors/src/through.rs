@@ -150,7 +150,8 @@ impl KeyActor {
     /// deletion), one of them would bring back a value that is gone, so
     /// the registry holds the deletion's rev until the feed reaches it.
     fn delete_acked(&mut self, rev: u64, ctx: &mut Context<Self>) {
-        if rev > self.last_rev() && self.live_rev() != 0 {
+        if rev > self.last_rev() {
+            // Also when this server never had the value: the bucket had it.
             self.registry.deleted_ahead(&self.key, rev);
         }
         self.delete_shared(rev, ctx);

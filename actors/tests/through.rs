@@ -120,6 +120,33 @@ async fn the_feeds_older_writes_do_not_bring_back_a_key_deleted_ahead_of_it() {
 }
 
 #[actix::test]
+async fn a_value_this_server_never_saw_stays_deleted_when_the_feed_brings_it_late() {
+    let backplane = Arc::new(Numbered::default());
+    let registry = Registry::with_backplane(backplane.clone(), RegistryOptions::default());
+    let inbox = Inbox::new(1, &registry);
+    // Another server wrote the key; this server's feed has not brought it.
+    let put = Put {
+        value: value(5),
+        expect: Expect::Any,
+        ttl_ms: None,
+        ephemeral: false,
+    };
+    let theirs = backplane.put("k".into(), put, 0).await.expect("put");
+    let msg = ipcbus_actors::Del {
+        if_rev: None,
+        reply: inbox.reply_to(),
+    };
+    assert!(registry.send("k", true, msg).is_ok());
+    assert!(matches!(outcome(&inbox).await, Ok(Done::Rev(rev)) if rev > theirs));
+    registry.mirror("k", mirror(theirs, Some(5)));
+    assert_eq!(
+        get(&registry, &inbox, "k").await,
+        None,
+        "a deleted key came back"
+    );
+}
+
+#[actix::test]
 async fn a_deletion_through_the_backplane_answers_with_its_rev() {
     let registry = registry();
     let inbox = Inbox::new(1, &registry);

@@ -181,7 +181,10 @@ pub async fn serve(
     };
     let (stop_tx, stop_rx) = watch::channel(false);
     let follow = match &backplane {
-        Some(backplane) => Some(start_feed(backplane, &registry, stop_rx.clone()).await?),
+        Some(backplane) => tokio::select! {
+            follow = start_feed(backplane, &registry, stop_rx.clone()) => Some(follow?),
+            () = &mut shutdown => return Ok(()),
+        },
         None => None,
     };
     let kodi = config

@@ -22,7 +22,10 @@ pub struct BackplaneConfig {
     pub password: Option<String>,
     /// A write without the bucket's answer by then fails with `unavailable`.
     pub write_timeout_ms: u64,
-    /// How long a dead server's ephemeral keys outlive it (its lease).
+    /// How long a dead server's ephemeral keys outlive it (its lease). It
+    /// must outlast a NATS leader election plus a write timeout (about 10 s
+    /// with the defaults), or a failover would take the ephemeral keys of
+    /// live servers.
     pub lease_ttl_ms: u64,
 }
 
@@ -36,7 +39,7 @@ impl Default for BackplaneConfig {
             user: None,
             password: None,
             write_timeout_ms: 5_000,
-            lease_ttl_ms: 5_000,
+            lease_ttl_ms: 30_000,
         }
     }
 }

@@ -37,6 +37,10 @@ const CREATE_TRIES: usize = 3;
 /// How often a lookup after a refused write asks again while it still
 /// finds what the write expected (waiting 1, 2, … ms: about 0.2 s in all).
 const STALE_TRIES: u64 = 20;
+/// How long the marker NATS writes when a value's TTL runs out stays in
+/// the bucket. A feed that is away longer (its connection lost, its
+/// consumer recreated) would miss the deletion, so it is long: an hour.
+const MARKER_TTL: Duration = Duration::from_secs(3600);
 /// How long a write waits before it tries again when no stream answered.
 const NO_STREAM_PAUSE: Duration = Duration::from_millis(50);
 
@@ -144,8 +148,39 @@ impl NatsBackplane {
 
     /// Writes a value; returns its rev. `live` is the rev of the key's
     /// value as the caller's mirror has it (0: none); it saves a round trip
-    /// when it is right, and changes nothing when it is stale.
+    /// when it is right, and changes nothing when it is stale. The whole
+    /// write, lookups and retries included, takes at most the write
+    /// timeout.
     pub async fn put(&self, key: &str, put: Put, live: u64) -> Result<u64, WriteError> {
+        self.within(self.put_steps(key, put, live)).await
+    }
+
+    /// Deletes a key's value; returns the rev of the deletion. With
+    /// `if_rev`, only if the key's value is at that rev; without, whatever
+    /// rev it has. `live` and the timeout as for [`Self::put`].
+    pub async fn delete(
+        &self,
+        key: &str,
+        if_rev: Option<u64>,
+        live: u64,
+    ) -> Result<u64, WriteError> {
+        self.within(self.delete_steps(key, if_rev, live)).await
+    }
+
+    async fn within(
+        &self,
+        write: impl std::future::Future<Output = Result<u64, WriteError>>,
+    ) -> Result<u64, WriteError> {
+        match tokio::time::timeout(self.write_timeout, write).await {
+            Ok(outcome) => outcome,
+            Err(_) => Err(WriteError::Unavailable(format!(
+                "no answer within write_timeout_ms ({} ms)",
+                self.write_timeout.as_millis()
+            ))),
+        }
+    }
+
+    async fn put_steps(&self, key: &str, put: Put, live: u64) -> Result<u64, WriteError> {
         let subject = format!("{}{}", self.prefix, key_subject(key));
         let mut expected = match put.expect {
             Expect::Any => None,
@@ -182,10 +217,7 @@ impl NatsBackplane {
         Err(WriteError::Conflict { current: 0 })
     }
 
-    /// Deletes a key's value; returns the rev of the deletion. With
-    /// `if_rev`, only if the key's value is at that rev; without, whatever
-    /// rev it has. `live` as for [`Self::put`].
-    pub async fn delete(
+    async fn delete_steps(
         &self,
         key: &str,
         if_rev: Option<u64>,
@@ -424,11 +456,15 @@ async fn open_bucket(
 ) -> Result<kv::Store, ConnectError> {
     if let Ok(store) = js.get_key_value(&config.bucket).await {
         let info = store.stream.cached_info();
-        if !info.config.allow_message_ttl {
+        let markers = info.config.subject_delete_marker_ttl;
+        if !info.config.allow_message_ttl || markers.is_none_or(|m| m < MARKER_TTL) {
             return Err(ConnectError::Unusable(anyhow::anyhow!(
-                "the bucket {:?} was made without per-message TTL; ipcbus needs it \
-                 (create it with `nats kv add --marker-ttl 1s`, or let ipcbus create it)",
-                config.bucket
+                "the bucket {:?} was made without per-message TTL, or with delete \
+                 markers that last less than {} s; ipcbus needs both (create it with \
+                 `nats kv add --marker-ttl {}s`, or let ipcbus create it)",
+                config.bucket,
+                MARKER_TTL.as_secs(),
+                MARKER_TTL.as_secs()
             )));
         }
         return Ok(store);
@@ -440,7 +476,7 @@ async fn open_bucket(
             history: 1,
             storage: StorageType::File,
             num_replicas: config.replicas,
-            limit_markers: Some(Duration::from_secs(1)),
+            limit_markers: Some(MARKER_TTL),
             ..Default::default()
         })
         .await;
