@@ -151,8 +151,9 @@ def test_sha256sums_lists_every_artifact():
 
 
 #: Bytes per binary and for the Kodi zip that carries all four, by profile
-#: (docs/benchmarks.md, Binary size).
-BUDGET = {"dist": (10 << 20, 16 << 20), "dist-check": (14 << 20, 24 << 20)}
+#: (docs/benchmarks.md, Binary size: the NATS client of the backplane added
+#: about 4.5 MB to each binary; issue 17 aims at 6 MB stripped).
+BUDGET = {"dist": (14 << 20, 24 << 20), "dist-check": (20 << 20, 36 << 20)}
 
 
 def test_sizes_are_within_the_budget(tmp_path):
