@@ -56,7 +56,17 @@ pub trait KeyMessage: Message<Result = ()> + Send + Sized + 'static {
 }
 
 impl KeyMessage for Set {}
-impl KeyMessage for crate::backplane::Mirror {}
+
+impl KeyMessage for crate::backplane::Mirror {
+    /// A change no newer than the key at rest (the echo of this server's
+    /// own write) changes nothing, and needs no actor.
+    fn at_rest(self, _key: &Arc<str>, rest: &Passive) -> Result<(), Self> {
+        if self.rev <= rest.rev() {
+            return Ok(());
+        }
+        Err(self)
+    }
+}
 impl KeyMessage for Del {}
 impl KeyMessage for Attach {}
 

@@ -16,6 +16,11 @@ use crate::update::{Update, Written};
 use actix::prelude::*;
 use bytes::Bytes;
 use ipcbus_protocol::{ErrorBody, ErrorCode};
+use std::time::Duration;
+
+/// How long a deletion the backplane did not take waits to be tried again
+/// (the end of an ephemeral key's session, an expiry).
+const DELETE_RETRY: Duration = Duration::from_secs(1);
 
 impl KeyActor {
     /// The rev of the key's last write, value or deletion (0: none known).
@@ -137,7 +142,24 @@ impl KeyActor {
                 match result {
                     Ok(rev) => act.delete_acked(rev, ctx),
                     Err(WriteError::Conflict { .. } | WriteError::NotFound) => {}
-                    Err(e) => tracing::warn!("backplane: cannot delete {key}: {e}"),
+                    Err(e) => {
+                        // Tried again, as long as the key still has that value.
+                        tracing::warn!("backplane: cannot delete {key} yet: {e}");
+                        // Any countdown of the value is moot: it is being deleted.
+                        if let Some(handle) = act.expiry.take() {
+                            ctx.cancel_future(handle);
+                        }
+                        act.expiry = Some(ctx.run_later(DELETE_RETRY, move |act, ctx| {
+                            act.expiry = None;
+                            let shared = act.registry.backplane(&act.key).cloned();
+                            match shared {
+                                Some(backplane) if act.live_rev() == rev => {
+                                    act.expire_through(&*backplane, rev, ctx);
+                                }
+                                _ => act.retire_if_idle(ctx),
+                            }
+                        }));
+                    }
                 }
                 act.retire_if_idle(ctx);
             }),

@@ -19,6 +19,8 @@ use std::sync::{Arc, Mutex};
 #[derive(Default)]
 struct Numbered {
     state: Mutex<(u64, HashMap<Arc<str>, u64>)>,
+    /// Deletions to refuse (as `unavailable`) before taking one.
+    refuse_deletes: std::sync::atomic::AtomicUsize,
 }
 
 impl Backplane for Numbered {
@@ -39,6 +41,13 @@ impl Backplane for Numbered {
     }
 
     fn delete(&self, key: Arc<str>, if_rev: Option<u64>, _live: u64) -> Pending {
+        use std::sync::atomic::Ordering;
+        let refuse = self.refuse_deletes.load(Ordering::Acquire);
+        if refuse > 0 {
+            self.refuse_deletes.store(refuse - 1, Ordering::Release);
+            let e = WriteError::Unavailable("no quorum".into());
+            return Box::pin(async move { Err(e) });
+        }
         let mut state = self.state.lock().expect("lock");
         let current = state.1.get(&key).copied().unwrap_or(0);
         let result = match if_rev {
@@ -165,4 +174,33 @@ async fn a_deletion_through_the_backplane_answers_with_its_rev() {
     assert!(registry.send("never", true, msg).is_ok());
     let refused = outcome(&inbox).await.expect_err("not found");
     assert_eq!(refused.code, ipcbus_protocol::ErrorCode::NotFound);
+}
+
+#[actix::test]
+async fn the_end_of_a_session_deletes_its_ephemeral_key_even_if_the_first_try_fails() {
+    let backplane = Arc::new(Numbered::default());
+    let registry = Registry::with_backplane(backplane.clone(), RegistryOptions::default());
+    let session = Inbox::new(1, &registry);
+    let reader = Inbox::new(2, &registry);
+    let life = Life {
+        ephemeral: true,
+        ..Life::default()
+    };
+    let rev = set(&registry, &session, "online", 1, life).await;
+    backplane
+        .refuse_deletes
+        .store(2, std::sync::atomic::Ordering::Release);
+    session.outbox.close();
+    registry.release_owned(&session.outbox);
+    // Two refusals, a second apart each, then the deletion goes through.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while get(&registry, &reader, "online").await == Some((rev, value(1))) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the key outlived its session"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(get(&registry, &reader, "online").await, None);
+    assert_eq!(backplane.state.lock().expect("lock").1.get("online"), None);
 }

@@ -180,6 +180,14 @@ pub async fn serve(
         }
     };
     let (stop_tx, stop_rx) = watch::channel(false);
+    if let (Some(backplane), Some(settings)) = (&backplane, &config.backplane) {
+        // Before any session can set an ephemeral key: a server starting
+        // meanwhile would take the key of a server without a lease for an
+        // orphan.
+        if let Err(e) = backplane.write_lease(settings.lease_ttl()).await {
+            tracing::warn!("backplane: cannot write this server's lease yet: {e}");
+        }
+    }
     let follow = match &backplane {
         Some(backplane) => tokio::select! {
             follow = start_feed(backplane, &registry, stop_rx.clone()) => Some(follow?),

@@ -37,7 +37,8 @@ impl Follower {
     }
 
     /// Applies changes until the feed has delivered what the bucket held
-    /// when it started; then deletes the keys of servers without a lease.
+    /// when it started, and waits until key actors have applied them; then
+    /// deletes the keys of servers without a lease.
     pub(crate) async fn catch_up(&mut self, feed: &mut Feed) -> anyhow::Result<()> {
         while !feed.caught_up() {
             match feed.next().await {
@@ -46,6 +47,9 @@ impl Follower {
                 None => anyhow::bail!("the connection to NATS closed"),
             }
         }
+        // Answer no one before every change is applied, not just handed out.
+        let all = u32::try_from(IN_FLIGHT).unwrap_or(u32::MAX);
+        let _applied = self.permits.acquire_many(all).await;
         self.reap(self.owners.orphans());
         Ok(())
     }
