@@ -16,7 +16,7 @@ import urllib.request
 import pytest
 
 import ipcbus
-from conftest import WAIT, Server, free_port
+from conftest import WAIT, Server, binary, free_port
 
 
 @pytest.fixture
@@ -111,3 +111,24 @@ def test_a_write_the_bucket_cannot_confirm_may_have_been_applied(nats, servers):
         assert health["status"] == "degraded"
         assert health["backplane"]["status"] == "down"
         assert health["backplane"]["bucket"] == "ipcbus"
+
+
+def test_more_replicas_than_nats_servers_is_refused_with_a_clear_error(nats):
+    """A single nats-server cannot hold three replicas: the server says so
+    and exits, instead of trying again for ever."""
+    _, port = nats
+    config = tempfile.NamedTemporaryFile("w", suffix=".toml", delete=False)
+    config.write('[backplane]\nservers = ["nats://127.0.0.1:%d"]\nreplicas = 3\n' % port)
+    config.close()
+    data_dir = tempfile.mkdtemp(prefix="ipcbus-py-")
+    try:
+        done = subprocess.run(
+            [binary(), "serve", "--port", str(free_port()), "--no-selftest",
+             "--data-dir", data_dir, "--config", config.name],
+            capture_output=True, text=True, timeout=WAIT * 3,
+        )
+    finally:
+        os.unlink(config.name)
+        shutil.rmtree(data_dir, ignore_errors=True)
+    assert done.returncode != 0
+    assert "replicas = 3" in done.stderr, done.stderr

@@ -480,13 +480,23 @@ async fn open_bucket(
             ..Default::default()
         })
         .await;
-    match created {
-        Ok(store) => Ok(store),
-        // Another server created it meanwhile.
-        Err(e) => js
-            .get_key_value(&config.bucket)
-            .await
-            .with_context(|| format!("cannot create the bucket {:?} ({e})", config.bucket))
-            .map_err(ConnectError::Unreachable),
+    let e = match created {
+        Ok(store) => return Ok(store),
+        Err(e) => e,
+    };
+    // Another server may have created it meanwhile.
+    if let Ok(store) = js.get_key_value(&config.bucket).await {
+        return Ok(store);
     }
+    let why = format!("cannot create the bucket {:?}: {e}", config.bucket);
+    // More replicas than the cluster has servers: trying again will not help.
+    let text = e.to_string();
+    if text.contains("replicas") || text.contains("insufficient resources") {
+        return Err(ConnectError::Unusable(anyhow::anyhow!(
+            "{why} (replicas = {}: set it to at most the number of NATS servers \
+             with JetStream, 1 for a single server)",
+            config.replicas
+        )));
+    }
+    Err(ConnectError::Unreachable(anyhow::anyhow!(why)))
 }
