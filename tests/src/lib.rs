@@ -10,6 +10,7 @@
 pub mod backplane;
 pub mod child;
 pub mod nats;
+pub mod netns;
 pub mod proxy;
 pub mod restart;
 
