@@ -421,8 +421,17 @@ pub(crate) fn ttl_ms(ttl: Duration) -> u64 {
     u64::try_from(ttl.as_millis()).map_or(MAX_TTL_MS, |ms| ms.clamp(1, MAX_TTL_MS))
 }
 
+/// The value as MessagePack. A failure names the value's type: serde's own
+/// message (a `Serialize` impl's error, the depth limit) often does not.
 fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Bytes> {
-    Ok(rmp_serde::to_vec_named(value)?.into())
+    rmp_serde::to_vec_named(value)
+        .map(Bytes::from)
+        .map_err(|e| {
+            Error::Encode(rmp_serde::encode::Error::Syntax(format!(
+                "{e} (a value of type {})",
+                std::any::type_name::<T>()
+            )))
+        })
 }
 
 fn rev(reply: &Reply<'_>) -> Result<u64> {
@@ -433,4 +442,36 @@ fn rev(reply: &Reply<'_>) -> Result<u64> {
 
 fn parse_pattern(p: &str) -> Result<Pattern> {
     Pattern::parse(p).map_err(|e| Error::Server(e.for_pattern()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A value whose serialization fails, with a message that does not say
+    /// which type it was.
+    struct Opaque;
+
+    impl Serialize for Opaque {
+        fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+            Err(serde::ser::Error::custom("no way"))
+        }
+    }
+
+    #[test]
+    fn an_encode_error_names_the_type() {
+        let err = encode(&Opaque).expect_err("fails");
+        assert!(matches!(err, Error::Encode(_)), "{err}");
+        assert_eq!(
+            err.to_string(),
+            "cannot encode value: no way (a value of type ipcbus_client::client::tests::Opaque)"
+        );
+        let err = encode(&vec![Opaque]).expect_err("fails");
+        assert!(
+            err.to_string().ends_with(
+                "(a value of type alloc::vec::Vec<ipcbus_client::client::tests::Opaque>)"
+            ),
+            "{err}"
+        );
+    }
 }

@@ -38,7 +38,8 @@ pub enum Error {
         /// applied. It is not resent; read the key, or retry with `if_rev`.
         maybe_applied: bool,
     },
-    /// A value could not be encoded as MessagePack.
+    /// A value could not be encoded as MessagePack; the message names the
+    /// value's type. Nothing was sent.
     #[error("cannot encode value: {0}")]
     Encode(#[from] rmp_serde::encode::Error),
     /// A value could not be decoded into the requested type.
