@@ -551,3 +551,67 @@ async fn durations_too_long_for_the_clock_do_not_panic() {
     until(&mut state, StateKind::Open).await;
     assert_eq!(client.get::<i32>("f.k").await.expect("get"), 1);
 }
+
+/// A call that times out on an open connection, its reply still on the
+/// way, leaves nothing half-matched: the late reply is dropped (the next
+/// call gets its own), a write that timed out is `maybe_applied`, and a
+/// `sub` acknowledged too late is undone on the server (with `max_subs` 1
+/// there is room for a subscription again).
+#[tokio::test]
+async fn a_reply_after_its_call_timed_out_is_dropped_and_a_late_sub_undone() {
+    let server = Restartable::with_config(ipcbus::Config {
+        max_subs: 1,
+        ..test_config()
+    });
+    let proxy = Proxy::start(server.addr()).await;
+    let short = ClientOptions {
+        timeout: Duration::from_millis(300),
+        ..ClientOptions::default()
+    };
+    let client = connect(&proxy.url(server.token()), short).await;
+    let direct = connect(&server.url(), ClientOptions::default()).await;
+    direct.set("t.a", &1).await.expect("set");
+    let rev = direct.set("t.b", &2).await.expect("set");
+    let session = client.session();
+
+    proxy.hold(true); // the replies reach the proxy, not the client
+    let err = client
+        .get::<i32>("t.a")
+        .await
+        .expect_err("no reply in time");
+    assert!(
+        matches!(&err, Error::Unavailable { reason, maybe_applied: false } if reason.contains("no reply within")),
+        "{err}"
+    );
+    // The same value again: applied, its reply late; it may have been applied.
+    let err = client
+        .set_if("t.b", &2, rev)
+        .await
+        .expect_err("no reply in time");
+    assert!(err.maybe_applied(), "{err}");
+    let err = client.subscribe("t.*").await.expect_err("no reply in time");
+    assert!(matches!(err, Error::Unavailable { .. }), "{err}");
+    proxy.hold(false); // the late replies come first, then the next call's
+
+    assert_eq!(client.get::<i32>("t.b").await.expect("get"), 2);
+    assert_eq!(client.session(), session, "the same connection");
+    let mut sub = client
+        .subscribe("t.*")
+        .await
+        .expect("the late sub was undone: room for this one");
+    let mut keys = Vec::new();
+    loop {
+        match next(&mut sub).await {
+            Event::Value { key, .. } => keys.push(key),
+            Event::Synced => break,
+            other => panic!("{other:?}"),
+        }
+    }
+    keys.sort();
+    assert_eq!(keys, ["t.a", "t.b"], "one replay, the new subscription's");
+    let rev = direct.set("t.c", &3).await.expect("set");
+    assert!(
+        matches!(next(&mut sub).await, Event::Value { key, rev: r, .. } if key == "t.c" && r == rev),
+        "each change once"
+    );
+}

@@ -251,6 +251,17 @@ export class Bus extends EventTarget {
 
   _expire(call) {
     if (this._pending.delete(call.id)) {
+      if (call.write) {
+        // It was sent: the server may have applied it.
+        const what = `${call.op} ${JSON.stringify(call.key)}`;
+        return call.reject(
+          new Timeout(
+            `no reply to ${what} within ${this.timeout} ms, so it may have been applied; ` +
+              "read the key to see, or write with ifRev, which makes a retry safe",
+            { maybeApplied: true },
+          ),
+        );
+      }
       call.reject(new Timeout(`no reply to ${call.op} within ${this.timeout} ms`));
     } else if (this._waiting.delete(call)) {
       call.reject(new Unavailable(`${call.op}: not connected to ${this.url} within ${this.timeout} ms (${this.stateReason})`));

@@ -20,8 +20,21 @@ export class Unavailable extends IpcbusError {
   }
 }
 
-/** No reply came within the client's timeout. */
-export class Timeout extends IpcbusError {}
+/**
+ * No reply came within the client's timeout. `maybeApplied` is true for a
+ * `set` or `delete` that was sent: the server may have applied it (as for
+ * Unavailable); a late reply is dropped.
+ */
+export class Timeout extends IpcbusError {
+  /**
+   * @param {string} message
+   * @param {{maybeApplied?: boolean}} [options]
+   */
+  constructor(message, { maybeApplied = false } = {}) {
+    super(message);
+    this.maybeApplied = maybeApplied;
+  }
+}
 
 /**
  * The server refused the connection with HTTP 401: no token, or a wrong one.

@@ -8,6 +8,8 @@
 // chunk, a frame as the client writes them), as a server that has stopped
 // answering. While `muted`, what the server sends is dropped, on every
 // connection, as on a network that went away without closing anything.
+// While `held` (`hold()`), what the server sends waits in the proxy, and
+// `unhold()` passes it on: replies come late, not never.
 import { EventEmitter } from "node:events";
 import { createServer, connect } from "node:net";
 import { decode, encode } from "@msgpack/msgpack";
@@ -53,6 +55,16 @@ export async function startProxy(targetPort, { olderServer = false } = {}) {
     pause() {
       proxy.paused = true;
     },
+    held: false,
+    hold() {
+      proxy.held = true;
+    },
+    unhold() {
+      proxy.held = false;
+      for (const pair of pairs) {
+        for (const chunk of pair.late.splice(0)) pair.client.write(chunk);
+      }
+    },
     resume() {
       proxy.paused = false;
     },
@@ -66,7 +78,7 @@ export async function startProxy(targetPort, { olderServer = false } = {}) {
     events.emit("attempt");
     if (proxy.paused) return client.destroy();
     const upstream = connect(targetPort, "127.0.0.1");
-    const pair = { client, upstream };
+    const pair = { client, upstream, late: [] };
     pairs.add(pair);
     const rewrite = olderServer ? helloWithoutLimits() : (chunk) => chunk;
     let request = proxy.deaf ? "" : null; // the upgrade request, while deaf
@@ -79,7 +91,11 @@ export async function startProxy(targetPort, { olderServer = false } = {}) {
       proxy.swallowed.push(chunk[0] & 0x0f);
       events.emit("swallowed");
     });
-    upstream.on("data", (chunk) => proxy.muted || client.write(rewrite(chunk)));
+    upstream.on("data", (chunk) => {
+      if (proxy.muted) return;
+      if (proxy.held) return pair.late.push(rewrite(chunk));
+      client.write(rewrite(chunk));
+    });
     // Ends are passed on with what was written before them (a Close frame).
     for (const [a, b] of [[client, upstream], [upstream, client]]) {
       a.on("end", () => b.end());

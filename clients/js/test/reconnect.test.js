@@ -8,7 +8,7 @@ import { writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
-import { Bus, Unauthorized, Unavailable } from "../src/index.js";
+import { Bus, Timeout, Unauthorized, Unavailable } from "../src/index.js";
 import { startProxy } from "./proxy.js";
 import { CLIENT_ENV, freePort, startServer, tempDir } from "./server.js";
 
@@ -404,4 +404,45 @@ test("a connection on which nothing arrives is probed, then taken for dead and r
   proxy.muted = false;
   await recorded.reached("open", 2);
   assert.deepEqual(await bus.keys("idle.none"), []);
+});
+
+test("a reply after its call timed out is dropped, and a late sub is undone", LIMIT, async (t) => {
+  // With --max-subs 1, a subscription left on the server leaves no room for another.
+  const own = await startServer(["--max-subs", "1"]);
+  t.after(() => own.stop());
+  const slow = await startProxy(Number(new URL(own.url).port));
+  t.after(() => slow.close());
+  const direct = await Bus.connect(own.url, { token: own.token });
+  t.after(() => direct.close());
+  const bus = await Bus.connect(slow.url, { token: own.token, timeout: 300 });
+  t.after(() => bus.close());
+  await direct.set("t.a", 1);
+  const rev = await direct.set("t.b", 2);
+  const session = bus.session;
+  slow.hold(); // the replies reach the proxy, not the client
+  await assert.rejects(bus.get("t.a"), (e) => e instanceof Timeout && /no reply to get/.test(e.message) && !e.maybeApplied);
+  // The same value again: it is applied; its reply is late.
+  await assert.rejects(bus.set("t.b", 2, { ifRev: rev }), (e) => e instanceof Timeout && e.maybeApplied === true && /may have been applied/.test(e.message));
+  const late = [];
+  await assert.rejects(bus.subscribe("t.*", (ev) => late.push(ev)), Timeout);
+  slow.unhold(); // the late replies come first, then the next call's
+  assert.equal(await bus.get("t.b"), 2);
+  assert.equal(bus.session, session);
+  assert.equal(bus.state, "open");
+  const seen = [];
+  let replayed;
+  let live;
+  const synced = new Promise((resolve) => (replayed = resolve));
+  const changed = new Promise((resolve) => (live = resolve));
+  await bus.subscribe("t.*", (ev) => {
+    seen.push(ev.kind === "synced" ? "synced" : `${ev.kind} ${ev.key} ${ev.value}`);
+    if (ev.kind === "synced") replayed();
+    if (ev.key === "t.c") live();
+  }); // there is room for it: the late one was undone
+  await synced;
+  await direct.set("t.c", 3);
+  await changed;
+  assert.deepEqual(seen.slice(0, 3).sort(), ["synced", "val t.a 1", "val t.b 2"]);
+  assert.deepEqual(seen.slice(3), ["val t.c 3"]);
+  assert.deepEqual(late, []);
 });

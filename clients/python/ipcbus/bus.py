@@ -346,6 +346,13 @@ class Bus:
                     # Left in place: if a late `sub` reply comes, the reader undoes it.
                     waiter.abandoned = not waiter.claimed
                 if waiter.abandoned:
+                    if message["op"] in WRITES:  # it was sent: the server may have applied it
+                        raise errors.Timeout(
+                            "no reply to %s %r within %.1f s; it may have been applied. Read the key to find "
+                            "out, or write with if_rev, which is safe to retry"
+                            % (message["op"], message.get("key"), self.timeout),
+                            maybe_applied=True,
+                        )
                     raise errors.Timeout("no reply to %s within %.1f s" % (message["op"], self.timeout))
                 waiter.done.wait()  # the reader has the reply in hand
             reply = waiter.reply

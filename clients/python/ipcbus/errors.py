@@ -21,7 +21,15 @@ class Unavailable(IpcbusError):
 
 
 class Timeout(IpcbusError):
-    """No reply came within the client's timeout."""
+    """No reply came within the client's timeout.
+
+    ``maybe_applied`` is true for a ``set`` or ``delete`` that was sent: the
+    server may have applied it (as for ``Unavailable``); a late reply is
+    dropped. Read the key to find out, or write with ``if_rev``."""
+
+    def __init__(self, msg: str, maybe_applied: bool = False) -> None:
+        super().__init__(msg)
+        self.maybe_applied = maybe_applied
 
 
 class Unauthorized(IpcbusError):

@@ -141,6 +141,9 @@ class Proxy:
         self.muted = threading.Event()
         #: While set, new connections are closed at once (`pause()`).
         self.paused = threading.Event()
+        #: While clear, what the server sends waits in the proxy (`hold()`).
+        self.flowing = threading.Event()
+        self.flowing.set()
         #: Bytes passed on from clients to the server, under `_forwarded`.
         self.forwarded = 0
         self._forwarded = threading.Condition()
@@ -172,6 +175,7 @@ class Proxy:
                         self.forwarded += len(data)
                         self._forwarded.notify_all()
                 elif not muted.is_set():
+                    self.flowing.wait()
                     b.sendall(data)
         except OSError:
             pass
@@ -201,12 +205,21 @@ class Proxy:
         on the way), until `cut()`."""
         self.muted.set()
 
+    def hold(self):
+        """Holds back what the server sends (its replies are late, not
+        lost), until `unhold()` passes it on."""
+        self.flowing.clear()
+
+    def unhold(self):
+        self.flowing.set()
+
     def cut(self, hold_server_side=False):
         """Cuts every connection. With `hold_server_side`, the client sees
         its connection end but the server does not (as when a network goes
         away), until `release()`."""
         conns, self.conns = self.conns, []
         self.muted.clear()
+        self.flowing.set()
         for client, upstream in conns:
             if hold_server_side:
                 self.held.append(upstream)

@@ -206,3 +206,42 @@ def test_an_ephemeral_set_that_gave_up_waiting_is_not_set_later(server):
         proxy.resume()
         states.wait_for("open")
         assert direct.get("e.gone", None) is None
+
+
+def test_a_reply_after_its_call_timed_out_is_dropped_and_a_late_sub_undone():
+    """A call that times out on an open connection, its reply still on the
+    way, leaves nothing half-matched: the late reply is dropped (the next
+    call gets its own), a write that timed out is ``maybe_applied``, and a
+    ``sub`` acknowledged too late is undone on the server (with
+    ``--max-subs 1`` there is room for a subscription again)."""
+    server = Server(free_port(), "--max-subs", "1").start()
+    proxy = Proxy(server.port)
+    try:
+        with ipcbus.Bus(server.url, token=server.token) as direct, \
+                ipcbus.Bus(proxy.url, token=server.token, timeout=0.5) as bus:
+            direct.set("t.a", 1)
+            direct.set("t.b", 2)
+            session = bus.session
+            proxy.hold()  # the replies reach the proxy, not the Bus
+            with pytest.raises(ipcbus.Timeout) as e:
+                bus.get("t.a")
+            assert not e.value.maybe_applied
+            with pytest.raises(ipcbus.Timeout, match="may have been applied") as e:
+                bus.set("t.b", 2, if_rev=direct.get_with_rev("t.b")[1])  # the same value again
+            assert e.value.maybe_applied
+            late = queue.Queue()
+            with pytest.raises(ipcbus.Timeout):
+                bus.subscribe("t.*", lambda ev: late.put(ev))
+            proxy.unhold()  # the late replies come first, then the next call's
+            assert bus.get("t.b") == 2
+            assert bus.session == session and bus.state == "open"
+            seen = queue.Queue()
+            bus.subscribe("t.*", lambda ev: seen.put((ev.kind, ev.key, ev.value)))  # room for it
+            replay = [seen.get(timeout=WAIT) for _ in range(3)]
+            assert sorted(replay, key=repr) == sorted([("val", "t.a", 1), ("val", "t.b", 2), ("synced", None, None)],
+                                                      key=repr)
+            direct.set("t.c", 3)
+            assert seen.get(timeout=WAIT) == ("val", "t.c", 3)
+            assert seen.empty() and late.empty(), (list(seen.queue), list(late.queue))
+    finally:
+        server.remove()
