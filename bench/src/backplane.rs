@@ -10,7 +10,8 @@
 //!   subscriber (watcher) on the other side has it; p50 and p99;
 //! - writes/s: `--inflight` writers at once, each waiting for its acks;
 //! - deliveries/s: `--fanout` subscribers of `fan.>` on the other side,
-//!   while the writers write; deliveries they received per second;
+//!   each reading as the writers write; deliveries they received per
+//!   second, until the last write reached each;
 //! - replay: `--keys` keys stored, then the time from subscribing to `r.>`
 //!   (watching with history) until the last of them has arrived (`synced`,
 //!   or NATS's pending count at 0).
@@ -122,6 +123,11 @@ impl Follow {
             }
         }
     }
+
+    /// Waits until `key` arrives, at any rev; counts what it saw.
+    async fn until_key(&mut self, key: &str) -> anyhow::Result<u64> {
+        self.until(key, 0).await
+    }
 }
 
 /// One round's figures for one system.
@@ -161,10 +167,16 @@ async fn measure(pair: &Pair, args: &Args) -> anyhow::Result<Figures> {
         times[((times.len() as f64 * q) as usize).min(times.len() - 1)].as_secs_f64() * 1e3
     };
     (f.p50_ms, f.p99_ms) = (ms(0.5), ms(0.99));
-    // Throughput and fan-out: subscribers of fan.> on the other side.
+    // Throughput and fan-out: subscribers of fan.> on the other side,
+    // each reading as the changes come (a subscriber that only read after
+    // the writes would measure its own client's queue, not the fan-out),
+    // until the write that ends the run.
     let mut followers = Vec::new();
     for side in pair.more.iter().take(args.fanout) {
-        followers.push(side.follow("fan.>").await?);
+        let mut follow = side.follow("fan.>").await?;
+        followers.push(tokio::spawn(
+            async move { follow.until_key("fan.end").await },
+        ));
     }
     let started = Instant::now();
     let per_writer = args.writes / args.inflight;
@@ -183,13 +195,12 @@ async fn measure(pair: &Pair, args: &Args) -> anyhow::Result<Figures> {
         w.await??;
     }
     f.writes_per_s = (per_writer * args.inflight) as f64 / started.elapsed().as_secs_f64();
-    let end = pair
-        .writer
+    pair.writer
         .put("fan.end", Bytes::from_static(&[0xc3]))
         .await?;
     let mut delivered = 0;
-    for follow in &mut followers {
-        delivered += follow.until("fan.end", end).await?;
+    for follow in followers {
+        delivered += follow.await??;
     }
     f.deliveries_per_s = delivered as f64 / started.elapsed().as_secs_f64();
     // Replay of `keys` keys.
