@@ -34,6 +34,10 @@ pub enum WriteError {
     /// A `del` of a key that has no value.
     #[error("the key has no value")]
     NotFound,
+    /// The shared store answered that it did not store the write (it is
+    /// full, or the value is over its limit): nothing was applied.
+    #[error("the shared store refused the write ({0}); it was not applied")]
+    Refused(String),
     /// No answer in time, or none possible (no quorum, no connection): the
     /// write may or may not have been applied.
     #[error("the backplane did not confirm the write ({0}); it may or may not have been applied")]
@@ -89,6 +93,10 @@ pub struct Mirror {
     pub expires_at_ms: Option<u64>,
     /// The value is tied to a server's lease.
     pub ephemeral: bool,
+    /// The value is tied to this server's lease. Such a write that the key
+    /// did not apply on its acknowledgement (its `set` was not confirmed
+    /// in time) belongs to no session, and is deleted.
+    pub own: bool,
     /// Held until the message is handled: the feed hands out a bounded
     /// number of them, so it waits while key actors are behind.
     pub permit: Option<tokio::sync::OwnedSemaphorePermit>,

@@ -208,6 +208,7 @@ fn body(e: &WriteError) -> ErrorBody {
     match *e {
         WriteError::Conflict { current } => ErrorBody::rev_mismatch(current),
         WriteError::NotFound => ErrorBody::not_found(),
+        WriteError::Refused(_) => ErrorBody::new(ErrorCode::Storage, e.to_string()),
         WriteError::Unavailable(_) => ErrorBody::new(ErrorCode::Unavailable, e.to_string()),
     }
 }
@@ -224,6 +225,12 @@ impl Handler<Mirror> for KeyActor {
                 self.set_expiry(None, ctx);
                 let written = Written::new(msg.at_ms, msg.expires_at_ms, true, msg.ephemeral);
                 self.apply_shared(msg.rev, Some(value), written);
+                if msg.own {
+                    // This server's ephemeral write that no session holds.
+                    if let Some(backplane) = self.registry.backplane(&self.key).cloned() {
+                        self.expire_through(&*backplane, msg.rev, ctx);
+                    }
+                }
             }
             Some(_) => {}
             None => self.delete_shared(msg.rev, ctx),

@@ -75,6 +75,7 @@ fn mirror(rev: u64, byte: Option<u8>) -> Mirror {
         at_ms: 1,
         expires_at_ms: None,
         ephemeral: false,
+        own: false,
         permit: None,
     }
 }
@@ -203,4 +204,58 @@ async fn the_end_of_a_session_deletes_its_ephemeral_key_even_if_the_first_try_fa
     }
     assert_eq!(get(&registry, &reader, "online").await, None);
     assert_eq!(backplane.state.lock().expect("lock").1.get("online"), None);
+}
+
+#[actix::test]
+async fn an_ephemeral_value_of_this_server_that_no_session_holds_is_deleted() {
+    // An ephemeral set whose acknowledgement was lost (the session was told
+    // `unavailable`) was stored all the same: the feed brings it, tied to
+    // this server's lease but to no session of it.
+    let backplane = Arc::new(Numbered::default());
+    let registry = Registry::with_backplane(backplane.clone(), RegistryOptions::default());
+    let reader = Inbox::new(2, &registry);
+    let put = Put {
+        value: value(7),
+        expect: Expect::Any,
+        ttl_ms: None,
+        ephemeral: true,
+    };
+    let stored = backplane.put("lost".into(), put, 0).await.expect("put");
+    registry.mirror(
+        "lost",
+        Mirror {
+            ephemeral: true,
+            own: true,
+            ..mirror(stored, Some(7))
+        },
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while get(&registry, &reader, "lost").await.is_some() {
+        assert!(std::time::Instant::now() < deadline, "the orphan stayed");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(backplane.state.lock().expect("lock").1.get("lost"), None);
+    // Another server's ephemeral value stays: its lease answers for it.
+    let put = Put {
+        value: value(8),
+        expect: Expect::Any,
+        ttl_ms: None,
+        ephemeral: true,
+    };
+    let theirs = backplane.put("theirs".into(), put, 0).await.expect("put");
+    registry.mirror(
+        "theirs",
+        Mirror {
+            ephemeral: true,
+            ..mirror(theirs, Some(8))
+        },
+    );
+    assert_eq!(
+        get(&registry, &reader, "theirs").await,
+        Some((theirs, value(8)))
+    );
+    assert_eq!(
+        backplane.state.lock().expect("lock").1.get("theirs"),
+        Some(&theirs)
+    );
 }

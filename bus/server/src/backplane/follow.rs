@@ -90,7 +90,7 @@ impl Follower {
     async fn apply(&mut self, change: Change) {
         let doomed = self.owners.apply(&change);
         self.reap(doomed);
-        let (key, rev, value, at_ms, expires_at_ms, ephemeral) = match change {
+        let (key, rev, value, at_ms, expires_at_ms, owner) = match change {
             Change::Value {
                 key,
                 rev,
@@ -98,8 +98,8 @@ impl Follower {
                 owner,
                 expires_at_ms,
                 at_ms,
-            } => (key, rev, Some(value), at_ms, expires_at_ms, owner.is_some()),
-            Change::Deleted { key, rev } => (key, rev, None, 0, None, false),
+            } => (key, rev, Some(value), at_ms, expires_at_ms, owner),
+            Change::Deleted { key, rev } => (key, rev, None, 0, None, None),
             Change::Lease { .. } => return,
         };
         if !self.backplane.shares(&key) {
@@ -112,7 +112,8 @@ impl Follower {
             value,
             at_ms,
             expires_at_ms,
-            ephemeral,
+            ephemeral: owner.is_some(),
+            own: owner.as_deref() == Some(self.backplane.node()),
             permit,
         };
         self.registry.mirror(&key, msg);

@@ -7,7 +7,7 @@
 use super::config::BackplaneConfig;
 use super::feed::LEASES;
 use super::subject::key_subject;
-use anyhow::{bail, Context as _};
+use anyhow::bail;
 use async_nats::header::{
     NATS_EXPECTED_LAST_SUBJECT_SEQUENCE, NATS_MARKER_REASON, NATS_MESSAGE_TTL,
 };
@@ -86,11 +86,20 @@ impl NatsBackplane {
         if let (Some(user), Some(password)) = (&config.user, &config.password) {
             options = options.user_and_password(user.clone(), password.clone());
         }
-        let client = options
-            .connect(config.servers.as_slice())
-            .await
-            .with_context(|| format!("cannot reach NATS at {}", config.servers.join(",")))
-            .map_err(ConnectError::Unreachable)?;
+        let servers = config.servers.join(",");
+        let client = match options.connect(config.servers.as_slice()).await {
+            Ok(client) => client,
+            Err(e) if refused(&e) => {
+                return Err(ConnectError::Unusable(anyhow::anyhow!(
+                    "NATS at {servers} refused the credentials ({e}): check `token`, or `user` \
+                     and `password`, in [backplane] (docs/scaling.md §2)"
+                )))
+            }
+            Err(e) => {
+                let e = anyhow::Error::new(e).context(format!("cannot reach NATS at {servers}"));
+                return Err(ConnectError::Unreachable(e));
+            }
+        };
         let info = client.server_info();
         check_version(&info.version).map_err(ConnectError::Unusable)?;
         let mut js = jetstream::new(client);
@@ -397,23 +406,26 @@ impl Last {
     }
 }
 
-/// Why a publish failed: the expected sequence did not match, or no answer.
+/// Why a publish failed: the expected sequence did not match, JetStream
+/// answered that it did not store the message, or no answer.
 enum PublishFailure {
     Conflict,
+    Refused(String),
     Other(String),
 }
 use PublishFailure::Conflict;
 
 impl From<async_nats::jetstream::context::PublishError> for PublishFailure {
     fn from(e: async_nats::jetstream::context::PublishError) -> Self {
-        // 10164: the same mismatch, as newer servers also report it.
-        let constant = e
+        // JetStream's own answer, when it gave one: the message was not stored.
+        let answer = e
             .source()
-            .and_then(|s| s.downcast_ref::<async_nats::jetstream::Error>())
-            .is_some_and(|j| j.error_code() == ErrorCode::STREAM_WRONG_LAST_SEQUENCE_CONSTANT);
-        match e.kind() {
-            PublishErrorKind::WrongLastSequence => Conflict,
-            _ if constant => Conflict,
+            .and_then(|s| s.downcast_ref::<async_nats::jetstream::Error>());
+        match (e.kind(), answer.map(|j| j.error_code())) {
+            (PublishErrorKind::WrongLastSequence, _) => Conflict,
+            // 10164: the same mismatch, as newer servers also report it.
+            (_, Some(ErrorCode::STREAM_WRONG_LAST_SEQUENCE_CONSTANT)) => Conflict,
+            (_, Some(_)) => PublishFailure::Refused(e.to_string()),
             _ => PublishFailure::Other(e.to_string()),
         }
     }
@@ -424,6 +436,7 @@ impl From<PublishFailure> for WriteError {
         match e {
             // Callers handle a conflict before converting.
             Conflict => WriteError::Conflict { current: 0 },
+            PublishFailure::Refused(why) => WriteError::Refused(why),
             PublishFailure::Other(why) => WriteError::Unavailable(why),
         }
     }
@@ -433,6 +446,13 @@ impl From<PublishFailure> for WriteError {
 /// when a message's TTL ran out.
 pub(crate) fn is_marker(headers: &HeaderMap) -> bool {
     headers.get(KV_OPERATION).is_some() || headers.get(NATS_MARKER_REASON).is_some()
+}
+
+/// Whether NATS refused the connection's credentials: trying again with
+/// the same ones will not help.
+fn refused(e: &async_nats::ConnectError) -> bool {
+    use async_nats::ConnectErrorKind::{Authentication, AuthorizationViolation};
+    matches!(e.kind(), Authentication | AuthorizationViolation)
 }
 
 fn check_version(version: &str) -> anyhow::Result<()> {
