@@ -1,12 +1,17 @@
 //! Helpers for the tests of several ipcbus servers on one NATS JetStream
-//! bucket (docs/scaling.md): a server on a [`NatsCluster`] node, the Rust
-//! client connected to it, and the next events of a subscription.
+//! bucket (docs/scaling.md): a server on a [`NatsCluster`] node (on that
+//! node's host, when the cluster has hosts), the Rust client connected to
+//! it, and the next events of a subscription; [`cases`], the tests that
+//! run both on loopback and on hosts.
+
+pub mod cases;
 
 use crate::nats::NatsCluster;
 use crate::{test_config, TestServer};
 use futures_util::StreamExt;
 use ipcbus::backplane::BackplaneConfig;
 use ipcbus_client::{Client, ClientOptions, Event, Subscription};
+use std::path::Path;
 use std::time::Duration;
 
 /// Long enough for a change to cross servers, on a loaded machine.
@@ -28,14 +33,73 @@ pub fn config(cluster: &NatsCluster, node: usize) -> ipcbus::Config {
 /// An ipcbus server on the cluster, through NATS node `node`.
 /// It runs its startup self-test, through the bucket.
 pub fn server(cluster: &NatsCluster, node: usize) -> TestServer {
-    TestServer::with_config(config(cluster, node))
+    place(cluster, node, config(cluster, node))
 }
 
-/// The Rust client, connected to `server` (waiting up to [`WAIT`]).
+/// A server with `config` on node `node`'s host when the cluster has
+/// hosts; otherwise here, on loopback.
+pub fn place(cluster: &NatsCluster, node: usize, config: ipcbus::Config) -> TestServer {
+    match cluster.hosts() {
+        Some(hosts) => {
+            let host = hosts.host(node);
+            TestServer::in_netns(config, &host.netns, host.ip.into())
+        }
+        None => TestServer::with_config(config),
+    }
+}
+
+/// An ipcbus server in a child process on the cluster, through NATS node
+/// `node`, with a lease of one second; `dir` holds its data and config.
+/// `program` runs [`crate::child::serve_main`] (`ipcbus-soak` does). On
+/// hosts it runs on the node's host, through `ip netns exec`, which execs
+/// it in the same process: killing the child kills the server.
+pub fn child(
+    cluster: &NatsCluster,
+    node: usize,
+    dir: &Path,
+    program: &Path,
+) -> crate::child::Server {
+    use crate::child::{Launcher, AS_SERVER};
+    let config = dir.join("ipcbus.toml");
+    let text = format!(
+        "selftest = false\n[backplane]\nservers = [\"{}\"]\nlease_ttl_ms = 1000\n",
+        cluster.url(node)
+    );
+    std::fs::write(&config, text).expect("config");
+    let mut extra = vec!["--config".to_owned(), config.display().to_string()];
+    let (program, prefix) = match cluster.hosts() {
+        Some(hosts) => {
+            let host = hosts.host(node);
+            extra.extend(["--host".to_owned(), host.ip.to_string()]);
+            let exec =
+                ["netns", "exec", &host.netns, &program.display().to_string()].map(str::to_owned);
+            (
+                "ip".into(),
+                [exec.as_slice(), &[AS_SERVER.to_owned()]].concat(),
+            )
+        }
+        None => (program.to_owned(), vec![AS_SERVER.to_owned()]),
+    };
+    let launcher = Launcher {
+        program,
+        prefix,
+        data_dir: dir.to_owned(),
+        panics: Default::default(),
+        extra,
+    };
+    launcher.start().expect("start the server")
+}
+
+/// The Rust client, connected to `server` (waiting up to [`WAIT`]). Its
+/// requests wait up to [`WAIT`] too: longer than the server's
+/// `write_timeout_ms` (5 s), so that a write the bucket does not take in
+/// time fails with the server's `unavailable`, not the client's own
+/// timeout, which on hosts with delay could come first.
 pub async fn client(server: &TestServer) -> Client {
     let options = ClientOptions {
         token: server.token().map(str::to_owned),
         connect_timeout: Some(WAIT),
+        timeout: WAIT,
         ..ClientOptions::default()
     };
     Client::connect_with(&server.url(), options)

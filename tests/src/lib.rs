@@ -4,8 +4,9 @@
 //! and the benchmarks; [`restart`], a server stopped and started again on
 //! the same port and data directory, and [`proxy`], a TCP proxy whose
 //! connections a test can cut, for the reconnect tests; [`nats`], a NATS
-//! JetStream cluster, and [`backplane`], ipcbus servers on it. The
-//! end-to-end tests are in `tests/tests/`.
+//! JetStream cluster, and [`backplane`], ipcbus servers on it; [`netns`],
+//! hosts in network namespaces with delay between them, for the cluster.
+//! The end-to-end tests are in `tests/tests/`.
 
 pub mod backplane;
 pub mod child;
@@ -52,22 +53,26 @@ impl TestServer {
 
     /// Starts a server with the given settings (host and port are ignored).
     /// Without a `data_dir`, it gets a fresh one that is removed on drop.
-    pub fn with_config(mut config: Config) -> TestServer {
-        let data_dir = match config.data_dir {
-            Some(_) => None,
-            None => {
-                let dir = tempfile::tempdir().expect("temp data dir");
-                config.data_dir = Some(dir.path().to_owned());
-                Some(dir)
-            }
-        };
-        let token_file = config.token_file.clone().unwrap_or_else(|| {
-            let dir = config.data_dir.as_ref().expect("data dir");
-            dir.join(ipcbus_protocol::auth::TOKEN_FILE_NAME)
-        });
-        let token = config.auth.then(|| test_token(&token_file));
+    pub fn with_config(config: Config) -> TestServer {
+        let (config, token, data_dir) = prepare(config);
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
         let mut server = TestServer::on(listener, config, token);
+        server._data_dir = data_dir;
+        server
+    }
+
+    /// Starts a server as [`Self::with_config`] does, but on a host of
+    /// [`netns::Hosts`]: its thread enters namespace `netns` before it
+    /// binds `ip:0`, so the listener, the server's threads and its
+    /// connections (to NATS) are that host's.
+    pub fn in_netns(config: Config, netns: &str, ip: std::net::IpAddr) -> TestServer {
+        let (config, token, data_dir) = prepare(config);
+        let netns = netns.to_owned();
+        let bind = move || {
+            netns::enter(&netns).expect("enter the host's namespace");
+            TcpListener::bind((ip, 0)).expect("bind the host's address")
+        };
+        let mut server = TestServer::spawn(bind, config, token);
         server._data_dir = data_dir;
         server
     }
@@ -75,9 +80,21 @@ impl TestServer {
     /// Starts a server on `listener` with `config` (which has its data
     /// directory) and the `token` it will find there.
     pub(crate) fn on(listener: TcpListener, config: Config, token: Option<String>) -> TestServer {
-        let addr = listener.local_addr().expect("local addr");
+        TestServer::spawn(move || listener, config, token)
+    }
+
+    /// Starts a server, in a thread of its own, on the listener `bind`
+    /// makes there, with `config` and `token` as [`Self::on`] takes them.
+    fn spawn(
+        bind: impl FnOnce() -> TcpListener + Send + 'static,
+        config: Config,
+        token: Option<String>,
+    ) -> TestServer {
         let (stop, stopped) = oneshot::channel::<()>();
+        let (bound, addr) = std::sync::mpsc::channel();
         let thread = std::thread::spawn(move || {
+            let listener = bind();
+            let _ = bound.send(listener.local_addr().expect("local addr"));
             let shutdown = async {
                 let _ = stopped.await;
             };
@@ -85,6 +102,9 @@ impl TestServer {
                 .block_on(ipcbus::serve(listener, config, shutdown))
                 .expect("server failed");
         });
+        let addr = addr
+            .recv()
+            .expect("the server's thread could not bind (its panic says why)");
         TestServer {
             addr,
             token,
@@ -187,6 +207,25 @@ impl Drop for TestServer {
             let _ = thread.join();
         }
     }
+}
+
+/// `config` with a data directory (a fresh one, returned to be removed
+/// on drop, where it had none) and the server's token (with `auth`).
+fn prepare(mut config: Config) -> (Config, Option<String>, Option<tempfile::TempDir>) {
+    let data_dir = match config.data_dir {
+        Some(_) => None,
+        None => {
+            let dir = tempfile::tempdir().expect("temp data dir");
+            config.data_dir = Some(dir.path().to_owned());
+            Some(dir)
+        }
+    };
+    let token_file = config.token_file.clone().unwrap_or_else(|| {
+        let dir = config.data_dir.as_ref().expect("data dir");
+        dir.join(ipcbus_protocol::auth::TOKEN_FILE_NAME)
+    });
+    let token = config.auth.then(|| test_token(&token_file));
+    (config, token, data_dir)
 }
 
 /// The token of a test server: the one in `file`, or a new one written

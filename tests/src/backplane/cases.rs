@@ -1,0 +1,244 @@
+//! The backplane's tests through real ipcbus servers that run both on the
+//! loopback cluster (`tests/tests/backplane.rs`) and on hosts with delay
+//! between them (`tests/tests/backplane_hosts.rs`): each takes a started
+//! 3-node [`NatsCluster`] and puts its servers on its nodes ([`server`]).
+//! Times are printed (`--nocapture`), never asserted but for generous
+//! bounds.
+
+use super::{child, client, next, server, synced, WAIT};
+use crate::nats::NatsCluster;
+use crate::TestServer;
+use ipcbus_client::{Client, ClientOptions, Event, SetOptions};
+use ipcbus_protocol::ErrorCode;
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// Waits for the startup self-test's outcome in `/health`.
+async fn selftest(server: &TestServer) -> String {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let (_, body) = server.http_get("/health").await;
+        let health: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+        let outcome = health["selftest"].as_str().unwrap_or("").to_owned();
+        if outcome != "pending" || tokio::time::Instant::now() > deadline {
+            return outcome;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A write through one server reaches a subscriber of another with its
+/// rev, replayed and then live; read-your-writes on the writer's server;
+/// a deletion through the other server.
+pub async fn a_write_reaches_the_others_with_its_rev(cluster: &NatsCluster) {
+    let (one, two) = (server(cluster, 0), server(cluster, 1));
+    let (a, b) = (client(&one).await, client(&two).await);
+    assert_eq!(a.store(), b.store(), "one bucket, one store");
+    // Both self-tests ran at once on one bucket, each on its own key.
+    assert_eq!(selftest(&one).await, "passed");
+    assert_eq!(selftest(&two).await, "passed");
+    let before = a.set("svc.weather.today", &21).await.expect("set");
+
+    // Replayed on the other server, then live, with the writer's revs.
+    let mut sub = b.subscribe("svc.>").await.expect("sub");
+    match next(&mut sub).await {
+        Event::Value { key, rev, .. } => {
+            assert_eq!((key.as_str(), rev), ("svc.weather.today", before));
+        }
+        other => panic!("replay expected, got {other:?}"),
+    }
+    assert_eq!(next(&mut sub).await, Event::Synced);
+    let sent = Instant::now();
+    let rev = a.set("svc.weather.today", &22).await.expect("set");
+    let acked = sent.elapsed();
+    match next(&mut sub).await {
+        Event::Value { key, rev: r, value } => {
+            assert_eq!((key.as_str(), r), ("svc.weather.today", rev));
+            assert_eq!(rmp_serde::from_slice::<i32>(&value).expect("value"), 22);
+        }
+        other => panic!("the live value expected, got {other:?}"),
+    }
+    eprintln!(
+        "a write through server 1: acknowledged in {acked:?}, at server 2's subscriber \
+         {:?} after it was sent",
+        sent.elapsed()
+    );
+    // Read-your-writes on the writer's server, at once.
+    let started = Instant::now();
+    for i in 0..50 {
+        let rev = a.set("svc.counter", &i).await.expect("set");
+        assert_eq!(a.get_raw("svc.counter").await.expect("get").1, rev);
+        assert_eq!(a.get::<i32>("svc.counter").await.expect("get"), i);
+    }
+    eprintln!(
+        "50 × set then get through server 1: {:?}",
+        started.elapsed()
+    );
+    // A deletion through the other server, of a key it has just seen.
+    match next(&mut sub).await {
+        Event::Value { key, .. } => assert_eq!(key, "svc.counter"),
+        other => panic!("{other:?}"),
+    }
+    let del = b.del("svc.weather.today").await.expect("del");
+    assert!(del > rev);
+    assert_eq!(
+        a.del("svc.weather.today").await.map_err(|e| e.code()),
+        Err(Some(ErrorCode::NotFound))
+    );
+}
+
+/// 100 rounds of `if_rev` writes of one key through two servers at once:
+/// exactly one wins each round, the other gets `rev_mismatch`.
+pub async fn compare_and_set_has_one_winner_each_round(cluster: &NatsCluster) {
+    let (one, two) = (server(cluster, 0), server(cluster, 2));
+    let (a, b) = (client(&one).await, client(&two).await);
+    let mut rev = a.set("cas", &0).await.expect("set");
+    let started = Instant::now();
+    for round in 1..=100 {
+        let other = -round;
+        let (x, y) = tokio::join!(a.set_if("cas", &round, rev), b.set_if("cas", &other, rev));
+        let (won, lost) = match (x, y) {
+            (Ok(w), Err(l)) | (Err(l), Ok(w)) => (w, l),
+            other => panic!("round {round}: exactly one winner expected, got {other:?}"),
+        };
+        assert_eq!(
+            lost.code(),
+            Some(ErrorCode::RevMismatch),
+            "round {round}: {lost}"
+        );
+        rev = won;
+    }
+    eprintln!(
+        "100 rounds of compare-and-set through two servers: {:?}",
+        started.elapsed()
+    );
+    // Both servers end with the winner of the last round.
+    let (va, vb) = (a.get_raw("cas").await.expect("get"), b.get_raw("cas").await);
+    assert_eq!(va.1, rev);
+    let vb = vb.expect("get");
+    assert!(vb.1 <= rev, "the other server's mirror may lag, never lead");
+}
+
+/// An ipcbus server killed with SIGKILL (a child process `program`, see
+/// [`child`]): its ephemeral key is deleted on the others within its
+/// lease (1 s) and about a second (docs/scaling.md §6); its other key stays.
+pub async fn a_killed_servers_ephemeral_keys_go_away_everywhere(
+    cluster: &NatsCluster,
+    program: &Path,
+) {
+    let dir = tempfile::tempdir().expect("dir");
+    let victim = child(cluster, 0, dir.path(), program);
+    let options = ClientOptions {
+        token: Some(victim.token.clone()),
+        ..ClientOptions::default()
+    };
+    let v = Client::connect_with(&victim.url, options)
+        .await
+        .expect("connect");
+    let eph = SetOptions {
+        ephemeral: true,
+        ..SetOptions::default()
+    };
+    let online = v
+        .set_with("node.victim.online", &true, eph)
+        .await
+        .expect("set");
+    let kept = v.set("node.victim.name", &"kitchen").await.expect("set");
+
+    let two = server(cluster, 1);
+    let b = client(&two).await;
+    let mut sub = b.subscribe("node.>").await.expect("sub");
+    synced(&mut sub).await;
+    let started = Instant::now();
+    victim.kill9();
+    match next(&mut sub).await {
+        Event::Deleted { key, rev } => assert!(key == "node.victim.online" && rev > online),
+        other => panic!("only the ephemeral key's deletion expected, got {other:?}"),
+    }
+    let took = started.elapsed();
+    eprintln!("ephemeral key gone {took:?} after kill -9 (lease 1 s)");
+    assert!(
+        took < Duration::from_secs(10),
+        "{took:?}: far past the lease"
+    );
+    // The other key, not ephemeral, stays.
+    assert_eq!(b.get_raw("node.victim.name").await.expect("get").1, kept);
+}
+
+/// 300 writes through server 1 while the bucket's stream leader is killed
+/// (SIGKILL) at the 100th: every acknowledged write is there, and a
+/// watch on each of the three servers converges on them.
+pub async fn killing_the_nats_leader_loses_no_acknowledged_write(cluster: &mut NatsCluster) {
+    let servers = [server(cluster, 0), server(cluster, 1), server(cluster, 2)];
+    let mut clients = Vec::new();
+    for s in &servers {
+        clients.push(client(s).await);
+    }
+    let mut watches = Vec::new();
+    for c in &clients {
+        watches.push(c.watch("w.>").await.expect("watch"));
+    }
+    let a = &clients[0];
+    a.set("w.first", &0).await.expect("set");
+    let leader = cluster.stream_leader("KV_ipcbus").await.expect("leader");
+    // Writes before, during and after the leader's death; those that fail
+    // (`unavailable`: maybe applied) are left out of what must be there.
+    let mut acked = BTreeMap::new();
+    let (mut failed, mut slowest) = (0, Duration::ZERO);
+    let started = Instant::now();
+    for i in 0..300 {
+        if i == 100 {
+            cluster.kill(leader);
+        }
+        let key = format!("w.{}", i % 50);
+        let started = Instant::now();
+        match a.set(&key, &i).await {
+            Ok(rev) => {
+                acked.insert(key, (rev, i));
+            }
+            Err(e) => {
+                assert_eq!(e.code(), Some(ErrorCode::Unavailable), "{e}");
+                failed += 1;
+            }
+        }
+        slowest = slowest.max(started.elapsed());
+    }
+    eprintln!(
+        "leader {} killed: {failed} writes unavailable, slowest write {slowest:?}, \
+         300 writes in {:?}",
+        cluster.name(leader),
+        started.elapsed()
+    );
+    assert!(
+        acked.len() == 50,
+        "writes went on after the election: {}",
+        acked.len()
+    );
+    // Every server's subscribers converge on the last acknowledged writes.
+    let converging = Instant::now();
+    for watch in &mut watches {
+        for (key, (rev, value)) in &acked {
+            let deadline = tokio::time::Instant::now() + WAIT;
+            loop {
+                let changed = watch.changed();
+                let got = watch
+                    .get_raw(key)
+                    .map(|e| (e.rev, rmp_serde::from_slice::<i32>(&e.value).ok()));
+                if got.as_ref().is_some_and(|(r, _)| r >= rev) {
+                    assert_eq!(got, Some((*rev, Some(*value))), "{key}");
+                    break;
+                }
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "{key}: {got:?}, want rev {rev}"
+                );
+                let _ = tokio::time::timeout_at(deadline, changed).await;
+            }
+        }
+    }
+    eprintln!(
+        "the watches of all three servers had every acknowledged write {:?} after the last",
+        converging.elapsed()
+    );
+}
