@@ -1,6 +1,8 @@
 //! What the backplane reports when NATS says no (docs/scaling.md §8):
 //! refused credentials stop the server at once with an error that names
 //! the settings to check (they were retried for ever as "unreachable");
+//! so does a TLS handshake that fails (it was a panic: rustls had no crypto
+//! provider), while TLS with the CA given works;
 //! a write the bucket refuses outright (it is full) is `storage`, not
 //! applied, where it was `unavailable` ("may have been applied").
 //!
@@ -26,7 +28,11 @@ struct Nats {
 
 impl Nats {
     fn start() -> Nats {
-        let dir = tempfile::tempdir().expect("temp dir");
+        Nats::start_with(tempfile::tempdir().expect("temp dir"), &[])
+    }
+
+    /// A server in `dir`, with more command-line options.
+    fn start_with(dir: tempfile::TempDir, options: &[&str]) -> Nats {
         let ports = dir.path().join("ports");
         std::fs::create_dir(&ports).expect("ports dir");
         let child = Command::new("nats-server")
@@ -35,6 +41,7 @@ impl Nats {
             .arg(dir.path().join("store"))
             .arg("--ports_file_dir")
             .arg(&ports)
+            .args(options)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -67,6 +74,31 @@ impl Drop for Nats {
     }
 }
 
+/// The error `serve` stops with, within 30 s (it would otherwise retry for
+/// as long as it runs).
+fn serve_error(config: ipcbus::Config) -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let serve = ipcbus::serve(listener, config, std::future::pending());
+    let outcome = actix_web::rt::System::new()
+        .block_on(async { tokio::time::timeout(Duration::from_secs(30), serve).await });
+    outcome
+        .expect("an error, not retries until the timeout")
+        .expect_err("the server must not start")
+        .to_string()
+}
+
+/// A set and a get through a server on the backplane.
+fn serves(config: ipcbus::Config) {
+    let server = TestServer::with_config(config);
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(async {
+        let client = server.client().await;
+        let rev = client.set("k", &1).await.expect("set");
+        assert_eq!(client.get_raw("k").await.expect("get").1, rev);
+        assert_eq!(client.get::<i32>("k").await.expect("get"), 1);
+    });
+}
+
 /// The client URL the server wrote to its ports file, once it listens.
 fn client_url(dir: &std::path::Path, pid: u32) -> String {
     let file: PathBuf = dir.join(format!("nats-server_{pid}.ports"));
@@ -88,32 +120,69 @@ fn client_url(dir: &std::path::Path, pid: u32) -> String {
 fn refused_credentials_stop_the_server_with_what_to_check() {
     let nats = Nats::start();
     let started = Instant::now();
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let serve = ipcbus::serve(
-        listener,
-        nats.config("not-the-token"),
-        std::future::pending(),
-    );
-    let outcome = actix_web::rt::System::new()
-        .block_on(async { tokio::time::timeout(Duration::from_secs(30), serve).await });
-    let error = outcome
-        .expect("an error, not retries until the timeout")
-        .expect_err("the server must not start")
-        .to_string();
+    let error = serve_error(nats.config("not-the-token"));
     println!("refused after {:?}: {error}", started.elapsed());
     assert!(
         error.contains("refused the credentials") && error.contains("[backplane]"),
         "{error}"
     );
     // With the right token the same server starts and serves.
-    let server = TestServer::with_config(nats.config(TOKEN));
-    let rt = tokio::runtime::Runtime::new().expect("runtime");
-    rt.block_on(async {
-        let client = server.client().await;
-        let rev = client.set("k", &1).await.expect("set");
-        assert_eq!(client.get_raw("k").await.expect("get").1, rev);
-        assert_eq!(client.get::<i32>("k").await.expect("get"), 1);
-    });
+    serves(nats.config(TOKEN));
+}
+
+#[test]
+fn tls_to_nats_works_with_its_ca_and_fails_clearly_without() {
+    // A CA, and a certificate it signed for 127.0.0.1.
+    let ca_key = rcgen::KeyPair::generate().expect("key");
+    let mut ca = rcgen::CertificateParams::new(Vec::new()).expect("params");
+    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca_cert = ca.self_signed(&ca_key).expect("CA");
+    let issuer = rcgen::Issuer::new(ca, ca_key);
+    let key = rcgen::KeyPair::generate().expect("key");
+    let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()])
+        .expect("params")
+        .signed_by(&key, &issuer)
+        .expect("certificate");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = |name: &str, pem: String| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, pem).expect("write");
+        path
+    };
+    let ca_file = file("ca.pem", ca_cert.pem());
+    let cert_file = file("cert.pem", cert.pem());
+    let key_file = file("key.pem", key.serialize_pem());
+    let (cert_arg, key_arg) = (
+        cert_file.display().to_string(),
+        key_file.display().to_string(),
+    );
+    let nats = Nats::start_with(
+        dir,
+        &["--tls", "--tlscert", &cert_arg, "--tlskey", &key_arg],
+    );
+    // The server requires TLS: without the CA the handshake fails, once.
+    let started = Instant::now();
+    let error = serve_error(nats.config(TOKEN));
+    println!("refused after {:?}: {error}", started.elapsed());
+    assert!(
+        error.contains("TLS with NATS") && error.contains("tls_ca"),
+        "{error}"
+    );
+    // With it, through the same nats:// URL (upgraded) and through tls://.
+    let with_ca = |url: String| {
+        let mut config = nats.config(TOKEN);
+        let backplane = config.backplane.as_mut().expect("backplane");
+        backplane.servers = vec![url];
+        backplane.tls_ca = Some(ca_file.clone());
+        config
+    };
+    let (host_port, _) = nats
+        .url
+        .split_once("://")
+        .map(|(_, r)| (r, ()))
+        .expect("url");
+    serves(with_ca(format!("nats://{host_port}")));
+    serves(with_ca(format!("tls://{host_port}")));
 }
 
 #[tokio::test]

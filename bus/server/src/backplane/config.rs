@@ -1,6 +1,7 @@
 //! `[backplane]` in the TOML file, and `--backplane` (docs/scaling.md §2).
 
 use serde::Deserialize;
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// How to reach the NATS cluster and which bucket holds the keys.
@@ -20,6 +21,15 @@ pub struct BackplaneConfig {
     pub user: Option<String>,
     /// The NATS user's password.
     pub password: Option<String>,
+    /// TLS (a `tls://` URL, or a NATS server that requires it): the PEM
+    /// file of the CA that signed the NATS servers' certificates, beside
+    /// the system's.
+    pub tls_ca: Option<PathBuf>,
+    /// TLS: this server's certificate (PEM), for NATS servers that verify
+    /// their clients (with `tls_key`).
+    pub tls_cert: Option<PathBuf>,
+    /// TLS: the key of `tls_cert` (PEM).
+    pub tls_key: Option<PathBuf>,
     /// A write without the bucket's answer by then fails with `unavailable`.
     pub write_timeout_ms: u64,
     /// How long a dead server's ephemeral keys outlive it (its lease). It
@@ -38,6 +48,9 @@ impl Default for BackplaneConfig {
             token: None,
             user: None,
             password: None,
+            tls_ca: None,
+            tls_cert: None,
+            tls_key: None,
             write_timeout_ms: 5_000,
             lease_ttl_ms: 30_000,
         }
@@ -101,6 +114,16 @@ impl BackplaneConfig {
         if self.user.is_some() != self.password.is_some() {
             return Err("backplane: user and password go together".into());
         }
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            return Err("backplane: tls_cert and tls_key go together".into());
+        }
+        let files = [&self.tls_ca, &self.tls_cert, &self.tls_key];
+        if let Some(missing) = files.into_iter().flatten().find(|f| !f.is_file()) {
+            return Err(format!(
+                "backplane: {} does not exist or is not a file",
+                missing.display()
+            ));
+        }
         Ok(())
     }
 
@@ -156,9 +179,23 @@ mod tests {
             (
                 BackplaneConfig {
                     user: Some("u".into()),
-                    ..ok
+                    ..ok.clone()
                 },
                 "user and password",
+            ),
+            (
+                BackplaneConfig {
+                    tls_cert: Some("/".into()),
+                    ..ok.clone()
+                },
+                "tls_cert and tls_key",
+            ),
+            (
+                BackplaneConfig {
+                    tls_ca: Some("/no/such/ca.pem".into()),
+                    ..ok
+                },
+                "/no/such/ca.pem does not exist",
             ),
         ];
         for (config, says) in cases {

@@ -86,6 +86,12 @@ impl NatsBackplane {
         if let (Some(user), Some(password)) = (&config.user, &config.password) {
             options = options.user_and_password(user.clone(), password.clone());
         }
+        if let Some(ca) = &config.tls_ca {
+            options = options.add_root_certificates(ca.clone());
+        }
+        if let (Some(cert), Some(key)) = (&config.tls_cert, &config.tls_key) {
+            options = options.add_client_certificate(cert.clone(), key.clone());
+        }
         let servers = config.servers.join(",");
         let client = match options.connect(config.servers.as_slice()).await {
             Ok(client) => client,
@@ -93,6 +99,13 @@ impl NatsBackplane {
                 return Err(ConnectError::Unusable(anyhow::anyhow!(
                     "NATS at {servers} refused the credentials ({e}): check `token`, or `user` \
                      and `password`, in [backplane] (docs/scaling.md §2)"
+                )))
+            }
+            Err(e) if tls_failed(&e) => {
+                return Err(ConnectError::Unusable(anyhow::anyhow!(
+                    "TLS with NATS at {servers} failed ({e}): check `tls_ca` (the CA that \
+                     signed the NATS servers' certificates), and `tls_cert`/`tls_key` if \
+                     NATS verifies its clients, in [backplane] (docs/scaling.md §2)"
                 )))
             }
             Err(e) => {
@@ -453,6 +466,26 @@ pub(crate) fn is_marker(headers: &HeaderMap) -> bool {
 fn refused(e: &async_nats::ConnectError) -> bool {
     use async_nats::ConnectErrorKind::{Authentication, AuthorizationViolation};
     matches!(e.kind(), Authentication | AuthorizationViolation)
+}
+
+/// Whether TLS failed as TLS (a certificate not trusted, or refused by the
+/// other side), not for the network under it: trying again will not help.
+fn tls_failed(e: &async_nats::ConnectError) -> bool {
+    if e.kind() == async_nats::ConnectErrorKind::Tls {
+        return true;
+    }
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let inner = cause
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+            .map_or(cause, |inner| inner as &(dyn std::error::Error + 'static));
+        if inner.is::<rustls::Error>() {
+            return true;
+        }
+        source = cause.source();
+    }
+    false
 }
 
 fn check_version(version: &str) -> anyhow::Result<()> {
