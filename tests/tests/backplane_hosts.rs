@@ -13,6 +13,11 @@ use ipcbus_tests::nats::NatsCluster;
 use ipcbus_tests::netns::{self, Hosts};
 use std::time::{Duration, Instant};
 
+/// One test at a time: each runs three nats-servers (syncing every write
+/// to disk) and three ipcbus servers, and what it measures on hosts means
+/// little with other clusters competing for the machine's cores.
+static ONE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// Starts the cluster on three hosts, saying how long it took.
 async fn cluster() -> NatsCluster {
     let started = Instant::now();
@@ -37,6 +42,7 @@ async fn cluster() -> NatsCluster {
 
 #[test]
 fn hosts_have_the_delay_between_them_and_are_removed_after() {
+    let _one = ONE.blocking_lock();
     let hosts = match Hosts::new(3, netns::DELAY) {
         Ok(hosts) => hosts,
         Err(e) if netns::required() => panic!("IPCBUS_NETNS=required, but no hosts: {e:#}"),
@@ -64,24 +70,28 @@ fn hosts_have_the_delay_between_them_and_are_removed_after() {
 
 #[tokio::test]
 async fn a_write_through_one_host_reaches_the_others_with_its_rev() {
+    let _one = ONE.lock().await;
     let cluster = cluster().await;
     cases::a_write_reaches_the_others_with_its_rev(&cluster).await;
 }
 
 #[tokio::test]
 async fn compare_and_set_through_two_hosts_has_one_winner_each_round() {
+    let _one = ONE.lock().await;
     let cluster = cluster().await;
     cases::compare_and_set_has_one_winner_each_round(&cluster).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_the_nats_leader_on_its_host_loses_no_acknowledged_write() {
+    let _one = ONE.lock().await;
     let mut cluster = cluster().await;
     cases::killing_the_nats_leader_loses_no_acknowledged_write(&mut cluster).await;
 }
 
 #[tokio::test]
 async fn a_killed_hosts_server_has_its_ephemeral_keys_go_away_everywhere() {
+    let _one = ONE.lock().await;
     let cluster = cluster().await;
     let program = std::path::Path::new(env!("CARGO_BIN_EXE_ipcbus-soak"));
     cases::a_killed_servers_ephemeral_keys_go_away_everywhere(&cluster, program).await;
