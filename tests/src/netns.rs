@@ -319,7 +319,8 @@ fn iptables() -> anyhow::Result<&'static str> {
 }
 
 /// Removes the namespaces (and so the veths) of test processes that are
-/// gone, killed before their hosts' drop.
+/// gone, killed before their hosts' drop, and kills what runs in them
+/// still (their nats-servers).
 fn remove_stale() {
     let Ok(out) = Command::new("ip").args(["netns", "list"]).output() else {
         return;
@@ -331,6 +332,11 @@ fn remove_stale() {
         };
         if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
             eprintln!("netns: removing {name}, left by process {pid}");
+            if let Ok(out) = Command::new("ip").args(["netns", "pids", name]).output() {
+                for left in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                    let _ = Command::new("kill").args(["-KILL", left]).status();
+                }
+            }
             let _ = ip(&["netns", "del", name]);
         }
     }
