@@ -96,3 +96,10 @@ async fn a_killed_hosts_server_has_its_ephemeral_keys_go_away_everywhere() {
     let program = std::path::Path::new(env!("CARGO_BIN_EXE_ipcbus-soak"));
     cases::a_killed_servers_ephemeral_keys_go_away_everywhere(&cluster, program).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn losing_quorum_across_hosts_fails_writes_with_unavailable_and_reads_keep_working() {
+    let _one = ONE.lock().await;
+    let mut cluster = cluster().await;
+    cases::losing_quorum_fails_writes_with_unavailable_and_reads_keep_working(&mut cluster).await;
+}

@@ -1,13 +1,14 @@
 //! The backplane's tests through real ipcbus servers that run both on the
-//! loopback cluster (`tests/tests/backplane.rs`) and on hosts with delay
-//! between them (`tests/tests/backplane_hosts.rs`): each takes a started
-//! 3-node [`NatsCluster`] and puts its servers on its nodes ([`server`]).
-//! Times are printed (`--nocapture`), never asserted but for generous
-//! bounds.
+//! loopback cluster (`tests/tests/backplane.rs`, `backplane_faults.rs`)
+//! and on hosts with delay between them (`tests/tests/backplane_hosts.rs`):
+//! each takes a started 3-node [`NatsCluster`] and puts its servers on its
+//! nodes ([`server`], [`place`]). Times are printed (`--nocapture`), never
+//! asserted but for generous bounds.
 
-use super::{child, client, next, server, synced, WAIT};
+use super::{child, client, config, next, place, server, synced, WAIT};
 use crate::nats::NatsCluster;
 use crate::TestServer;
+use futures_util::StreamExt as _;
 use ipcbus_client::{Client, ClientOptions, Event, SetOptions};
 use ipcbus_protocol::ErrorCode;
 use std::collections::BTreeMap;
@@ -240,5 +241,141 @@ pub async fn killing_the_nats_leader_loses_no_acknowledged_write(cluster: &mut N
     eprintln!(
         "the watches of all three servers had every acknowledged write {:?} after the last",
         converging.elapsed()
+    );
+}
+
+/// A server whose writes give up after one second without the bucket.
+fn impatient(cluster: &NatsCluster, node: usize) -> TestServer {
+    let mut config = config(cluster, node);
+    if let Some(backplane) = config.backplane.as_mut() {
+        backplane.write_timeout_ms = 1_000;
+    }
+    place(cluster, node, config)
+}
+
+/// The values of the keys under `q.` as `client` reads them, a fresh
+/// subscription included.
+async fn check_reads(client: &Client, acked: &BTreeMap<String, (u64, i32)>) {
+    for (key, (rev, value)) in acked {
+        let (got, got_rev) = client.get_raw(key).await.expect("get");
+        let got: i32 = rmp_serde::from_slice(&got).expect("an i32");
+        assert_eq!((got_rev, got), (*rev, *value), "{key}");
+    }
+    let keys: BTreeMap<String, u64> = client
+        .keys(Some("q.>"))
+        .await
+        .expect("keys")
+        .into_iter()
+        .collect();
+    let want: BTreeMap<String, u64> = acked.iter().map(|(k, (r, _))| (k.clone(), *r)).collect();
+    assert_eq!(keys, want);
+    let mut sub = client.subscribe("q.>").await.expect("subscribe");
+    let mut replayed = BTreeMap::new();
+    loop {
+        match next(&mut sub).await {
+            Event::Value { key, rev, .. } => {
+                replayed.insert(key, rev);
+            }
+            Event::Synced => break,
+            other => panic!("a replay has no {other:?}"),
+        }
+    }
+    assert_eq!(replayed, want);
+}
+
+/// Two of the three NATS nodes killed: writes through either server fail
+/// `unavailable` (maybe applied) within 20 s, reads (and a fresh
+/// subscription's replay) are served from each mirror; once the nodes are
+/// back, writes succeed and a subscriber made before the outage gets them.
+pub async fn losing_quorum_fails_writes_with_unavailable_and_reads_keep_working(
+    cluster: &mut NatsCluster,
+) {
+    // A through the node that stays, B through one that goes.
+    let (one, two) = (impatient(cluster, 0), impatient(cluster, 1));
+    let (a, b) = (client(&one).await, client(&two).await);
+    let mut sub = b.subscribe("q.>").await.expect("subscribe");
+    synced(&mut sub).await;
+    let mut acked = BTreeMap::new();
+    for i in 0..20 {
+        let key = format!("q.k{i}");
+        let rev = a.set(&key, &i).await.expect("set");
+        acked.insert(key, (rev, i));
+    }
+    // B has them all before the quorum goes.
+    let mut seen = 0;
+    while seen < acked.len() {
+        if let Event::Value { key, rev, .. } = next(&mut sub).await {
+            assert_eq!(acked[&key].0, rev, "{key}");
+            seen += 1;
+        }
+    }
+
+    cluster.kill(1);
+    cluster.kill(2);
+    let lost = Instant::now();
+    for (name, c) in [("A", &a), ("B", &b)] {
+        let started = Instant::now();
+        let err = c
+            .set(&format!("q.lost.{name}"), &-1)
+            .await
+            .expect_err("a write without a quorum");
+        let took = started.elapsed();
+        eprintln!("without a quorum, a write through {name} failed in {took:?}: {err}");
+        assert_eq!(err.code(), Some(ErrorCode::Unavailable), "{name}: {err}");
+        assert!(err.maybe_applied());
+        assert!(took < Duration::from_secs(20), "{name}: {took:?}");
+    }
+    // Reads are served from each server's mirror, as before.
+    check_reads(&a, &acked).await;
+    check_reads(&b, &acked).await;
+    eprintln!("reads checked on both servers without a quorum");
+
+    cluster.restart(1).await.expect("restart node 1");
+    cluster.restart(2).await.expect("restart node 2");
+    let back = Instant::now();
+    let deadline = back + Duration::from_secs(30);
+    let (rev, tries) = {
+        let mut tries = 1;
+        loop {
+            match a.set("q.after", &1).await {
+                Ok(rev) => break (rev, tries),
+                Err(e) => {
+                    assert_eq!(e.code(), Some(ErrorCode::Unavailable), "{e}");
+                    assert!(
+                        Instant::now() < deadline,
+                        "no write succeeded within 30 s of the quorum's return: {e}"
+                    );
+                    tries += 1;
+                }
+            }
+        }
+    };
+    eprintln!(
+        "quorum lost for {:?}; the first write after it succeeded {:?} after the \
+         restarts, at try {tries}",
+        back - lost,
+        back.elapsed()
+    );
+    // B's subscriber, made before the outage, gets it (B's NATS node died
+    // under it: its feed resumes).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let event = tokio::time::timeout_at(deadline, sub.next())
+            .await
+            .expect("the write after the outage reaches B within 30 s")
+            .expect("subscription open");
+        if let Event::Value { key, rev: got, .. } = event {
+            if key == "q.after" {
+                assert_eq!(got, rev);
+                break;
+            }
+            // The writes that failed `unavailable` may have been applied
+            // after all; nothing else changes.
+            assert!(key.starts_with("q.lost."), "{key}");
+        }
+    }
+    eprintln!(
+        "B's subscriber got it {:?} after the restarts",
+        back.elapsed()
     );
 }
