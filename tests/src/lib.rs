@@ -14,6 +14,7 @@ pub mod nats;
 pub mod netns;
 pub mod proxy;
 pub mod restart;
+pub mod standalone;
 
 use futures_util::{SinkExt, StreamExt};
 use ipcbus::Config;

@@ -127,6 +127,11 @@ impl Proxy {
         self.framed_controls().client_closes.subscribe()
     }
 
+    /// Where the proxy listens.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
     /// `ws://PROXY/ws?token=…`: a URL for the server behind it.
     pub fn url(&self, token: Option<&str>) -> String {
         match token {

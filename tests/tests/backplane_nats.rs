@@ -314,8 +314,18 @@ async fn a_gone_servers_ephemeral_keys_are_deleted_by_the_others() {
     let ttl = Duration::from_millis(1000);
     let a = connect(&cluster, 0, "server-a").await;
     let b = connect(&cluster, 1, "server-b").await;
-    let lease_a = tokio::spawn(keep_lease(a.clone(), ttl));
-    let lease_b = tokio::spawn(keep_lease(b.clone(), ttl));
+    let lease_a = tokio::spawn(keep_lease(
+        a.clone(),
+        ttl,
+        None,
+        tokio::sync::watch::channel(0).0,
+    ));
+    let lease_b = tokio::spawn(keep_lease(
+        b.clone(),
+        ttl,
+        None,
+        tokio::sync::watch::channel(0).0,
+    ));
     let eph = |v| Put {
         ephemeral: true,
         ..put(v, Expect::Any)

@@ -25,6 +25,9 @@ pub(crate) struct AppState {
     pub(crate) access: Access,
     /// Flips to true when the server shuts down; sessions then send a close frame.
     pub(crate) shutdown: watch::Receiver<bool>,
+    /// Moves when this server's backplane lease ran out; sessions then
+    /// close, so that their clients set their ephemeral keys again.
+    pub(crate) leases_lost: watch::Receiver<u64>,
     session_ids: AtomicU64,
     selftest: Mutex<String>,
     /// The self-test run under way: they share their key, so one at a time.
@@ -180,12 +183,16 @@ pub async fn serve(
         }
     };
     let (stop_tx, stop_rx) = watch::channel(false);
+    // Moves when this server's backplane lease ran out (`keep_lease`).
+    let (lost_tx, lost_rx) = watch::channel(0u64);
+    let mut first_lease = None;
     if let (Some(backplane), Some(settings)) = (&backplane, &config.backplane) {
         // Before any session can set an ephemeral key: a server starting
         // meanwhile would take the key of a server without a lease for an
         // orphan.
-        if let Err(e) = backplane.write_lease(settings.lease_ttl()).await {
-            tracing::warn!("backplane: cannot write this server's lease yet: {e}");
+        match backplane.write_lease(settings.lease_ttl(), None).await {
+            Ok((seq, _)) => first_lease = Some(seq),
+            Err(e) => tracing::warn!("backplane: cannot write this server's lease yet: {e}"),
         }
     }
     let follow = match &backplane {
@@ -212,6 +219,7 @@ pub async fn serve(
         config: config.clone(),
         access,
         shutdown: stop_rx,
+        leases_lost: lost_rx,
         session_ids: AtomicU64::new(0),
         store_id,
         selftest_key: match &backplane {
@@ -297,6 +305,8 @@ pub async fn serve(
             tokio::spawn(crate::backplane::lease::keep_lease(
                 b.clone(),
                 settings.lease_ttl(),
+                first_lease,
+                lost_tx,
             ))
         });
     shutdown.await;

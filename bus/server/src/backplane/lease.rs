@@ -9,22 +9,43 @@ use super::nats::NatsBackplane;
 use ipcbus_actors::backplane::WriteError;
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
+use tokio::sync::watch;
 
 /// Writes this server's lease every `ttl / 4` until the task is aborted.
-/// A write that fails is logged and tried again at the next turn: the
-/// lease outlives three failed writes in a row.
-pub async fn keep_lease(backplane: NatsBackplane, ttl: Duration) {
+/// `last` is the sequence of the lease written at startup, if it was. A
+/// write that fails is logged and tried again at the next turn: the lease
+/// outlives three failed writes in a row. If it ran out all the same (the
+/// server was cut off from NATS for longer), the other servers have
+/// deleted this server's ephemeral keys: `lost` moves, once the lease is
+/// written again, and the sessions close so that their clients set their
+/// ephemeral keys again.
+pub async fn keep_lease(
+    backplane: NatsBackplane,
+    ttl: Duration,
+    mut last: Option<u64>,
+    lost: watch::Sender<u64>,
+) {
     let mut ticks = tokio::time::interval(ttl / 4);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut failing = false;
     loop {
         ticks.tick().await;
-        match backplane.write_lease(ttl).await {
-            Ok(_) if failing => {
-                tracing::info!("backplane: lease written again");
-                failing = false;
+        match backplane.write_lease(ttl, last).await {
+            Ok((seq, ran_out)) => {
+                last = Some(seq);
+                if failing {
+                    tracing::info!("backplane: lease written again");
+                    failing = false;
+                }
+                if ran_out {
+                    tracing::warn!(
+                        "backplane: this server's lease had run out (cut off from NATS for \
+                         longer than lease_ttl_ms), so the other servers deleted its sessions' \
+                         ephemeral keys; closing the sessions, whose clients set them again"
+                    );
+                    lost.send_modify(|n| *n += 1);
+                }
             }
-            Ok(_) => {}
             Err(e) if !failing => {
                 tracing::warn!("backplane: cannot write this server's lease: {e}");
                 failing = true;

@@ -189,10 +189,10 @@ impl NatsBackplane {
         self.within(self.delete_steps(key, if_rev, live)).await
     }
 
-    async fn within(
+    async fn within<T>(
         &self,
-        write: impl std::future::Future<Output = Result<u64, WriteError>>,
-    ) -> Result<u64, WriteError> {
+        write: impl std::future::Future<Output = Result<T, WriteError>>,
+    ) -> Result<T, WriteError> {
         match tokio::time::timeout(self.write_timeout, write).await {
             Ok(outcome) => outcome,
             Err(_) => Err(WriteError::Unavailable(format!(
@@ -278,17 +278,40 @@ impl NatsBackplane {
     }
 
     /// Writes this server's lease, `n.<server id>`, to run out after `ttl`
-    /// unless written again (docs/scaling.md §6).
-    pub async fn write_lease(&self, ttl: Duration) -> Result<u64, WriteError> {
-        let subject = format!("{}{LEASES}{}", self.prefix, self.node);
-        let mut headers = HeaderMap::new();
-        headers.insert(
-            NATS_MESSAGE_TTL,
-            format!("{}ms", ttl.as_millis().max(1000)).as_str(),
-        );
-        self.publish(&subject, headers, Bytes::new())
-            .await
-            .map_err(Into::into)
+    /// unless written again (docs/scaling.md §6). `after` is the sequence
+    /// of this server's last lease write, if it knows one: then the write
+    /// also tells whether the lease ran out since (a marker, or nothing,
+    /// where that write was). Returns the new sequence, and that.
+    pub async fn write_lease(
+        &self,
+        ttl: Duration,
+        after: Option<u64>,
+    ) -> Result<(u64, bool), WriteError> {
+        self.within(async {
+            let subject = format!("{}{LEASES}{}", self.prefix, self.node);
+            let mut expected = after;
+            for _ in 0..CREATE_TRIES {
+                let mut headers = HeaderMap::new();
+                let ttl = format!("{}ms", ttl.as_millis().max(1000));
+                headers.insert(NATS_MESSAGE_TTL, ttl.as_str());
+                if let Some(seq) = expected {
+                    headers.insert(NATS_EXPECTED_LAST_SUBJECT_SEQUENCE, HeaderValue::from(seq));
+                }
+                match self.publish(&subject, headers, Bytes::new()).await {
+                    Ok(seq) => return Ok((seq, expected.is_none() && after.is_some())),
+                    Err(Conflict) => match self.last_but(&subject, expected.unwrap_or(0)).await? {
+                        // A write that timed out landed after all: the lease lives.
+                        Last::Value(seq) => expected = Some(seq),
+                        Last::Marker(_) | Last::None => expected = None,
+                    },
+                    Err(other) => return Err(other.into()),
+                }
+            }
+            Err(WriteError::Unavailable(
+                "the lease kept changing".to_owned(),
+            ))
+        })
+        .await
     }
 
     /// Removes this server's lease at once (a clean shutdown, after its

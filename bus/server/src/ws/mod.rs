@@ -98,6 +98,8 @@ pub(crate) struct WsSession {
     codec: Codec,
     me: Arc<OnceLock<Addr<WsSession>>>,
     shutdown: watch::Receiver<bool>,
+    /// Moves when the backplane lease ran out (`AppState::leases_lost`).
+    leases_lost: watch::Receiver<u64>,
     store_id: String,
     max_frame_bytes: usize,
     /// Announced in `hello`, so clients refuse a larger value before sending.
@@ -150,6 +152,7 @@ impl WsSession {
             codec,
             me,
             shutdown: state.shutdown.clone(),
+            leases_lost: state.leases_lost.clone(),
             store_id: state.store_id.clone(),
             max_frame_bytes: state.config.max_frame_bytes,
             max_value_bytes: state.config.max_value_bytes,
@@ -329,12 +332,22 @@ impl Actor for WsSession {
             }
         });
         let mut shutdown = self.shutdown.clone();
+        let mut leases_lost = self.leases_lost.clone();
+        leases_lost.mark_unchanged();
         ctx.spawn(
             async move {
-                let _ = shutdown.wait_for(|stop| *stop).await;
+                tokio::select! {
+                    _ = shutdown.wait_for(|stop| *stop) => {
+                        (CloseCode::Away, "server shutting down")
+                    }
+                    // Only a backplane's feed moves it (docs/scaling.md §6).
+                    Ok(()) = leases_lost.changed() => {
+                        (CloseCode::Restart, "this server lost its backplane lease: reconnect")
+                    }
+                }
             }
             .into_actor(self)
-            .map(|(), act, ctx| act.close(ctx, CloseCode::Away, "server shutting down")),
+            .map(|(code, why), act, ctx| act.close(ctx, code, why)),
         );
     }
 }
