@@ -259,8 +259,7 @@ impl NatsBackplane {
             if expected == 0 {
                 return Err(WriteError::NotFound);
             }
-            let mut headers = HeaderMap::new();
-            headers.insert(KV_OPERATION, "DEL");
+            let mut headers = marker_headers();
             headers.insert(
                 NATS_EXPECTED_LAST_SUBJECT_SEQUENCE,
                 HeaderValue::from(expected),
@@ -318,9 +317,7 @@ impl NatsBackplane {
     /// sessions have deleted their ephemeral keys).
     pub async fn drop_lease(&self) -> Result<u64, WriteError> {
         let subject = format!("{}{LEASES}{}", self.prefix, self.node);
-        let mut headers = HeaderMap::new();
-        headers.insert(KV_OPERATION, "DEL");
-        self.publish(&subject, headers, Bytes::new())
+        self.publish(&subject, marker_headers(), Bytes::new())
             .await
             .map_err(Into::into)
     }
@@ -476,6 +473,18 @@ impl From<PublishFailure> for WriteError {
             PublishFailure::Other(why) => WriteError::Unavailable(why),
         }
     }
+}
+
+/// The headers of a deletion this server writes: `DEL`, as NATS KV has
+/// it, and a TTL as long as the markers NATS writes itself, so that the
+/// markers of deleted keys leave the bucket too (NATS then writes one
+/// more marker, which lasts as long, and no other).
+fn marker_headers() -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    headers.insert(KV_OPERATION, "DEL");
+    let ttl = format!("{}s", MARKER_TTL.as_secs());
+    headers.insert(NATS_MESSAGE_TTL, ttl.as_str());
+    headers
 }
 
 /// Whether a message is a deletion: a `del`/purge, or a marker NATS wrote
