@@ -13,7 +13,7 @@ use async_nats::jetstream::{self, kv, stream::StorageType};
 use ipcbus::backplane::BackplaneConfig;
 use ipcbus_protocol::ErrorCode;
 use ipcbus_tests::standalone::Standalone;
-use ipcbus_tests::{test_config, TestServer};
+use ipcbus_tests::{http_request, test_config, TestServer};
 use std::time::{Duration, Instant};
 
 const TOKEN: &str = "s3cret-nats-token";
@@ -174,4 +174,59 @@ async fn a_write_the_full_bucket_refuses_is_storage_and_not_applied() {
     let (first, rev) = &stored[0];
     assert_eq!(client.get_raw(first).await.expect("get").1, *rev);
     assert_eq!(client.get::<Vec<u8>>(first).await.expect("get"), value);
+}
+
+#[test]
+fn a_bucket_made_again_under_a_running_server_stops_it_with_why() {
+    let nats = nats(&[]);
+    let mut config = config(&nats, TOKEN);
+    if let Some(backplane) = config.backplane.as_mut() {
+        backplane.lease_ttl_ms = 1_000;
+    }
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (done, outcome) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let serve = ipcbus::serve(listener, config, std::future::pending());
+        let ended = actix_web::rt::System::new()
+            .block_on(async { tokio::time::timeout(Duration::from_secs(60), serve).await });
+        let _ = done.send(ended);
+    });
+    // Serving (its mirror loaded): the bucket goes, and one is made again,
+    // as an operator (or a server starting on the empty account) would.
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(async {
+        let health = "GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !matches!(http_request(&addr.to_string(), health).await, Ok((200, _))) {
+            assert!(Instant::now() < deadline, "the server never answered");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let client = async_nats::ConnectOptions::with_token(TOKEN.to_owned())
+            .connect(nats.url())
+            .await
+            .expect("connect");
+        let js = jetstream::new(client);
+        js.delete_key_value("ipcbus")
+            .await
+            .expect("delete the bucket");
+        js.create_key_value(kv::Config {
+            bucket: "ipcbus".to_owned(),
+            history: 1,
+            limit_markers: Some(Duration::from_secs(3600)),
+            ..Default::default()
+        })
+        .await
+        .expect("make it again");
+    });
+    let started = Instant::now();
+    let ended = outcome
+        .recv_timeout(Duration::from_secs(90))
+        .expect("serve ended");
+    let error = ended
+        .expect("stopped by itself, before the timeout")
+        .expect_err("with an error")
+        .to_string();
+    println!("stopped {:?} after: {error}", started.elapsed());
+    assert!(error.contains("deleted and made again"), "{error}");
 }

@@ -298,7 +298,7 @@ pub async fn serve(
         ))),
         _ => None,
     };
-    let lease = backplane
+    let mut lease = backplane
         .as_ref()
         .zip(config.backplane.as_ref())
         .map(|(b, settings)| {
@@ -309,7 +309,22 @@ pub async fn serve(
                 lost_tx,
             ))
         });
-    shutdown.await;
+    // Until told to stop, or until the bucket is no longer the one this
+    // server mirrors (`keep_lease`).
+    let failed = match lease.as_mut() {
+        Some(keeping) => tokio::select! {
+            () = &mut shutdown => None,
+            ended = keeping => Some(ended.unwrap_or_else(anyhow::Error::new)),
+        },
+        None => {
+            shutdown.await;
+            None
+        }
+    };
+    if let Some(e) = &failed {
+        tracing::error!("{e:#}");
+        lease = None;
+    }
     tracing::info!("shutting down");
     let _ = stop_tx.send(true);
     let _ = stats.await;
@@ -331,7 +346,10 @@ pub async fn serve(
     if let Some(store) = store {
         store.close().await;
     }
-    result
+    match failed {
+        Some(e) => Err(std::io::Error::other(e)),
+        None => result,
+    }
 }
 
 /// Opens the data file and takes in what it holds.

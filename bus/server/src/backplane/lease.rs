@@ -5,11 +5,16 @@
 //! leases live, and names the keys to delete when a lease runs out.
 
 use super::feed::Change;
-use super::nats::NatsBackplane;
+use super::nats::{Bucket, NatsBackplane};
 use ipcbus_actors::backplane::WriteError;
 use std::collections::{HashMap, HashSet};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::watch;
+
+/// How long the bucket must be missing before the server stops: NATS
+/// answers "not found" only for a stream it does not have, but a cluster
+/// between leaders is given time all the same.
+const GONE_FOR: Duration = Duration::from_secs(30);
 
 /// Writes this server's lease every `ttl / 4` until the task is aborted.
 /// `last` is the sequence of the lease written at startup, if it was. A
@@ -19,17 +24,44 @@ use tokio::sync::watch;
 /// deleted this server's ephemeral keys: `lost` moves, once the lease is
 /// written again, and the sessions close so that their clients set their
 /// ephemeral keys again.
+///
+/// It also checks, at each turn, that the bucket is the one this server
+/// mirrors, and returns (the server then stops with the error) when it was
+/// made again, whose revs start over, or has been gone for [`GONE_FOR`].
 pub async fn keep_lease(
     backplane: NatsBackplane,
     ttl: Duration,
     mut last: Option<u64>,
     lost: watch::Sender<u64>,
-) {
+) -> anyhow::Error {
     let mut ticks = tokio::time::interval(ttl / 4);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut failing = false;
+    let mut gone_since = None;
     loop {
         ticks.tick().await;
+        let bucket = backplane.check_bucket().await;
+        match bucket {
+            Some(Bucket::Replaced) => {
+                return anyhow::anyhow!(
+                    "backplane: the bucket {:?} was deleted and made again under this server, \
+                     whose mirror is of the old one: stopping (start it again to follow the \
+                     new one; docs/scaling.md §8)",
+                    backplane.bucket()
+                )
+            }
+            Some(Bucket::Gone) if gone_since.is_some_and(|t: Instant| t.elapsed() >= GONE_FOR) => {
+                return anyhow::anyhow!(
+                    "backplane: the bucket {:?} was deleted under this server: stopping (it is \
+                     made again when a server starts; docs/scaling.md §8)",
+                    backplane.bucket()
+                )
+            }
+            Some(Bucket::Gone) => {
+                gone_since.get_or_insert_with(Instant::now);
+            }
+            _ => gone_since = None,
+        }
         match backplane.write_lease(ttl, last).await {
             Ok((seq, ran_out)) => {
                 last = Some(seq);

@@ -11,7 +11,7 @@ use anyhow::bail;
 use async_nats::header::{
     NATS_EXPECTED_LAST_SUBJECT_SEQUENCE, NATS_MARKER_REASON, NATS_MESSAGE_TTL,
 };
-use async_nats::jetstream::context::PublishErrorKind;
+use async_nats::jetstream::context::{GetStreamErrorKind, PublishErrorKind};
 use async_nats::jetstream::stream::{LastRawMessageErrorKind, StorageType, Stream};
 use async_nats::jetstream::ErrorCode;
 use async_nats::jetstream::{self, kv};
@@ -64,6 +64,9 @@ pub struct NatsBackplane {
     /// `$KV.<bucket>.`
     prefix: String,
     store_id: String,
+    /// When the bucket's stream was created, in ns since the epoch: tells
+    /// it from one deleted and made again under the same name.
+    created: i128,
     node: String,
     max_payload: usize,
     write_timeout: Duration,
@@ -123,6 +126,7 @@ impl NatsBackplane {
         Ok(NatsBackplane {
             prefix: format!("$KV.{}.", config.bucket),
             store_id: format!("nats:{}:{created}", config.bucket),
+            created,
             node: node.to_owned(),
             max_payload: info.max_payload,
             write_timeout: config.write_timeout(),
@@ -135,6 +139,26 @@ impl NatsBackplane {
     /// another when the bucket is created again (`hello.store`).
     pub fn store_id(&self) -> &str {
         &self.store_id
+    }
+
+    /// Whether the bucket is still the one this server mirrors: `None`
+    /// when NATS does not say (it does not answer, or has no quorum).
+    pub async fn check_bucket(&self) -> Option<Bucket> {
+        let name = self.stream.cached_info().config.name.clone();
+        match self.js.get_stream(name).await {
+            Ok(stream) if stream.cached_info().created.unix_timestamp_nanos() == self.created => {
+                Some(Bucket::Same)
+            }
+            Ok(_) => Some(Bucket::Replaced),
+            Err(e) => match e.kind() {
+                GetStreamErrorKind::JetStream(j)
+                    if j.error_code() == ErrorCode::STREAM_NOT_FOUND =>
+                {
+                    Some(Bucket::Gone)
+                }
+                _ => None,
+            },
+        }
     }
 
     /// This server's id.
@@ -411,6 +435,17 @@ impl Backplane for NatsBackplane {
         let me = self.clone();
         Box::pin(async move { NatsBackplane::delete(&me, &key, if_rev, live).await })
     }
+}
+
+/// What became of the bucket a server mirrors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bucket {
+    /// It is there, the same.
+    Same,
+    /// It was deleted.
+    Gone,
+    /// It was deleted and made again: its sequences, the revs, start over.
+    Replaced,
 }
 
 /// A key's last message.
