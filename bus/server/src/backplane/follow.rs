@@ -55,9 +55,17 @@ impl Follower {
     }
 
     /// Follows the feed until `stop` flips; starts it again if it ends.
+    /// A feed started again replays the bucket; once it has caught up, the
+    /// keys of servers whose leases ran out meanwhile are deleted, as at
+    /// startup.
     pub(crate) async fn run(mut self, mut feed: Feed, mut stop: watch::Receiver<bool>) {
         let mut failing = false;
+        let mut replaying = false;
         loop {
+            if replaying && feed.caught_up() {
+                replaying = false;
+                self.reap(self.owners.orphans());
+            }
             let next = tokio::select! {
                 _ = stop.changed() => return,
                 next = feed.next() => next,
@@ -79,7 +87,13 @@ impl Follower {
                     tracing::warn!("backplane: the feed ended; starting it again");
                     tokio::time::sleep(RESTART_PAUSE).await;
                     match Feed::start(&self.backplane).await {
-                        Ok(new) => feed = new,
+                        Ok(new) => {
+                            feed = new;
+                            replaying = true;
+                            // Rebuilt by the replay: a lease that ran out
+                            // meanwhile is then no longer alive.
+                            self.owners = Owners::default();
+                        }
                         Err(e) => tracing::warn!("backplane: cannot start the feed: {e}"),
                     }
                 }
