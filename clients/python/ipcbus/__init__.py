@@ -29,7 +29,7 @@ from .errors import (
     Forbidden,
     Unavailable,
 )
-from .event import Event
+from .event import Event, Meta
 from .state import CLOSED, CONNECTING, OPEN, RECONNECTING
 from .watch import Watch
 
@@ -38,6 +38,7 @@ __all__ = [
     "Subscription",
     "Watch",
     "Event",
+    "Meta",
     "DEFAULT_URL",
     "JSON",
     "MSGPACK",

@@ -19,7 +19,7 @@ from . import _auth, errors, state
 from ._dispatch import Dispatcher
 from ._ephemeral import EphemeralKeys, ttl_ms
 from .codec import Codec
-from .event import Event
+from .event import Event, meta_from_wire
 from .subscription import Subscription
 
 if TYPE_CHECKING:  # watch.py imports this module
@@ -537,14 +537,25 @@ class Bus:
 
     # -- subscriptions ----------------------------------------------------
 
-    def subscribe(self, pattern: str, callback: Callable[[Event], None]) -> Subscription:
+    def subscribe(self, pattern: str, callback: Callable[[Event], None], *, meta: bool = False) -> Subscription:
         """Calls ``callback(event)`` with each matching key's current value,
         then an ``Event`` of kind ``"synced"``, then every change. Callbacks run
-        on one background thread, in order, and may call the bus."""
-        return self._subscribe(Subscription(self, pattern, callback, direct=False))
+        on one background thread, in order, and may call the bus.
+
+        With ``meta=True`` each ``"val"`` event's ``meta`` is a :class:`Meta`:
+        what the server says of that write (docs/protocol.md §4): ``age_ms``
+        (``None`` when the server does not know, as for a value restored from
+        its data file), ``persist``, ``ephemeral`` and ``ttl_ms`` (what was
+        left when it was sent, ``None`` without a TTL). The subscription asks
+        for it again after a reconnect. A server older than ``meta`` sends
+        none: ``meta`` is then ``None``, "not known".
+
+        >>> bus.subscribe("svc.>", lambda ev: print(ev.key, ev.meta), meta=True)  # doctest: +SKIP
+        """
+        return self._subscribe(Subscription(self, pattern, callback, direct=False, meta=meta))
 
     def _subscribe(self, sub: Subscription, since: Optional[int] = None) -> Subscription:
-        message: Dict[str, Any] = {"op": "sub", "pattern": sub.pattern}
+        message = sub._request()
         if since:
             message["since"] = since
         self._call(message, on_reply=self._route_sub(sub))
@@ -641,7 +652,8 @@ class Bus:
             sub = self._routes.get(message.get("sub"))
         if sub is None or sub.closed:
             return
-        sub._deliver(Event(ev, message.get("key"), message.get("value"), message.get("rev") or 0))
+        meta = meta_from_wire(message.get("meta")) if ev == "val" else None
+        sub._deliver(Event(ev, message.get("key"), message.get("value"), message.get("rev") or 0, meta))
 
     def _lost(self, why: Exception) -> None:
         log.warning("ipcbus: connection to %s lost: %s", self.url, why)
@@ -743,7 +755,8 @@ class Bus:
         with self._lock:
             subs = list(self._subscriptions)
         for sub in subs:
-            message: Dict[str, Any] = {"op": "sub", "pattern": sub.pattern, "id": next(self._ids)}
+            message = sub._request()
+            message["id"] = next(self._ids)
             if sub._direct:
                 sub._callback(Event("resync", None, None, 0))
             else:

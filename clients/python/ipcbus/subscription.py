@@ -12,8 +12,13 @@ if TYPE_CHECKING:  # bus.py imports this module
 class Subscription:
     """A live subscription; ``close()`` ends it. Returned by :meth:`Bus.subscribe`."""
 
-    def __init__(self, bus: "Bus", pattern: str, callback: Callable[[Event], None], direct: bool) -> None:
+    def __init__(
+        self, bus: "Bus", pattern: str, callback: Callable[[Event], None], direct: bool, meta: bool = False
+    ) -> None:
         self.pattern = pattern
+        #: Whether its ``"val"`` events carry :class:`~ipcbus.Meta`; kept when
+        #: it is made again after a reconnect.
+        self.meta = meta
         self._bus = bus
         self._callback = callback
         self._direct = direct  # run the callback on the reader thread (Watch only)
@@ -29,6 +34,13 @@ class Subscription:
             # Revs of another store say nothing: deliver every value again.
             self._known = dict.fromkeys(self._known, -1)
         self._resync = {}
+
+    def _request(self) -> Dict[str, Any]:
+        """The ``sub`` request that makes it, on the first connection or a later one."""
+        message: Dict[str, Any] = {"op": "sub", "pattern": self.pattern}
+        if self.meta:
+            message["meta"] = True
+        return message
 
     def _deliver(self, event: Event) -> None:
         if self._direct:
