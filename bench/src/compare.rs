@@ -78,7 +78,13 @@ pub(crate) async fn run(mut args: Args) -> anyhow::Result<String> {
     };
     let mut running = Vec::new();
     for &system in &args.systems {
-        let started = Running::start(system, dir.path(), brokers.as_ref(), args.server.as_deref())?;
+        let started = Running::start(
+            system,
+            dir.path(),
+            brokers.as_ref(),
+            args.server.as_deref(),
+            false,
+        )?;
         running.push((system, started));
     }
     if pinned {

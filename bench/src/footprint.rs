@@ -3,6 +3,11 @@
 //! system side by side. Each system runs fresh (nothing else was asked of
 //! it), as a process of its own, so its RSS is apart from the load's. Each
 //! figure is the growth of its settled RSS divided by the count.
+//!
+//! Before any load, each idle server is also watched for `--idle-secs`
+//! (60 by default): the context switches of each of its threads over that
+//! window, from `/proc/<pid>/task/*/status`, tell how often it wakes up
+//! while no client is connected (issue 17; docs/benchmarks.md).
 
 use crate::load::peers::Brokers;
 use crate::load::{Broker, Publish};
@@ -46,11 +51,21 @@ pub(crate) struct Args {
     /// adds its own pages to the idle RSS).
     #[arg(long)]
     server: Option<std::path::PathBuf>,
+    /// How long each idle server is watched for wakeups (context switches
+    /// per thread), in seconds, before the load; 0 skips it.
+    #[arg(long, default_value_t = 60)]
+    idle_secs: u64,
+    /// Start ipcbus with its startup self-test, as users run it (by
+    /// default it runs with `--no-selftest`).
+    #[arg(long)]
+    selftest: bool,
 }
 
 /// What one system measured, in KiB and bytes.
 struct Footprint {
     idle_kib: u64,
+    /// Each thread's context switches while idle over `--idle-secs`.
+    idle_threads: Vec<procs::ThreadSwitches>,
     per_connection: u64,
     per_key: u64,
 }
@@ -65,7 +80,13 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<String> {
     let mut measured = Vec::new();
     for &system in &args.systems {
         eprintln!("footprint: {system}");
-        let running = Running::start(system, dir.path(), brokers.as_ref(), args.server.as_deref())?;
+        let running = Running::start(
+            system,
+            dir.path(),
+            brokers.as_ref(),
+            args.server.as_deref(),
+            args.selftest,
+        )?;
         let pid = running.pid();
         let f = with_broker!(&running, b => measure(b, pid, &args).await)?;
         measured.push((system, f));
@@ -79,6 +100,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<String> {
 /// buffers of idle connections as time passes (Redis does, in its cron).
 async fn measure<B: Broker>(broker: &B, pid: u32, args: &Args) -> anyhow::Result<Footprint> {
     let idle = settled_rss(pid).await;
+    let idle_threads = idle_wakeups(pid, args.idle_secs).await;
     let body: Vec<u8> = (0..args.value_bytes)
         .map(|i| b'a' + (i % 26) as u8)
         .collect();
@@ -109,6 +131,7 @@ async fn measure<B: Broker>(broker: &B, pid: u32, args: &Args) -> anyhow::Result
     drop(connections);
     Ok(Footprint {
         idle_kib: idle,
+        idle_threads,
         per_key: with_keys.saturating_sub(idle) * 1024 / args.keys.max(1) as u64,
         per_connection: with_connections.saturating_sub(with_keys) * 1024
             / args.connections.max(1) as u64,
@@ -156,10 +179,49 @@ fn table(args: &Args, measured: &[(System, Footprint)]) -> String {
     for (name, row) in rows {
         let _ = write!(out, "\n| {name} | {} |", row.join(" | "));
     }
+    if args.idle_secs > 0 {
+        let _ = write!(
+            out,
+            "\n| idle context switches in {} s, all threads (the busiest thread) | {} |",
+            args.idle_secs,
+            cells(|f, _| {
+                let all: u64 = f.idle_threads.iter().map(|t| t.switches).sum();
+                let most = f.idle_threads.iter().map(|t| t.switches).max();
+                format!("{all} ({})", most.unwrap_or(0))
+            })
+            .join(" | ")
+        );
+        out.push_str(&threads(args.idle_secs, measured));
+    }
     if let Some(server) = &args.server {
         let _ = write!(out, "\n\nipcbus: {}", server.display());
     }
     out.push('\n');
+    out
+}
+
+/// Each thread of the idle process `pid` with its context switches over
+/// `secs` seconds; nothing for 0.
+async fn idle_wakeups(pid: u32, secs: u64) -> Vec<procs::ThreadSwitches> {
+    if secs == 0 {
+        return Vec::new();
+    }
+    let before = procs::thread_switches(pid);
+    tokio::time::sleep(Duration::from_secs(secs)).await;
+    procs::switches_between(&before, &procs::thread_switches(pid))
+}
+
+/// Each system's threads with their idle context switches, one line each.
+fn threads(secs: u64, measured: &[(System, Footprint)]) -> String {
+    let mut out = format!("\n\nContext switches per thread in {secs} s idle (thread id, name):\n");
+    for (system, f) in measured {
+        let list: Vec<String> = f
+            .idle_threads
+            .iter()
+            .map(|t| format!("{} `{}` {}", t.tid, t.name, t.switches))
+            .collect();
+        let _ = write!(out, "\n- {system}: {}", list.join(", "));
+    }
     out
 }
 

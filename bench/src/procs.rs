@@ -148,3 +148,63 @@ pub(crate) fn start_floor() -> anyhow::Result<(Owned, String)> {
     }
     Ok((child, line.trim().to_owned()))
 }
+
+/// One thread's context switches so far, voluntary and not, and its name.
+#[derive(Debug, Clone)]
+pub(crate) struct ThreadSwitches {
+    pub(crate) tid: u32,
+    pub(crate) name: String,
+    pub(crate) switches: u64,
+}
+
+/// Every thread of process `pid` with its context switches so far, from
+/// `/proc/<pid>/task/*/status`; by thread id.
+pub(crate) fn thread_switches(pid: u32) -> Vec<ThreadSwitches> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    let mut threads: Vec<ThreadSwitches> = tasks
+        .filter_map(|task| {
+            let task = task.ok()?;
+            let tid: u32 = task.file_name().to_str()?.parse().ok()?;
+            let status = std::fs::read_to_string(task.path().join("status")).ok()?;
+            let field = |name: &str| -> Option<u64> {
+                let line = status.lines().find(|l| l.starts_with(name))?;
+                line.split_whitespace().nth(1)?.parse().ok()
+            };
+            let name = status
+                .lines()
+                .find_map(|l| l.strip_prefix("Name:"))
+                .map_or_else(String::new, |n| n.trim().to_owned());
+            Some(ThreadSwitches {
+                tid,
+                name,
+                switches: field("voluntary_ctxt_switches:")?
+                    + field("nonvoluntary_ctxt_switches:")?,
+            })
+        })
+        .collect();
+    threads.sort_unstable_by_key(|t| t.tid);
+    threads
+}
+
+/// Each thread's context switches from `before` to `after` (a thread that
+/// started meanwhile counts from 0; one that ended is left out).
+pub(crate) fn switches_between(
+    before: &[ThreadSwitches],
+    after: &[ThreadSwitches],
+) -> Vec<ThreadSwitches> {
+    after
+        .iter()
+        .map(|now| {
+            let then = before
+                .iter()
+                .find(|t| t.tid == now.tid)
+                .map_or(0, |t| t.switches);
+            ThreadSwitches {
+                switches: now.switches.saturating_sub(then),
+                ..now.clone()
+            }
+        })
+        .collect()
+}

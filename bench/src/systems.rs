@@ -67,12 +67,14 @@ pub(crate) enum Running {
 impl Running {
     /// Starts `system`, with its data (if any) under `dir`; a peer is
     /// taken from `brokers`, which must then be running.
-    /// `server` is an ipcbus binary to run instead of this program's.
+    /// `server` is an ipcbus binary to run instead of this program's;
+    /// `selftest` runs it with its startup self-test.
     pub(crate) fn start(
         system: System,
         dir: &Path,
         brokers: Option<&Brokers>,
         server: Option<&Path>,
+        selftest: bool,
     ) -> anyhow::Result<Running> {
         let running = match system {
             System::Ipcbus => {
@@ -80,8 +82,10 @@ impl Running {
                 std::fs::create_dir_all(&data)?;
                 let mut launcher = Launcher::new(server.map(Path::to_owned), data)?;
                 launcher.extra = ["--no-selftest", "--max-connections", "20000"]
+                    .into_iter()
+                    .skip(usize::from(selftest))
                     .map(str::to_owned)
-                    .to_vec();
+                    .collect();
                 let server = launcher.start().context("starting ipcbus")?;
                 let broker = WsBroker {
                     url: server.url.clone(),

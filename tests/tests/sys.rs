@@ -44,6 +44,18 @@ async fn event(raw: &mut Raw) -> Value {
         .expect("an event within WAIT")
 }
 
+/// Waits, skipping `val` events, for the `del` of [`STATS`] that follows
+/// the last watcher's leaving: its TTL runs out with nothing to renew it.
+async fn stats_deleted(raw: &mut Raw) {
+    loop {
+        let ev = event(raw).await;
+        if ev["ev"] == "del" {
+            assert_eq!(ev["key"], STATS, "{ev}");
+            return;
+        }
+    }
+}
+
 /// A server whose pings come every 500 ms, so a test can let a few
 /// publication ticks (1 s) pass by counting them.
 fn server() -> TestServer {
@@ -93,18 +105,45 @@ async fn the_figures_are_published_only_while_watched() {
     // Unwatched, the figures stop: their TTL runs out with nothing to
     // renew it, and the key is deleted.
     drop(watch);
-    loop {
-        let ev = event(&mut all).await;
-        if ev["ev"] == "del" {
-            assert_eq!(ev["key"], STATS, "{ev}");
-            break;
-        }
-    }
+    stats_deleted(&mut all).await;
     assert!(client
         .keys(Some("ipcbus.>"))
         .await
         .expect("keys")
         .is_empty());
+}
+
+/// The publisher sleeps with no timer while nobody watches (issue 17): a
+/// watcher that comes after the last one left, and the key expired, wakes
+/// it again, and so does each later first watcher.
+#[tokio::test]
+async fn the_figures_come_back_when_watched_again_after_an_idle_spell() {
+    let server = server();
+    let mut all = server.raw(Codec::Json).await;
+    all.send(json!({"op":"sub","id":1,"pattern":">"})).await;
+    for _ in 0..2 {
+        let msg = all.recv().await;
+        assert!(msg["ok"] == true || msg["ev"] == "synced", "{msg}");
+    }
+    let client = server.client().await;
+    for round in 0..3 {
+        let mut watch = client.subscribe("ipcbus.sys.stats").await.expect("sub");
+        let got = next_stats(&mut watch).await;
+        assert!(
+            got["connections"].as_u64() >= Some(2),
+            "round {round}: {got}"
+        );
+        // A second watcher that leaves does not stop the figures.
+        let second = client.subscribe("ipcbus.>").await.expect("sub");
+        drop(second);
+        next_stats(&mut watch).await;
+        drop(watch);
+        // Unwatched, the key expires and the publisher goes to sleep.
+        stats_deleted(&mut all).await;
+        // Two heartbeats (two ticks, had the timer still run) with nothing
+        // published.
+        pings(&mut all, 2).await;
+    }
 }
 
 /// The next value of `ipcbus.sys.stats`, decoded.

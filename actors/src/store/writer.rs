@@ -63,7 +63,14 @@ impl Writer {
     pub(super) fn run(mut self, rx: &mpsc::Receiver<Job>) {
         let mut batch = Vec::with_capacity(64);
         loop {
-            let first = match rx.recv_timeout(RETRY) {
+            // Only a writer in trouble wakes up by itself (to find out
+            // whether space is back); otherwise it sleeps until a job comes,
+            // so an idle server's writer never runs.
+            let next = match self.in_trouble() {
+                true => rx.recv_timeout(RETRY),
+                false => rx.recv().map_err(|_| mpsc::RecvTimeoutError::Disconnected),
+            };
+            let first = match next {
                 Ok(job) => job,
                 Err(mpsc::RecvTimeoutError::Timeout) => {
                     if self.in_trouble() {

@@ -1,9 +1,10 @@
 //! The server's own keys (`ipcbus.sys.*`): who may write them, and
 //! `ipcbus.sys.stats`, published once a second while someone watches it.
 //!
-//! Watching is counted by the sessions as they subscribe ([`Watchers`]), so
-//! an idle server's only cost is one atomic load a second: no figures are
-//! read, nothing is allocated and no key is written while the count is 0.
+//! Watching is counted by the sessions as they subscribe ([`Watchers`]).
+//! While the count is 0 the publisher sleeps without a timer: the first
+//! subscription wakes it, so a server nobody watches never runs it (no
+//! wakeup, no figures read, nothing allocated, no key written).
 
 use crate::app::AppState;
 use crate::request::{KeyMsg, Requester};
@@ -15,6 +16,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::{Duration, Instant};
+use tokio::sync::Notify;
 
 /// Keys under this prefix are written by the server only.
 pub(crate) const SYS_PREFIX: &str = "ipcbus.sys.";
@@ -86,9 +88,13 @@ impl Sys {
     }
 }
 
-/// The subscriptions that switch the publication of `ipcbus.sys.stats` on.
+/// The subscriptions that switch the publication of `ipcbus.sys.stats` on,
+/// and what wakes the publisher when the first one comes.
 #[derive(Debug, Default)]
-pub(crate) struct Watchers(AtomicUsize);
+pub(crate) struct Watchers {
+    count: AtomicUsize,
+    first: Notify,
+}
 
 impl Watchers {
     /// Whether `pattern` asks for the server's figures: its first token is
@@ -101,20 +107,29 @@ impl Watchers {
 
     /// A subscription to `pattern` was opened.
     pub(crate) fn opened(&self, pattern: &Pattern) {
-        if Self::counts(pattern) {
-            self.0.fetch_add(1, Ordering::Relaxed);
+        if Self::counts(pattern) && self.count.fetch_add(1, Ordering::Relaxed) == 0 {
+            // Stores a permit if the publisher is not waiting yet, so a
+            // wakeup between its check and its wait is not lost.
+            self.first.notify_one();
         }
     }
 
     /// A subscription to `pattern` was closed.
     pub(crate) fn closed(&self, pattern: &Pattern) {
         if Self::counts(pattern) {
-            self.0.fetch_sub(1, Ordering::Relaxed);
+            self.count.fetch_sub(1, Ordering::Relaxed);
         }
     }
 
     fn any(&self) -> bool {
-        self.0.load(Ordering::Relaxed) > 0
+        self.count.load(Ordering::Relaxed) > 0
+    }
+
+    /// Returns once someone watches (at once if someone does already).
+    async fn wait_for_one(&self) {
+        while !self.any() {
+            self.first.notified().await;
+        }
     }
 }
 
@@ -127,7 +142,8 @@ struct Sample {
 }
 
 /// Publishes the figures once a second while [`Watchers`] counts anyone,
-/// until the server shuts down.
+/// until the server shuts down. While nobody watches it sleeps until the
+/// first subscription, with no timer running.
 pub(crate) async fn publish_stats(state: web::Data<AppState>) {
     let requester = Requester::new(state.registry.clone(), 0, PUBLISH_TIMEOUT);
     let mut ticks = tokio::time::interval(STATS_INTERVAL);
@@ -137,12 +153,21 @@ pub(crate) async fn publish_stats(state: web::Data<AppState>) {
     // Our own writes, left out of writes/s.
     let mut published: u64 = 0;
     loop {
+        if !state.sys.watchers.any() {
+            last = None;
+            tokio::select! {
+                () = state.sys.watchers.wait_for_one() => {}
+                _ = shutdown.changed() => return,
+            }
+            // The first publication a second after the subscription (up to
+            // a second when the timer ran all along).
+            ticks.reset();
+        }
         tokio::select! {
             _ = ticks.tick() => {}
             _ = shutdown.changed() => return,
         }
         if !state.sys.watchers.any() {
-            last = None;
             continue;
         }
         let now = sample(&state, published);
