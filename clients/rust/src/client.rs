@@ -5,7 +5,7 @@ use crate::conn::{self, Command, Kind, Progress, Shared};
 use crate::dial::Hello;
 use crate::ephemeral::Ephemeral;
 use crate::error::{Error, Result};
-use crate::options::{ClientOptions, SetOptions};
+use crate::options::{ClientOptions, SetOptions, SubscribeOptions};
 use crate::reconnect::{self, Link};
 use crate::resync::SubShared;
 use crate::state::{State, StateKind};
@@ -380,10 +380,28 @@ impl Client {
 
     /// Like [`Client::subscribe`], replaying only keys whose rev is above `since`.
     pub async fn subscribe_since(&self, pattern: &str, since: Option<u64>) -> Result<Subscription> {
+        let options = SubscribeOptions {
+            since,
+            ..SubscribeOptions::default()
+        };
+        self.subscribe_with(pattern, options).await
+    }
+
+    /// Like [`Client::subscribe`], with [`SubscribeOptions`]: `since` as in
+    /// [`Client::subscribe_since`]; with `meta`, every value event comes
+    /// with the [`crate::Meta`] of its write (read it with
+    /// [`Subscription::next_with_meta`] or [`Subscription::with_meta`]),
+    /// asked for again after every reconnect. A server older than `meta`
+    /// sends none: the meta is then `None`, "not known".
+    pub async fn subscribe_with(
+        &self,
+        pattern: &str,
+        options: SubscribeOptions,
+    ) -> Result<Subscription> {
         let pattern = parse_pattern(pattern)?;
         let id = self.next_id();
         let capacity = self.inner.options.subscription_capacity;
-        let sub = Arc::new(SubShared::new(id, pattern, since, capacity));
+        let sub = Arc::new(SubShared::new(id, pattern, options, capacity));
         self.call(id, sub.frame(id), Kind::Sub(sub.clone()), Arc::default())
             .await?;
         Ok(Subscription {

@@ -223,7 +223,7 @@ pub(crate) async fn read_loop(
 }
 
 fn route(shared: &Shared, tx: &mpsc::WeakSender<Command>, msg: ServerMsg<'_>, epoch: u64) {
-    let (sub, event) = match msg {
+    let (sub, event, meta) = match msg {
         ServerMsg::Reply { id, result } => return reply(shared, tx, id, result, epoch),
         ServerMsg::Error(e) => {
             tracing::warn!("ipcbus: server reported {e}");
@@ -235,7 +235,7 @@ fn route(shared: &Shared, tx: &mpsc::WeakSender<Command>, msg: ServerMsg<'_>, ep
             key,
             value,
             rev,
-            ..
+            meta,
         } => (
             sub,
             Event::Value {
@@ -243,6 +243,7 @@ fn route(shared: &Shared, tx: &mpsc::WeakSender<Command>, msg: ServerMsg<'_>, ep
                 rev,
                 value,
             },
+            meta,
         ),
         ServerMsg::Del { sub, key, rev } => (
             sub,
@@ -250,11 +251,12 @@ fn route(shared: &Shared, tx: &mpsc::WeakSender<Command>, msg: ServerMsg<'_>, ep
                 key: key.into_owned(),
                 rev,
             },
+            None,
         ),
-        ServerMsg::Synced { sub } => (sub, Event::Synced),
+        ServerMsg::Synced { sub } => (sub, Event::Synced, None),
     };
     if let Some(sub) = shared.lock().live.get(&sub) {
-        sub.deliver(event);
+        sub.deliver(event, meta);
     }
 }
 

@@ -3,10 +3,13 @@
 //! # Layout
 //! - [`Client`] (`client.rs`): connect, `set`/`get`/`del`/`keys` (typed with
 //!   serde, or raw MessagePack bytes), `set_if`, `set_with` ([`SetOptions`]:
-//!   persist, ephemeral, TTL), `subscribe`, `watch`, `state`, `close`.
-//! - [`ClientOptions`], [`SetOptions`] (`options.rs`).
+//!   persist, ephemeral, TTL), `subscribe`, `subscribe_with`
+//!   ([`SubscribeOptions`]: since, meta), `watch`, `state`, `close`.
+//! - [`ClientOptions`], [`SetOptions`], [`SubscribeOptions`] (`options.rs`).
 //! - [`State`], [`StateKind`] (`state.rs`): connecting, open, reconnecting, closed.
-//! - [`Subscription`] and [`Event`] (`subscription.rs`): a subscription as a `Stream`.
+//! - [`Subscription`] and [`Event`] (`subscription.rs`): a subscription as a
+//!   `Stream`; [`Meta`]: what a value event of a subscription made with
+//!   `meta` says of its write.
 //! - [`Watch`] (`watch.rs`): a local mirror of a pattern, kept current by push.
 //! - `reconnect.rs`: the task that owns the connection: connects with
 //!   backoff (`backoff.rs`), writes requests, and after a lost connection
@@ -42,7 +45,14 @@ mod watch;
 pub use client::Client;
 pub use error::{Error, Result};
 pub use ipcbus_protocol::ErrorCode;
-pub use options::{ClientOptions, SetOptions};
+/// What the server says of the write a value event carries, for a
+/// subscription made with [`SubscribeOptions::meta`] (protocol.md §4):
+/// `age_ms` (`None` when the server does not know, as for a value restored
+/// from its data file), `persist`, `ephemeral`, and `ttl_ms` (what was left
+/// of its TTL when the event was sent). Both times count from when the
+/// server sent the event.
+pub use ipcbus_protocol::ValMeta as Meta;
+pub use options::{ClientOptions, SetOptions, SubscribeOptions};
 pub use state::{State, StateKind};
 pub use subscription::{Event, Subscription};
 pub use watch::{Entry, Watch};

@@ -1,5 +1,5 @@
-//! `ClientOptions` and `SetOptions`: how a client connects, waits and
-//! stores.
+//! `ClientOptions`, `SetOptions` and `SubscribeOptions`: how a client
+//! connects, waits, stores and subscribes.
 
 use std::time::Duration;
 
@@ -72,4 +72,29 @@ pub struct SetOptions {
     pub ephemeral: bool,
     /// Delete the key after this long.
     pub ttl: Option<Duration>,
+}
+
+/// How a subscription is made; see [`crate::Client::subscribe_with`].
+///
+/// ```no_run
+/// # async fn demo(client: ipcbus_client::Client) -> Result<(), ipcbus_client::Error> {
+/// use ipcbus_client::SubscribeOptions;
+/// let options = SubscribeOptions { meta: true, ..SubscribeOptions::default() };
+/// let mut sub = client.subscribe_with("svc.>", options).await?;
+/// while let Some((event, meta)) = sub.next_with_meta().await {
+///     println!("{:?}: {meta:?}", event.key());
+/// }
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SubscribeOptions {
+    /// Replay only keys whose rev is above this (and held deletions as
+    /// [`crate::Event::Deleted`]); see [`crate::Client::subscribe_since`].
+    pub since: Option<u64>,
+    /// Ask the server for the [`crate::Meta`] of every value event: the
+    /// write's age and options (protocol.md §4). Read it with
+    /// [`crate::Subscription::next_with_meta`] or
+    /// [`crate::Subscription::with_meta`]. Asked for again when the
+    /// subscription is made again after a reconnect.
+    pub meta: bool,
 }

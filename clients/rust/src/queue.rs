@@ -9,13 +9,18 @@
 //! state of every key. Past the bound the queue holds at most one event per key.
 
 use crate::subscription::Event;
+use ipcbus_protocol::ValMeta;
 use std::collections::VecDeque;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
 
+/// An event and, for a value event of a subscription made with `meta`,
+/// what the server said of its write.
+pub(crate) type Item = (Event, Option<ValMeta>);
+
 #[derive(Default)]
 struct Inner {
-    events: VecDeque<Event>,
+    events: VecDeque<Item>,
     waker: Option<Waker>,
     closed: bool,
     skipped: u64,
@@ -38,23 +43,23 @@ impl EventQueue {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    pub(crate) fn push(&self, event: Event) {
+    pub(crate) fn push(&self, event: Event, meta: Option<ValMeta>) {
         let mut q = self.lock();
         if q.closed {
             return;
         }
         let pending = match event.key() {
             Some(key) if q.events.len() >= self.capacity => {
-                q.events.iter().rposition(|e| e.key() == Some(key))
+                q.events.iter().rposition(|(e, _)| e.key() == Some(key))
             }
             _ => None,
         };
         match pending {
             Some(i) => {
-                q.events[i] = event;
+                q.events[i] = (event, meta);
                 q.skipped += 1;
             }
-            None => q.events.push_back(event),
+            None => q.events.push_back((event, meta)),
         }
         if let Some(waker) = q.waker.take() {
             waker.wake();
@@ -70,10 +75,10 @@ impl EventQueue {
         }
     }
 
-    pub(crate) fn poll_next(&self, cx: &mut Context<'_>) -> Poll<Option<Event>> {
+    pub(crate) fn poll_next(&self, cx: &mut Context<'_>) -> Poll<Option<Item>> {
         let mut q = self.lock();
-        if let Some(event) = q.events.pop_front() {
-            return Poll::Ready(Some(event));
+        if let Some(item) = q.events.pop_front() {
+            return Poll::Ready(Some(item));
         }
         if q.closed {
             return Poll::Ready(None);
@@ -109,11 +114,16 @@ pub(crate) mod tests {
 
     /// Every event ready now.
     pub(crate) fn drain(q: &EventQueue) -> Vec<Event> {
+        drain_meta(q).into_iter().map(|(ev, _)| ev).collect()
+    }
+
+    /// Every event ready now, with its meta.
+    pub(crate) fn drain_meta(q: &EventQueue) -> Vec<Item> {
         let waker = futures_util::task::noop_waker();
         let mut cx = Context::from_waker(&waker);
         let mut got = Vec::new();
-        while let Poll::Ready(Some(ev)) = q.poll_next(&mut cx) {
-            got.push(ev);
+        while let Poll::Ready(Some(item)) = q.poll_next(&mut cx) {
+            got.push(item);
         }
         got
     }
@@ -129,7 +139,7 @@ pub(crate) mod tests {
             Event::Synced,
             val("b", 5),
         ] {
-            q.push(ev);
+            q.push(ev, None);
         }
         assert_eq!(
             drain(&q),
@@ -140,5 +150,25 @@ pub(crate) mod tests {
         let waker = futures_util::task::noop_waker();
         let mut cx = Context::from_waker(&waker);
         assert_eq!(q.poll_next(&mut cx), Poll::Ready(None));
+    }
+
+    #[test]
+    fn an_event_that_replaces_another_brings_its_own_meta() {
+        let q = EventQueue::new(1);
+        let old = ValMeta {
+            persist: true,
+            ..ValMeta::default()
+        };
+        let new = ValMeta {
+            ttl_ms: Some(5),
+            ..ValMeta::default()
+        };
+        q.push(val("a", 1), Some(old));
+        q.push(val("a", 2), Some(new));
+        q.push(Event::Synced, None);
+        assert_eq!(
+            drain_meta(&q),
+            vec![(val("a", 2), Some(new)), (Event::Synced, None)]
+        );
     }
 }

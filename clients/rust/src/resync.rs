@@ -4,10 +4,11 @@
 //! the full replay after a reconnect is reduced to what changed meanwhile
 //! (as the Python client's `Subscription._deliver` does).
 
+use crate::options::SubscribeOptions;
 use crate::queue::EventQueue;
 use crate::subscription::Event;
 use bytes::Bytes;
-use ipcbus_protocol::{Op, Pattern};
+use ipcbus_protocol::{Op, Pattern, ValMeta};
 use std::collections::{HashMap, HashSet};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
@@ -18,6 +19,9 @@ pub(crate) struct SubShared {
     /// The client's own id for it (that of its first `sub` request).
     pub(crate) local: u64,
     pattern: Pattern,
+    /// Its value events carry [`ValMeta`]: asked for in every `sub` it
+    /// is made with, the first and those after a reconnect.
+    meta: bool,
     pub(crate) queue: EventQueue,
     state: Mutex<Filter>,
 }
@@ -43,15 +47,16 @@ impl SubShared {
     pub(crate) fn new(
         local: u64,
         pattern: Pattern,
-        since: Option<u64>,
+        options: SubscribeOptions,
         capacity: usize,
     ) -> SubShared {
         SubShared {
             local,
             pattern,
+            meta: options.meta,
             queue: EventQueue::new(capacity),
             state: Mutex::new(Filter {
-                since,
+                since: options.since,
                 ..Filter::default()
             }),
         }
@@ -66,7 +71,7 @@ impl SubShared {
         let op = Op::Sub {
             pattern: self.pattern.clone(),
             since: self.lock().since,
-            meta: false,
+            meta: self.meta,
         };
         crate::conn::encode(Some(id), op)
     }
@@ -93,8 +98,9 @@ impl SubShared {
         f.server = None;
     }
 
-    /// Passes `event` on, unless the consumer already knows it.
-    pub(crate) fn deliver(&self, event: Event) {
+    /// Passes `event` (with the `meta` of a value event) on, unless the
+    /// consumer already knows it.
+    pub(crate) fn deliver(&self, event: Event, meta: Option<ValMeta>) {
         let mut f = self.lock();
         let f = &mut *f;
         if let Some(seen) = &mut f.resync {
@@ -112,10 +118,11 @@ impl SubShared {
                     f.known.retain(|key, _| {
                         let kept = seen.contains(key);
                         if !kept {
-                            self.queue.push(Event::Deleted {
+                            let gone = Event::Deleted {
                                 key: key.clone(),
                                 rev: 0,
-                            });
+                            };
+                            self.queue.push(gone, None);
                         }
                         kept
                     });
@@ -135,7 +142,7 @@ impl SubShared {
             }
             Event::Synced => f.synced = true,
         }
-        self.queue.push(event);
+        self.queue.push(event, meta);
     }
 }
 
@@ -151,10 +158,14 @@ mod tests {
         }
     }
 
+    fn pattern() -> Pattern {
+        Pattern::parse("a.*").expect("pattern")
+    }
+
     fn sub() -> SubShared {
-        let sub = SubShared::new(1, Pattern::parse("a.*").expect("pattern"), None, 100);
+        let sub = SubShared::new(1, pattern(), SubscribeOptions::default(), 100);
         for ev in [val("a.1", 1), val("a.2", 2), val("a.3", 3), Event::Synced] {
-            sub.deliver(ev);
+            sub.deliver(ev, None);
         }
         drain(&sub.queue);
         sub
@@ -165,9 +176,9 @@ mod tests {
         let sub = sub();
         sub.start_resync(false);
         for ev in [val("a.1", 1), val("a.3", 7), val("a.4", 8), Event::Synced] {
-            sub.deliver(ev);
+            sub.deliver(ev, None);
         }
-        sub.deliver(val("a.1", 9)); // live again
+        sub.deliver(val("a.1", 9), None); // live again
         assert_eq!(
             drain(&sub.queue),
             [val("a.3", 7), val("a.4", 8), del("a.2", 0), val("a.1", 9)]
@@ -176,12 +187,12 @@ mod tests {
 
     #[test]
     fn a_replay_made_again_before_synced_ends_in_synced() {
-        let sub = SubShared::new(1, Pattern::parse("a.*").expect("pattern"), None, 100);
-        sub.deliver(val("a.1", 1));
-        sub.deliver(val("a.2", 2));
+        let sub = SubShared::new(1, pattern(), SubscribeOptions::default(), 100);
+        sub.deliver(val("a.1", 1), None);
+        sub.deliver(val("a.2", 2), None);
         sub.start_resync(false);
         for ev in [val("a.1", 1), Event::Synced, val("a.1", 3)] {
-            sub.deliver(ev);
+            sub.deliver(ev, None);
         }
         assert_eq!(
             drain(&sub.queue),
@@ -200,11 +211,41 @@ mod tests {
         let sub = sub();
         sub.start_resync(true);
         for ev in [val("a.1", 1), val("a.2", 2), Event::Synced] {
-            sub.deliver(ev);
+            sub.deliver(ev, None);
         }
         assert_eq!(
             drain(&sub.queue),
             [val("a.1", 1), val("a.2", 2), del("a.3", 0)]
         );
+    }
+
+    /// The `meta` and `since` of the `sub` a frame carries.
+    fn asked(frame: &Bytes) -> (bool, Option<u64>) {
+        match ipcbus_protocol::msgpack::decode_request(frame)
+            .expect("a request")
+            .op
+        {
+            Op::Sub { meta, since, .. } => (meta, since),
+            _ => panic!("not a sub"),
+        }
+    }
+
+    #[test]
+    fn a_subscription_asks_for_meta_again_after_a_reconnect() {
+        let options = SubscribeOptions {
+            meta: true,
+            since: Some(4),
+        };
+        let sub = SubShared::new(1, pattern(), options, 100);
+        assert_eq!(asked(&sub.frame(1)), (true, Some(4)));
+        sub.start_resync(true);
+        assert_eq!(
+            asked(&sub.frame(2)),
+            (true, None),
+            "a new store drops since"
+        );
+        let plain = SubShared::new(2, pattern(), SubscribeOptions::default(), 100);
+        plain.start_resync(false);
+        assert_eq!(asked(&plain.frame(3)), (false, None));
     }
 }

@@ -3,8 +3,9 @@
 use crate::client::Client;
 use crate::error::Result;
 use crate::resync::SubShared;
+use crate::Meta;
 use bytes::Bytes;
-use futures_util::Stream;
+use futures_util::{Stream, StreamExt};
 use serde::de::DeserializeOwned;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -53,6 +54,10 @@ impl Event {
 }
 
 /// The events of one subscription, as a `Stream`. Dropping it unsubscribes.
+/// For a subscription made with [`crate::SubscribeOptions::meta`], read
+/// the events with [`Subscription::next_with_meta`] or
+/// [`Subscription::with_meta`] to get each value event's [`crate::Meta`]
+/// too (the `Stream` of `Event`s passes it over).
 ///
 /// It survives reconnects: the client subscribes again and passes on only
 /// what changed while the connection was down (values with a new rev, and
@@ -90,13 +95,32 @@ impl Subscription {
     pub fn skipped(&self) -> u64 {
         self.sub.queue.skipped()
     }
+
+    /// The events, each with what the server said of its write: for an
+    /// [`Event::Value`] of a subscription made with
+    /// [`crate::SubscribeOptions::meta`], its [`crate::Meta`]; `None` for
+    /// other events, without `meta`, and from a server older than `meta`
+    /// (which sends none: "not known", not "no options"). It takes the
+    /// events from the same queue as the `Stream` of `Event`s.
+    pub fn with_meta(&mut self) -> impl Stream<Item = (Event, Option<Meta>)> + Unpin + '_ {
+        futures_util::stream::poll_fn(move |cx| self.sub.queue.poll_next(cx))
+    }
+
+    /// The next event and its meta, as [`Subscription::with_meta`] gives them;
+    /// `None` when the subscription has ended.
+    pub async fn next_with_meta(&mut self) -> Option<(Event, Option<Meta>)> {
+        self.with_meta().next().await
+    }
 }
 
 impl Stream for Subscription {
     type Item = Event;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Event>> {
-        self.sub.queue.poll_next(cx)
+        self.sub
+            .queue
+            .poll_next(cx)
+            .map(|item| item.map(|(event, _)| event))
     }
 }
 
