@@ -220,13 +220,21 @@ impl Handler<Mirror> for KeyActor {
         self.received();
         match msg.value {
             Some(value) if msg.rev > self.last_rev() => {
-                // Another server's write: this server's tie and expiry go.
-                self.set_owner(None);
+                // This server's ephemeral write that the key did not apply
+                // on its acknowledgement (its `set` timed out): the live
+                // session that holds the key made it, or no session holds it.
+                let held = msg.own
+                    && self
+                        .owner
+                        .is_some_and(|session| self.registry.owns(session, &self.key));
+                if !held {
+                    // Another server's write: this server's tie goes.
+                    self.set_owner(None);
+                }
                 self.set_expiry(None, ctx);
                 let written = Written::new(msg.at_ms, msg.expires_at_ms, true, msg.ephemeral);
                 self.apply_shared(msg.rev, Some(value), written);
-                if msg.own {
-                    // This server's ephemeral write that no session holds.
+                if msg.own && !held {
                     if let Some(backplane) = self.registry.backplane(&self.key).cloned() {
                         self.expire_through(&*backplane, msg.rev, ctx);
                     }

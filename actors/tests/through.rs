@@ -63,6 +63,17 @@ impl Backplane for Numbered {
     }
 }
 
+/// Waits (up to 10 s) until `key` has no value, in the registry and in
+/// the backplane.
+async fn wait_gone(registry: &Registry, reader: &Inbox, backplane: &Numbered, key: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while get(registry, reader, key).await.is_some() {
+        assert!(std::time::Instant::now() < deadline, "{key} stayed");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(backplane.state.lock().expect("lock").1.get(key), None);
+}
+
 fn registry() -> Registry {
     Registry::with_backplane(Arc::new(Numbered::default()), RegistryOptions::default())
 }
@@ -229,12 +240,7 @@ async fn an_ephemeral_value_of_this_server_that_no_session_holds_is_deleted() {
             ..mirror(stored, Some(7))
         },
     );
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while get(&registry, &reader, "lost").await.is_some() {
-        assert!(std::time::Instant::now() < deadline, "the orphan stayed");
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    assert_eq!(backplane.state.lock().expect("lock").1.get("lost"), None);
+    wait_gone(&registry, &reader, &backplane, "lost").await;
     // Another server's ephemeral value stays: its lease answers for it.
     let put = Put {
         value: value(8),
@@ -258,4 +264,42 @@ async fn an_ephemeral_value_of_this_server_that_no_session_holds_is_deleted() {
         backplane.state.lock().expect("lock").1.get("theirs"),
         Some(&theirs)
     );
+}
+
+#[actix::test]
+async fn an_ephemeral_value_of_this_server_stays_while_the_session_holding_the_key_lives() {
+    // A session holds an ephemeral key; its next set times out but is
+    // stored: the feed brings it, and it is that session's value.
+    let backplane = Arc::new(Numbered::default());
+    let registry = Registry::with_backplane(backplane.clone(), RegistryOptions::default());
+    let session = Inbox::new(1, &registry);
+    let reader = Inbox::new(2, &registry);
+    let life = Life {
+        ephemeral: true,
+        ..Life::default()
+    };
+    set(&registry, &session, "online", 1, life).await;
+    let put = Put {
+        value: value(2),
+        expect: Expect::Any,
+        ttl_ms: None,
+        ephemeral: true,
+    };
+    let stored = backplane.put("online".into(), put, 0).await.expect("put");
+    registry.mirror(
+        "online",
+        Mirror {
+            ephemeral: true,
+            own: true,
+            ..mirror(stored, Some(2))
+        },
+    );
+    assert_eq!(
+        get(&registry, &reader, "online").await,
+        Some((stored, value(2)))
+    );
+    // Still the session's: its end deletes the key.
+    session.outbox.close();
+    registry.release_owned(&session.outbox);
+    wait_gone(&registry, &reader, &backplane, "online").await;
 }

@@ -151,8 +151,22 @@ async fn a_write_the_full_bucket_refuses_is_storage_and_not_applied() {
         })
         .await
         .expect("create the bucket");
-    let server = TestServer::with_config(config(&nats, TOKEN));
+    let mut config = config(&nats, TOKEN);
+    if let Some(backplane) = config.backplane.as_mut() {
+        backplane.lease_ttl_ms = 1_000;
+    }
+    let server = TestServer::with_config(config);
     let client = server.client().await;
+    let mut states = client.state();
+    states.mark_unchanged();
+    let ephemeral = ipcbus_client::SetOptions {
+        ephemeral: true,
+        ..Default::default()
+    };
+    let online = client
+        .set_with("me.online", &true, ephemeral)
+        .await
+        .expect("set");
     let value = vec![7u8; 1000];
     let mut stored = Vec::new();
     let refused = loop {
@@ -174,6 +188,29 @@ async fn a_write_the_full_bucket_refuses_is_storage_and_not_applied() {
     let (first, rev) = &stored[0];
     assert_eq!(client.get_raw(first).await.expect("get").1, *rev);
     assert_eq!(client.get::<Vec<u8>>(first).await.expect("get"), value);
+    // Full to the byte: smaller and smaller values until one byte is too
+    // many.
+    for size in [200, 50, 10, 1] {
+        let mut n = 0;
+        while client
+            .set(&format!("fill.{size}.{n}"), &vec![7u8; size])
+            .await
+            .is_ok()
+        {
+            n += 1;
+            assert!(n < 100, "the bucket is not full");
+        }
+    }
+    // It still takes the server's lease, each write of which is no larger
+    // than the one it replaces, four times per second here: the lease never
+    // runs out, so the ephemeral key stays and the session is not closed.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(client.get_raw("me.online").await.expect("get").1, online);
+    assert!(
+        !states.has_changed().expect("client open"),
+        "the connection was closed: {:?}",
+        *states.borrow()
+    );
 }
 
 #[test]

@@ -32,7 +32,7 @@ async fn deletions_and_dropped_leases_carry_the_markers_ttl() {
     backplane.put("a.b", put, 0).await.expect("put");
     let deleted = backplane.delete("a.b", None, 0).await.expect("delete");
     backplane
-        .write_lease(Duration::from_secs(30), None)
+        .write_lease(Duration::from_secs(30), 0, &mut false)
         .await
         .expect("lease");
     let dropped = backplane.drop_lease().await.expect("drop");

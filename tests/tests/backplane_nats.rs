@@ -317,13 +317,13 @@ async fn a_gone_servers_ephemeral_keys_are_deleted_by_the_others() {
     let lease_a = tokio::spawn(keep_lease(
         a.clone(),
         ttl,
-        None,
+        0,
         tokio::sync::watch::channel(0).0,
     ));
     let lease_b = tokio::spawn(keep_lease(
         b.clone(),
         ttl,
-        None,
+        0,
         tokio::sync::watch::channel(0).0,
     ));
     let eph = |v| Put {

@@ -63,6 +63,8 @@ async fn a_server_cut_off_longer_than_its_lease_gets_its_ephemeral_keys_set_agai
         .await
         .expect("set");
     let watcher = client(&other).await;
+    let mut watcher_states = watcher.state();
+    watcher_states.mark_unchanged();
     let mut sub = watcher.subscribe("room.online").await.expect("sub");
     assert!(matches!(next(&mut sub).await, Event::Value { .. }));
     assert_eq!(next(&mut sub).await, Event::Synced);
@@ -83,6 +85,12 @@ async fn a_server_cut_off_longer_than_its_lease_gets_its_ephemeral_keys_set_agai
         .expect("subscription open");
     assert!(matches!(event, Event::Value { .. }), "{event:?}");
     println!("set again {:?} after the cut ended", back.elapsed());
+    // Only the cut-off server closed its sessions.
+    assert!(
+        !watcher_states.has_changed().expect("open"),
+        "the other server's client reconnected: {:?}",
+        *watcher_states.borrow()
+    );
     // Held by the owner's new session: it goes when that client goes.
     drop(owner);
     assert!(matches!(next(&mut sub).await, Event::Deleted { .. }));

@@ -54,6 +54,13 @@ impl Registry {
         }
     }
 
+    /// Whether session `owner` still owns `key` (it has not ended).
+    pub(crate) fn owns(&self, owner: u64, key: &str) -> bool {
+        self.lock_owners()
+            .get(&owner)
+            .is_some_and(|keys| keys.contains(key))
+    }
+
     /// Keys owned through ephemeral `set`s, over every session.
     pub fn owned_keys(&self) -> usize {
         self.lock_owners().values().map(HashSet::len).sum()

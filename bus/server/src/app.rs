@@ -185,14 +185,24 @@ pub async fn serve(
     let (stop_tx, stop_rx) = watch::channel(false);
     // Moves when this server's backplane lease ran out (`keep_lease`).
     let (lost_tx, lost_rx) = watch::channel(0u64);
-    let mut first_lease = None;
+    let mut first_lease = 0;
     if let (Some(backplane), Some(settings)) = (&backplane, &config.backplane) {
         // Before any session can set an ephemeral key: a server starting
         // meanwhile would take the key of a server without a lease for an
         // orphan.
-        match backplane.write_lease(settings.lease_ttl(), None).await {
-            Ok((seq, _)) => first_lease = Some(seq),
-            Err(e) => tracing::warn!("backplane: cannot write this server's lease yet: {e}"),
+        if settings.lease_ttl() < settings.write_timeout() * 2 {
+            tracing::warn!(
+                "backplane: lease_ttl_ms ({}) is less than twice write_timeout_ms ({}): a NATS \
+                 that is slow to answer can let this server's lease run out, and the others \
+                 then delete its sessions' ephemeral keys (docs/scaling.md §6)",
+                settings.lease_ttl_ms,
+                settings.write_timeout_ms
+            );
+        }
+        let first = first_lease_write(backplane, settings.lease_ttl());
+        tokio::select! {
+            seq = first => first_lease = seq,
+            () = &mut shutdown => return Ok(()),
         }
     }
     let follow = match &backplane {
@@ -349,6 +359,26 @@ pub async fn serve(
     match failed {
         Some(e) => Err(std::io::Error::other(e)),
         None => result,
+    }
+}
+
+/// Writes this server's lease for the first time, trying again every
+/// second until it is stored: serving without one, a server starting
+/// meanwhile would take this server's ephemeral keys for orphans.
+async fn first_lease_write(backplane: &crate::backplane::NatsBackplane, ttl: Duration) -> u64 {
+    let mut warned = false;
+    loop {
+        match backplane.write_lease(ttl, 0, &mut false).await {
+            Ok(seq) => return seq,
+            Err(e) if !warned => {
+                tracing::warn!(
+                    "backplane: cannot write this server's lease yet: {e}; trying again"
+                );
+                warned = true;
+            }
+            Err(_) => {}
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }
 

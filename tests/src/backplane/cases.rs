@@ -41,15 +41,24 @@ pub async fn a_write_reaches_the_others_with_its_rev(cluster: &NatsCluster) {
     assert_eq!(selftest(&two).await, "passed");
     let before = a.set("svc.weather.today", &21).await.expect("set");
 
-    // Replayed on the other server, then live, with the writer's revs.
+    // On the other server with the writer's rev: replayed, or, if its
+    // feed has not brought it yet (visibility across servers is not
+    // immediate, docs/scaling.md §5.1), live just after `synced`.
     let mut sub = b.subscribe("svc.>").await.expect("sub");
-    match next(&mut sub).await {
-        Event::Value { key, rev, .. } => {
-            assert_eq!((key.as_str(), rev), ("svc.weather.today", before));
+    let mut synced = false;
+    loop {
+        match next(&mut sub).await {
+            Event::Value { key, rev, .. } => {
+                assert_eq!((key.as_str(), rev), ("svc.weather.today", before));
+                break;
+            }
+            Event::Synced if !synced => synced = true,
+            other => panic!("the write expected, got {other:?}"),
         }
-        other => panic!("replay expected, got {other:?}"),
     }
-    assert_eq!(next(&mut sub).await, Event::Synced);
+    if !synced {
+        assert_eq!(next(&mut sub).await, Event::Synced);
+    }
     let sent = Instant::now();
     let rev = a.set("svc.weather.today", &22).await.expect("set");
     let acked = sent.elapsed();

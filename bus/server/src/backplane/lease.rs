@@ -17,59 +17,39 @@ use tokio::sync::watch;
 const GONE_FOR: Duration = Duration::from_secs(30);
 
 /// Writes this server's lease every `ttl / 4` until the task is aborted.
-/// `last` is the sequence of the lease written at startup, if it was. A
-/// write that fails is logged and tried again at the next turn: the lease
-/// outlives three failed writes in a row. If it ran out all the same (the
-/// server was cut off from NATS for longer), the other servers have
-/// deleted this server's ephemeral keys: `lost` moves, once the lease is
-/// written again, and the sessions close so that their clients set their
-/// ephemeral keys again.
+/// `last` is the sequence of the lease written at startup. A write that
+/// fails is logged and tried again at the next turn: the lease outlives
+/// three failed writes in a row. If it ran out all the same (the server
+/// was cut off from NATS for longer), the other servers have deleted this
+/// server's ephemeral keys: `lost` moves, once the lease is written again,
+/// and the sessions close so that their clients set their ephemeral keys
+/// again.
 ///
-/// It also checks, at each turn, that the bucket is the one this server
+/// After each write it also checks that the bucket is the one this server
 /// mirrors, and returns (the server then stops with the error) when it was
-/// made again, whose revs start over, or has been gone for [`GONE_FOR`].
+/// made again, whose revs start over, or has been gone for [`GONE_FOR`];
+/// from then on the backplane takes no more writes.
 pub async fn keep_lease(
     backplane: NatsBackplane,
     ttl: Duration,
-    mut last: Option<u64>,
+    mut last: u64,
     lost: watch::Sender<u64>,
 ) -> anyhow::Error {
     let mut ticks = tokio::time::interval(ttl / 4);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut failing = false;
+    let mut ran_out = false;
     let mut gone_since = None;
     loop {
         ticks.tick().await;
-        let bucket = backplane.check_bucket().await;
-        match bucket {
-            Some(Bucket::Replaced) => {
-                return anyhow::anyhow!(
-                    "backplane: the bucket {:?} was deleted and made again under this server, \
-                     whose mirror is of the old one: stopping (start it again to follow the \
-                     new one; docs/scaling.md §8)",
-                    backplane.bucket()
-                )
-            }
-            Some(Bucket::Gone) if gone_since.is_some_and(|t: Instant| t.elapsed() >= GONE_FOR) => {
-                return anyhow::anyhow!(
-                    "backplane: the bucket {:?} was deleted under this server: stopping (it is \
-                     made again when a server starts; docs/scaling.md §8)",
-                    backplane.bucket()
-                )
-            }
-            Some(Bucket::Gone) => {
-                gone_since.get_or_insert_with(Instant::now);
-            }
-            _ => gone_since = None,
-        }
-        match backplane.write_lease(ttl, last).await {
-            Ok((seq, ran_out)) => {
-                last = Some(seq);
+        match backplane.write_lease(ttl, last, &mut ran_out).await {
+            Ok(seq) => {
+                last = seq;
                 if failing {
                     tracing::info!("backplane: lease written again");
                     failing = false;
                 }
-                if ran_out {
+                if std::mem::take(&mut ran_out) {
                     tracing::warn!(
                         "backplane: this server's lease had run out (cut off from NATS for \
                          longer than lease_ttl_ms), so the other servers deleted its sessions' \
@@ -83,6 +63,30 @@ pub async fn keep_lease(
                 failing = true;
             }
             Err(_) => {}
+        }
+        let bucket = backplane.check_bucket().await;
+        match bucket {
+            Some(Bucket::Replaced) => {
+                backplane.fence();
+                return anyhow::anyhow!(
+                    "backplane: the bucket {:?} was deleted and made again under this server, \
+                     whose mirror is of the old one: stopping (start it again to follow the \
+                     new one; docs/scaling.md §8)",
+                    backplane.bucket()
+                );
+            }
+            Some(Bucket::Gone) if gone_since.is_some_and(|t: Instant| t.elapsed() >= GONE_FOR) => {
+                backplane.fence();
+                return anyhow::anyhow!(
+                    "backplane: the bucket {:?} was deleted under this server: stopping (it is \
+                     made again when a server starts; docs/scaling.md §8)",
+                    backplane.bucket()
+                );
+            }
+            Some(Bucket::Gone) => {
+                gone_since.get_or_insert_with(Instant::now);
+            }
+            _ => gone_since = None,
         }
     }
 }

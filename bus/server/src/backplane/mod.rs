@@ -1,15 +1,16 @@
-//! The NATS backplane: several servers share one keyspace through a NATS
-//! JetStream key-value bucket (docs/scaling.md). Being built in slices:
-//! the settings, the mapping of keys to subjects, writes, and the feed
-//! are here and tested against a real cluster; the key actors do not use
-//! them yet, so `serve` has no `--backplane` flag yet.
+//! The NATS backplane (`serve --backplane`): several servers share one
+//! keyspace through a NATS JetStream key-value bucket (docs/scaling.md).
+//! The key actors write through it (`ipcbus_actors::Backplane`) and the
+//! feed keeps each server's mirror.
 //!
 //! - [`config`]: `[backplane]` of the TOML file.
 //! - `subject`: keys as NATS subjects, token by token.
 //! - [`nats`]: [`NatsBackplane`], the connection, the bucket, writes.
 //! - [`feed`]: [`Feed`], the bucket's changes in stream order.
-//! - [`lease`]: this server's lease, and [`Owners`]: whose ephemeral keys
-//!   go when a lease runs out.
+//! - [`lease`]: this server's lease (and the check that the bucket is
+//!   still the one it mirrors), and [`Owners`]: whose ephemeral keys go
+//!   when a lease runs out.
+//! - `follow`: the feed into the mirror.
 
 pub mod config;
 pub mod feed;

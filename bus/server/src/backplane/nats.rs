@@ -19,6 +19,7 @@ use async_nats::{ConnectOptions, HeaderMap, HeaderValue};
 use bytes::Bytes;
 use ipcbus_actors::backplane::{Backplane, Expect, Pending, Put, WriteError};
 use std::error::Error as _;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -67,6 +68,9 @@ pub struct NatsBackplane {
     /// When the bucket's stream was created, in ns since the epoch: tells
     /// it from one deleted and made again under the same name.
     created: i128,
+    /// Set once the bucket is no longer the one this server mirrors:
+    /// nothing more is written to it (`fence`).
+    fenced: Arc<AtomicBool>,
     node: String,
     max_payload: usize,
     write_timeout: Duration,
@@ -127,6 +131,7 @@ impl NatsBackplane {
             prefix: format!("$KV.{}.", config.bucket),
             store_id: format!("nats:{}:{created}", config.bucket),
             created,
+            fenced: Arc::default(),
             node: node.to_owned(),
             max_payload: info.max_payload,
             write_timeout: config.write_timeout(),
@@ -159,6 +164,13 @@ impl NatsBackplane {
                 _ => None,
             },
         }
+    }
+
+    /// Takes no more writes: the bucket was deleted or made again under
+    /// this server, whose revs and mirror are of the old one, and a write
+    /// expecting an old rev could match a message of the new bucket.
+    pub fn fence(&self) {
+        self.fenced.store(true, Ordering::Release);
     }
 
     /// This server's id.
@@ -301,31 +313,46 @@ impl NatsBackplane {
     }
 
     /// Writes this server's lease, `n.<server id>`, to run out after `ttl`
-    /// unless written again (docs/scaling.md §6). `after` is the sequence
-    /// of this server's last lease write, if it knows one: then the write
-    /// also tells whether the lease ran out since (a marker, or nothing,
-    /// where that write was). Returns the new sequence, and that.
+    /// unless written again (docs/scaling.md §6); returns its sequence.
+    /// `after` is the sequence of this server's last lease write (0: none
+    /// yet), which the write expects to find: a marker, or nothing, there
+    /// instead means the lease ran out meanwhile, and sets `ran_out`
+    /// (which the caller keeps until a write succeeds, so that a write
+    /// that finds it and then times out does not lose the finding).
+    ///
+    /// Every lease write carries the expected sequence, zero-padded, so
+    /// all have one size: a bucket that is full (and discards new
+    /// messages) still takes a message that is no larger than the one it
+    /// replaces.
     pub async fn write_lease(
         &self,
         ttl: Duration,
-        after: Option<u64>,
-    ) -> Result<(u64, bool), WriteError> {
+        after: u64,
+        ran_out: &mut bool,
+    ) -> Result<u64, WriteError> {
         self.within(async {
             let subject = format!("{}{LEASES}{}", self.prefix, self.node);
+            let ttl = format!("{}ms", ttl.as_millis().max(1000));
             let mut expected = after;
             for _ in 0..CREATE_TRIES {
                 let mut headers = HeaderMap::new();
-                let ttl = format!("{}ms", ttl.as_millis().max(1000));
                 headers.insert(NATS_MESSAGE_TTL, ttl.as_str());
-                if let Some(seq) = expected {
-                    headers.insert(NATS_EXPECTED_LAST_SUBJECT_SEQUENCE, HeaderValue::from(seq));
-                }
+                let padded = format!("{expected:020}");
+                headers.insert(NATS_EXPECTED_LAST_SUBJECT_SEQUENCE, padded.as_str());
                 match self.publish(&subject, headers, Bytes::new()).await {
-                    Ok(seq) => return Ok((seq, expected.is_none() && after.is_some())),
-                    Err(Conflict) => match self.last_but(&subject, expected.unwrap_or(0)).await? {
+                    Ok(seq) => return Ok(seq),
+                    Err(Conflict) => match self.last_but(&subject, expected).await? {
                         // A write that timed out landed after all: the lease lives.
-                        Last::Value(seq) => expected = Some(seq),
-                        Last::Marker(_) | Last::None => expected = None,
+                        Last::Value(seq) => expected = seq,
+                        Last::Marker(seq) => {
+                            *ran_out = true;
+                            expected = seq;
+                        }
+                        Last::None => {
+                            // Gone with its marker (after an hour), if there was one.
+                            *ran_out |= after != 0;
+                            expected = 0;
+                        }
                     },
                     Err(other) => return Err(other.into()),
                 }
@@ -357,6 +384,11 @@ impl NatsBackplane {
         headers: HeaderMap,
         payload: Bytes,
     ) -> Result<u64, PublishFailure> {
+        if self.fenced.load(Ordering::Acquire) {
+            return Err(PublishFailure::Refused(
+                "the bucket is no longer the one this server mirrors; it is stopping".to_owned(),
+            ));
+        }
         let deadline = tokio::time::Instant::now() + self.write_timeout;
         loop {
             let sent = self
@@ -485,15 +517,16 @@ use PublishFailure::Conflict;
 
 impl From<async_nats::jetstream::context::PublishError> for PublishFailure {
     fn from(e: async_nats::jetstream::context::PublishError) -> Self {
-        // JetStream's own answer, when it gave one: the message was not stored.
         let answer = e
             .source()
             .and_then(|s| s.downcast_ref::<async_nats::jetstream::Error>());
-        match (e.kind(), answer.map(|j| j.error_code())) {
+        match (e.kind(), answer) {
             (PublishErrorKind::WrongLastSequence, _) => Conflict,
             // 10164: the same mismatch, as newer servers also report it.
-            (_, Some(ErrorCode::STREAM_WRONG_LAST_SEQUENCE_CONSTANT)) => Conflict,
-            (_, Some(_)) => PublishFailure::Refused(e.to_string()),
+            (_, Some(j)) if j.error_code() == ErrorCode::STREAM_WRONG_LAST_SEQUENCE_CONSTANT => {
+                Conflict
+            }
+            (_, Some(j)) if not_stored(j) => PublishFailure::Refused(e.to_string()),
             _ => PublishFailure::Other(e.to_string()),
         }
     }
@@ -508,6 +541,22 @@ impl From<PublishFailure> for WriteError {
             PublishFailure::Other(why) => WriteError::Unavailable(why),
         }
     }
+}
+
+/// Whether JetStream's answer says the message was not stored: it is over
+/// one of the stream's limits (checked before anything is stored, the same
+/// way on every replica). Other answers (a store that was closing, for
+/// one, which can come after the write was committed) may hide a stored
+/// write, and are taken as no answer.
+fn not_stored(answer: &async_nats::jetstream::Error) -> bool {
+    /// 10054: message size exceeds maximum allowed; 10023: insufficient
+    /// resources.
+    const OVER_LIMITS: [u64; 2] = [10054, 10023];
+    let code = answer.error_code().0;
+    let text = answer.to_string();
+    // 10077: "maximum bytes/messages (per subject) exceeded"; the same
+    // code also says that the store was closing.
+    OVER_LIMITS.contains(&code) || (code == 10077 && text.contains("maximum"))
 }
 
 /// The headers of a deletion this server writes: `DEL`, as NATS KV has
