@@ -136,7 +136,16 @@ impl Launcher {
         let Ok(url) = rx.recv_timeout(START_TIMEOUT) else {
             let _ = child.kill();
             let _ = child.wait();
-            bail!("the server did not start; see {}", log_path.display());
+            // The log's last lines: the directory may be gone by the time
+            // anyone looks.
+            let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(20).collect();
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            bail!(
+                "the server did not start; {}:\n{}",
+                log_path.display(),
+                tail.join("\n")
+            );
         };
         let addr = url
             .trim_start_matches("ws://")
