@@ -75,7 +75,14 @@ async fn wait_gone(registry: &Registry, reader: &Inbox, backplane: &Numbered, ke
 }
 
 fn registry() -> Registry {
-    Registry::with_backplane(Arc::new(Numbered::default()), RegistryOptions::default())
+    shared().1
+}
+
+/// A registry on an in-memory backplane, and the backplane.
+fn shared() -> (Arc<Numbered>, Registry) {
+    let backplane = Arc::new(Numbered::default());
+    let registry = Registry::with_backplane(backplane.clone(), RegistryOptions::default());
+    (backplane, registry)
 }
 
 /// What the feed would bring for a write at `rev`.
@@ -142,8 +149,7 @@ async fn the_feeds_older_writes_do_not_bring_back_a_key_deleted_ahead_of_it() {
 
 #[actix::test]
 async fn a_value_this_server_never_saw_stays_deleted_when_the_feed_brings_it_late() {
-    let backplane = Arc::new(Numbered::default());
-    let registry = Registry::with_backplane(backplane.clone(), RegistryOptions::default());
+    let (backplane, registry) = shared();
     let inbox = Inbox::new(1, &registry);
     // Another server wrote the key; this server's feed has not brought it.
     let put = Put {
@@ -190,8 +196,7 @@ async fn a_deletion_through_the_backplane_answers_with_its_rev() {
 
 #[actix::test]
 async fn the_end_of_a_session_deletes_its_ephemeral_key_even_if_the_first_try_fails() {
-    let backplane = Arc::new(Numbered::default());
-    let registry = Registry::with_backplane(backplane.clone(), RegistryOptions::default());
+    let (backplane, registry) = shared();
     let session = Inbox::new(1, &registry);
     let reader = Inbox::new(2, &registry);
     let life = Life {
@@ -222,8 +227,7 @@ async fn an_ephemeral_value_of_this_server_that_no_session_holds_is_deleted() {
     // An ephemeral set whose acknowledgement was lost (the session was told
     // `unavailable`) was stored all the same: the feed brings it, tied to
     // this server's lease but to no session of it.
-    let backplane = Arc::new(Numbered::default());
-    let registry = Registry::with_backplane(backplane.clone(), RegistryOptions::default());
+    let (backplane, registry) = shared();
     let reader = Inbox::new(2, &registry);
     let put = Put {
         value: value(7),
@@ -270,8 +274,7 @@ async fn an_ephemeral_value_of_this_server_that_no_session_holds_is_deleted() {
 async fn an_ephemeral_value_of_this_server_stays_while_the_session_holding_the_key_lives() {
     // A session holds an ephemeral key; its next set times out but is
     // stored: the feed brings it, and it is that session's value.
-    let backplane = Arc::new(Numbered::default());
-    let registry = Registry::with_backplane(backplane.clone(), RegistryOptions::default());
+    let (backplane, registry) = shared();
     let session = Inbox::new(1, &registry);
     let reader = Inbox::new(2, &registry);
     let life = Life {

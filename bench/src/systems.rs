@@ -81,11 +81,10 @@ impl Running {
                 let data = dir.join("ipcbus");
                 std::fs::create_dir_all(&data)?;
                 let mut launcher = Launcher::new(server.map(Path::to_owned), data)?;
-                launcher.extra = ["--no-selftest", "--max-connections", "20000"]
-                    .into_iter()
-                    .skip(usize::from(selftest))
-                    .map(str::to_owned)
-                    .collect();
+                launcher.extra = ["--max-connections", "20000"].map(str::to_owned).to_vec();
+                if !selftest {
+                    launcher.extra.push("--no-selftest".to_owned());
+                }
                 let server = launcher.start().context("starting ipcbus")?;
                 let broker = WsBroker {
                     url: server.url.clone(),
