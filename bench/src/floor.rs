@@ -90,6 +90,7 @@ async fn connection(stream: TcpStream, shared: &Shared) -> anyhow::Result<()> {
         store: "0".into(),
         max_value_bytes: None,
         max_frame_bytes: None,
+        subs: None,
     };
     send(&tx, &mut buf, &hello);
     let mut next_sub = 1;

@@ -251,6 +251,7 @@ async fn pass_hello_without_limits(
                 store,
                 max_value_bytes: None,
                 max_frame_bytes: None,
+                subs: None,
             },
             &mut out,
         ),

@@ -50,6 +50,20 @@ pub(crate) trait Broker: Send + Sync + 'static {
     type Reader: Fetch;
     /// Opens a connection for [`Fetch::fetch`].
     fn reader(&self) -> impl Future<Output = anyhow::Result<Self::Reader>> + Send;
+    /// A new client's first read: opens a connection and fetches `topic`,
+    /// by default with [`Broker::reader`] and then [`Fetch::fetch`]. A
+    /// system that can ask in the connection's opening overrides it
+    /// (ipcbus: `?sub=` in the upgrade request).
+    fn reader_of(
+        &self,
+        topic: &str,
+    ) -> impl Future<Output = anyhow::Result<(Self::Reader, Bytes)>> + Send {
+        async move {
+            let mut reader = self.reader().await?;
+            let value = reader.fetch(topic).await?;
+            Ok((reader, value))
+        }
+    }
     /// A connection that subscribes to `topic` and then never reads again,
     /// so that what the server sends it backs up: scenario (g).
     type Stalled: Send + 'static;

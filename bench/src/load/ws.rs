@@ -10,6 +10,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use futures_util::{SinkExt, StreamExt};
 use ipcbus_protocol::msgpack::decode_server;
 use ipcbus_protocol::{ServerMsg, SUBPROTOCOL_MSGPACK};
+use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
@@ -39,7 +40,13 @@ const SMALL_READ_BUFFER: usize = 16 << 10;
 impl WsBroker {
     /// Connects; `small` gives the connection a [`SMALL_READ_BUFFER`].
     async fn connect(&self, small: bool) -> anyhow::Result<Ws> {
-        let mut request = self.url.as_str().into_client_request()?;
+        Ok(self.connect_to(&self.url, small).await?.0)
+    }
+
+    /// Connects to `url`; returns the socket and how many subscriptions
+    /// the upgrade request made (`hello`'s `subs`, 0 from the floor).
+    async fn connect_to(&self, url: &str, small: bool) -> anyhow::Result<(Ws, u64)> {
+        let mut request = url.into_client_request()?;
         let headers = request.headers_mut();
         headers.insert(
             "Sec-WebSocket-Protocol",
@@ -52,8 +59,8 @@ impl WsBroker {
         let (mut ws, _) = tokio_tungstenite::connect_async_with_config(request, config, true)
             .await
             .with_context(|| format!("connecting to {}", self.url))?;
-        match next_msg(&mut ws).await? {
-            frame if matches!(decode_server(&frame), Ok(ServerMsg::Hello { .. })) => Ok(ws),
+        match decode_server(&next_msg(&mut ws).await?) {
+            Ok(ServerMsg::Hello { subs, .. }) => Ok((ws, subs.unwrap_or(0))),
             _ => bail!("{}: the first message is not hello", self.url),
         }
     }
@@ -110,6 +117,23 @@ impl Broker for WsBroker {
             ws: self.connect(true).await?,
             next_id: 1,
         })
+    }
+
+    /// The subscription travels in the upgrade request (protocol.md §5.1),
+    /// so the value follows `hello` with no round trip of its own. A
+    /// server that does not take it (the floor) gets a `sub` instead.
+    async fn reader_of(&self, topic: &str) -> anyhow::Result<(WsReader, Bytes)> {
+        let sep = if self.url.contains('?') { '&' } else { '?' };
+        let topic_param = utf8_percent_encode(topic, NON_ALPHANUMERIC);
+        let url = format!("{}{sep}sub={topic_param}", self.url);
+        let (ws, subs) = self.connect_to(&url, true).await?;
+        let mut reader = WsReader { ws, next_id: 1 };
+        let value = if subs == 1 {
+            reader.replayed(topic).await?
+        } else {
+            reader.fetch(topic).await?
+        };
+        Ok((reader, value))
     }
 }
 
@@ -170,17 +194,15 @@ impl Subscribe for WsSubscriber {
     }
 }
 
-/// A reading connection: `sub`, take the replayed value.
+/// A reading connection: `sub` (or `?sub=`), take the replayed value.
 pub(crate) struct WsReader {
     ws: Ws,
     next_id: u64,
 }
 
-impl Fetch for WsReader {
-    async fn fetch(&mut self, topic: &str) -> anyhow::Result<Bytes> {
-        let id = self.next_id;
-        self.next_id += 1;
-        self.ws.send(Message::Binary(sub_frame(id, topic))).await?;
+impl WsReader {
+    /// The value a subscription to `topic` replays.
+    async fn replayed(&mut self, topic: &str) -> anyhow::Result<Bytes> {
         loop {
             let frame = next_msg(&mut self.ws).await?;
             match decode_server(&frame)? {
@@ -192,6 +214,15 @@ impl Fetch for WsReader {
                 _ => {}
             }
         }
+    }
+}
+
+impl Fetch for WsReader {
+    async fn fetch(&mut self, topic: &str) -> anyhow::Result<Bytes> {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.ws.send(Message::Binary(sub_frame(id, topic))).await?;
+        self.replayed(topic).await
     }
 }
 

@@ -44,8 +44,8 @@ pub(crate) async fn run<B: Broker>(
     let started = Instant::now();
     let readers: Vec<B::Reader> = stream::iter(0..clients)
         .map(|_| async {
-            let mut reader = broker.reader().await?;
-            check(&reader.fetch(&topic).await?)?;
+            let (reader, value) = broker.reader_of(&topic).await?;
+            check(&value)?;
             anyhow::Ok(reader)
         })
         .buffer_unordered(CONCURRENCY)

@@ -99,6 +99,8 @@ struct JsonOut<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     max_frame_bytes: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    subs: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     sub: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     key: Option<&'a str>,
@@ -201,11 +203,13 @@ pub fn encode_server(
             store,
             max_value_bytes,
             max_frame_bytes,
+            subs,
         } => {
             out.ev = Some("hello");
             (out.proto, out.server) = (Some(*proto), Some(&**server));
             (out.session, out.store) = (Some(&**session), Some(&**store));
             (out.max_value_bytes, out.max_frame_bytes) = (*max_value_bytes, *max_frame_bytes);
+            out.subs = *subs;
         }
         ServerMsg::Reply { id, result: Ok(r) } => {
             (out.id, out.ok, out.rev, out.sub) = (Some(*id), Some(true), r.rev, r.sub);
@@ -260,6 +264,7 @@ struct JsonServer<'a> {
     store: Option<Cow<'a, str>>,
     max_value_bytes: Option<u64>,
     max_frame_bytes: Option<u64>,
+    subs: Option<u64>,
     sub: Option<u64>,
     #[serde(borrow)]
     key: Option<Cow<'a, str>>,
@@ -286,6 +291,7 @@ pub fn decode_server(frame: &str) -> Result<ServerMsg<'_>, DecodeError> {
         store: j.store,
         max_value_bytes: j.max_value_bytes,
         max_frame_bytes: j.max_frame_bytes,
+        subs: j.subs,
         sub: j.sub,
         key: j.key,
         value: j.value.map(|v| json_to_msgpack(v.get())).transpose()?,
@@ -408,6 +414,27 @@ mod tests {
         assert_eq!(
             text,
             r#"{"ev":"val","sub":2,"key":"k","value":[1,2],"rev":5}"#
+        );
+        assert_eq!(decode_server(text).expect("decode"), msg);
+    }
+
+    #[test]
+    fn hello_round_trip() {
+        let msg = ServerMsg::Hello {
+            proto: 1,
+            server: "ipcbus/0.1.0".into(),
+            session: "u".into(),
+            store: "s".into(),
+            max_value_bytes: Some(10),
+            max_frame_bytes: Some(20),
+            subs: Some(2),
+        };
+        let mut buf = BytesMut::new();
+        encode_server(&msg, None, &mut buf).expect("encode");
+        let text = std::str::from_utf8(&buf).expect("utf8");
+        assert_eq!(
+            text,
+            r#"{"ev":"hello","proto":1,"server":"ipcbus/0.1.0","session":"u","store":"s","max_value_bytes":10,"max_frame_bytes":20,"subs":2}"#
         );
         assert_eq!(decode_server(text).expect("decode"), msg);
     }

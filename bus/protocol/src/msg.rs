@@ -159,6 +159,10 @@ pub enum ServerMsg<'a> {
         /// The largest message the server reads (`max_frame_bytes`); a
         /// larger one closes the session with 1009.
         max_frame_bytes: Option<u64>,
+        /// How many subscriptions the upgrade request named (`?sub=`):
+        /// they have ids 1 to `subs`, in the request's order. `None` when
+        /// it named none, or from a server that does not take them.
+        subs: Option<u64>,
     },
     /// The reply to a request that had an id.
     Reply {
@@ -330,6 +334,7 @@ pub(crate) struct ServerFields<'a> {
     pub(crate) store: Option<Cow<'a, str>>,
     pub(crate) max_value_bytes: Option<u64>,
     pub(crate) max_frame_bytes: Option<u64>,
+    pub(crate) subs: Option<u64>,
     pub(crate) sub: Option<u64>,
     pub(crate) key: Option<Cow<'a, str>>,
     pub(crate) value: Option<Bytes>,
@@ -365,6 +370,7 @@ impl<'a> ServerFields<'a> {
                 store: self.store.unwrap_or_default(),
                 max_value_bytes: self.max_value_bytes,
                 max_frame_bytes: self.max_frame_bytes,
+                subs: self.subs,
             },
             "error" => ServerMsg::Error(self.error.ok_or_else(|| missing("error"))?),
             "synced" => ServerMsg::Synced { sub: sub()? },

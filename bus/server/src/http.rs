@@ -39,7 +39,7 @@ fn status(code: ErrorCode) -> StatusCode {
     }
 }
 
-fn error(e: &ErrorBody) -> HttpResponse {
+pub(crate) fn error(e: &ErrorBody) -> HttpResponse {
     HttpResponse::build(status(e.code)).json(serde_json::json!({ "error": e }))
 }
 

@@ -184,7 +184,13 @@ impl Session {
         });
     }
 
-    fn subscribe(&mut self, id: Option<u64>, pattern: Pattern, since: Option<u64>, meta: bool) {
+    pub(crate) fn subscribe(
+        &mut self,
+        id: Option<u64>,
+        pattern: Pattern,
+        since: Option<u64>,
+        meta: bool,
+    ) {
         let max = self.limits.max_key_bytes;
         if let Err(e) = check_length(pattern.as_str(), max, ErrorCode::BadPattern) {
             return self.reply(id, Err(e));

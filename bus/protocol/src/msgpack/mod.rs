@@ -130,10 +130,12 @@ pub fn encode_server(msg: &ServerMsg<'_>, buf: &mut BytesMut) {
             store,
             max_value_bytes,
             max_frame_bytes,
+            subs,
         } => {
             let limits = [
                 ("max_value_bytes", max_value_bytes),
                 ("max_frame_bytes", max_frame_bytes),
+                ("subs", subs),
             ];
             w.map(5 + limits.iter().filter(|(_, v)| v.is_some()).count() as u32);
             w.field_str("ev", "hello");
@@ -239,6 +241,7 @@ pub fn decode_server(frame: &Bytes) -> Result<ServerMsg<'_>, DecodeError> {
             "store" => f.store = Some(Cow::Borrowed(rd.str()?)),
             "max_value_bytes" => f.max_value_bytes = Some(rd.uint("max_value_bytes")?),
             "max_frame_bytes" => f.max_frame_bytes = Some(rd.uint("max_frame_bytes")?),
+            "subs" => f.subs = Some(rd.uint("subs")?),
             "sub" => f.sub = Some(rd.uint("sub")?),
             "key" => f.key = Some(Cow::Borrowed(rd.str()?)),
             "value" => f.value = Some(rd.raw(frame)?),
@@ -373,6 +376,7 @@ mod tests {
                 store: "s".into(),
                 max_value_bytes: Some(1 << 20),
                 max_frame_bytes: None,
+                subs: Some(2),
             },
             ServerMsg::Val {
                 sub: 1,

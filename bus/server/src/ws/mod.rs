@@ -10,7 +10,9 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use actix_web_actors::ws::{self, CloseCode, CloseReason, ProtocolError, WebsocketContext};
 use bytes::{Bytes, BytesMut};
 use ipcbus_actors::{Out, Outbox, OutboxConfig};
-use ipcbus_protocol::{json, msgpack, Codec, ErrorBody, ErrorCode, ServerMsg, PROTO_VERSION};
+use ipcbus_protocol::{
+    json, msgpack, Codec, ErrorBody, ErrorCode, Pattern, ServerMsg, PROTO_VERSION,
+};
 use std::borrow::Cow;
 use std::cell::Cell;
 use std::collections::VecDeque;
@@ -22,6 +24,7 @@ use tokio::sync::watch;
 mod guard;
 mod output;
 mod pause;
+mod query;
 
 use crate::metrics::timing::RequestTimer;
 use pause::Until;
@@ -72,6 +75,10 @@ pub(crate) async fn upgrade(
         )));
     }
     let codec = offered.unwrap_or_default();
+    let subs = match query::subscriptions(&req, &Limits::from(&state.config)) {
+        Ok(subs) => subs,
+        Err(e) => return Ok(crate::http::error(&e)),
+    };
     let max = state.config.max_connections;
     if !state.registry.stats().try_open_session(max) {
         return Ok(HttpResponse::ServiceUnavailable()
@@ -81,7 +88,7 @@ pub(crate) async fn upgrade(
             )));
     }
     // From here the slot belongs to the session, which frees it on drop.
-    let session = WsSession::new(&state, codec);
+    let session = WsSession::new(&state, codec, subs);
     let max_frame_bytes = state.config.max_frame_bytes;
     let stream = guard::FrameGuard::new(stream, max_frame_bytes, session.refused.clone());
     let protocols = [codec.subprotocol()];
@@ -119,13 +126,15 @@ pub(crate) struct WsSession {
     batch: VecDeque<Out>,
     /// Encoded frames are split off it; empty (no allocation) between batches.
     buf: BytesMut,
+    /// The upgrade request's subscriptions, made right after `hello`.
+    url_subs: Vec<Pattern>,
     /// Times a sample of the requests (`ipcbus_request_duration_seconds`).
     timer: RequestTimer,
     request_seconds: Histogram,
 }
 
 impl WsSession {
-    fn new(state: &AppState, codec: Codec) -> WsSession {
+    fn new(state: &AppState, codec: Codec, url_subs: Vec<Pattern>) -> WsSession {
         let me: Arc<OnceLock<Addr<WsSession>>> = Arc::default();
         let waker = me.clone();
         let config = OutboxConfig {
@@ -165,6 +174,7 @@ impl WsSession {
             partial: None,
             batch: VecDeque::new(),
             buf: BytesMut::new(),
+            url_subs,
             timer: RequestTimer::default(),
             request_seconds: state.metrics.request_seconds.clone(),
         }
@@ -321,9 +331,14 @@ impl Actor for WsSession {
             store: Cow::Owned(self.store_id.clone()),
             max_value_bytes: Some(self.max_value_bytes as u64),
             max_frame_bytes: Some(self.max_frame_bytes as u64),
+            subs: (!self.url_subs.is_empty()).then_some(self.url_subs.len() as u64),
         };
         self.write(&hello, None, ctx);
         self.buf = BytesMut::new();
+        // Ids 1, 2, ... in order; their events follow `hello` through the outbox.
+        for pattern in std::mem::take(&mut self.url_subs) {
+            self.session.subscribe(None, pattern, None, false);
+        }
         ctx.run_interval(self.heartbeat, |act, ctx| {
             if act.last_seen.elapsed() > act.client_timeout {
                 act.close(ctx, CloseCode::Away, "heartbeat timeout");
