@@ -2,14 +2,20 @@
 //! a network failure would), refuse for a while (the bus is away for that
 //! client), or whose replies it can hold back (so that a request is
 //! applied but its reply not yet delivered). [`Proxy::older`] also takes
-//! the limits out of the server's `hello`, as a server from before they
+//! the limits and `subs` out of the server's `hello`, and the `sub`
+//! parameters out of the upgrade request, as a server from before they
 //! were announced. [`Proxy::framed`] reads the WebSocket frames going
 //! through, so that it can cut a connection just before a `synced`, or
-//! close it as a server would and leave the TCP connection open.
+//! close it as a server would and leave the TCP connection open, and
+//! tells which requests the clients sent ([`Proxy::requests`]). Both keep
+//! the upgrade requests they passed on ([`Proxy::upgrades`]); a
+//! [`Proxy::start`] passes bytes as they are (it also stands in front of
+//! NATS).
 
 use bytes::{Bytes, BytesMut};
-use ipcbus_protocol::{msgpack, ServerMsg};
+use ipcbus_protocol::{msgpack, Op, ServerMsg};
 use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, PoisonError};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
@@ -28,7 +34,31 @@ pub struct Proxy {
     /// Counts accepted connections.
     accepted: watch::Sender<u64>,
     framed: Option<Framed>,
+    upgrades: Log<Upgrade>,
     accept: JoinHandle<()>,
+}
+
+/// What a proxy saw, shared with its connections.
+type Log<T> = Arc<Mutex<Vec<T>>>;
+
+fn push<T>(log: &Log<T>, item: T) {
+    log.lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .push(item);
+}
+
+fn read_log<T: Clone>(log: &Log<T>) -> Vec<T> {
+    log.lock().unwrap_or_else(PoisonError::into_inner).clone()
+}
+
+/// The upgrade request of one connection through the proxy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Upgrade {
+    /// Its target (`/ws?…`) as the client sent it.
+    pub sent: String,
+    /// Its target as the server got it: a [`Proxy::older`] takes the
+    /// `sub` parameters out.
+    pub forwarded: String,
 }
 
 /// The controls of a [`Proxy::framed`].
@@ -41,6 +71,8 @@ struct Framed {
     hang: watch::Sender<u64>,
     /// Counts close frames the client sent on hung connections.
     client_closes: watch::Sender<u64>,
+    /// The requests clients sent, as [`describe`] tells them.
+    requests: Log<String>,
 }
 
 impl Proxy {
@@ -55,8 +87,12 @@ impl Proxy {
         Proxy::listen(target, false, true).await
     }
 
-    /// [`Proxy::start`], with `max_value_bytes` and `max_frame_bytes` taken
-    /// out of every `hello`: the client does not know the server's limits.
+    /// [`Proxy::start`] as a server from before the limits and the
+    /// subscriptions of the upgrade request (protocol.md §2.1, §5.1):
+    /// `max_value_bytes`, `max_frame_bytes` and `subs` are taken out of
+    /// every `hello`, so the client does not know the server's limits, and
+    /// the `sub` parameters out of every upgrade request, so the server
+    /// makes no subscriptions for them.
     pub async fn older(target: SocketAddr) -> Proxy {
         Proxy::listen(target, true, false).await
     }
@@ -72,20 +108,23 @@ impl Proxy {
             cut_at_synced: watch::channel(false).0,
             hang: watch::channel(0).0,
             client_closes: watch::channel(0).0,
+            requests: Log::default(),
         });
+        let upgrades = Log::default();
         let (c, h, b, a) = (cuts.clone(), hold.clone(), block.clone(), accepted.clone());
-        let f = framed.clone();
+        let (f, u) = (framed.clone(), upgrades.clone());
         let accept = tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
                 a.send_modify(|n| *n += 1);
                 if !*b.borrow() {
-                    let (cuts, hold) = (c.subscribe(), h.subscribe());
+                    let (cuts, hold, u) = (c.subscribe(), h.subscribe(), u.clone());
                     match &f {
                         Some(f) => {
-                            tokio::spawn(forward_frames(client, target, cuts, hold, f.clone()));
+                            let f = f.clone();
+                            tokio::spawn(forward_frames(client, target, cuts, hold, f, u));
                         }
                         None => {
-                            tokio::spawn(forward(client, target, cuts, hold, older));
+                            tokio::spawn(forward(client, target, cuts, hold, older, u));
                         }
                     }
                 }
@@ -98,8 +137,23 @@ impl Proxy {
             block,
             accepted,
             framed,
+            upgrades,
             accept,
         }
+    }
+
+    /// The upgrade requests passed on so far, in the order they came. Only
+    /// for a [`Proxy::older`] or a [`Proxy::framed`] (none for a
+    /// [`Proxy::start`]).
+    pub fn upgrades(&self) -> Vec<Upgrade> {
+        read_log(&self.upgrades)
+    }
+
+    /// The requests clients sent so far (on every connection, in the order
+    /// each connection sent them), as [`describe`] tells them: `"sub
+    /// PATTERN"`, `"unsub ID"`, `"set KEY"`… Only for a [`Proxy::framed`].
+    pub fn requests(&self) -> Vec<String> {
+        read_log(&self.framed_controls().requests)
     }
 
     fn framed_controls(&self) -> &Framed {
@@ -178,18 +232,29 @@ async fn forward(
     mut cuts: watch::Receiver<u64>,
     hold: watch::Receiver<bool>,
     older: bool,
+    upgrades: Log<Upgrade>,
 ) {
     cuts.mark_unchanged();
     let Ok(server) = TcpStream::connect(target).await else {
         return; // the client sees the connection close, as with no server
     };
-    let (client_rx, mut client_tx) = client.into_split();
-    let (mut server_rx, server_tx) = server.into_split();
+    let (mut client_rx, mut client_tx) = client.into_split();
+    let (mut server_rx, mut server_tx) = server.into_split();
     let (_free, free) = watch::channel(false);
+    let up = async {
+        // Only an `older` reads the upgrade request: others pass any protocol.
+        if !older
+            || pass_upgrade(&mut client_rx, &mut server_tx, true, &upgrades)
+                .await
+                .is_some()
+        {
+            pipe(client_rx, server_tx, free).await;
+        }
+    };
     tokio::select! {
         biased; // a cut wins over bytes released at the same moment
         _ = cuts.changed() => {}
-        () = pipe(client_rx, server_tx, free) => {}
+        () = up => {}
         () = async {
             if !older || pass_hello_without_limits(&mut server_rx, &mut client_tx).await.is_some() {
                 pipe(server_rx, client_tx, hold).await;
@@ -212,6 +277,67 @@ async fn pipe(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, mut hold: watch::
         if to.write_all(&buf[..n]).await.is_err() {
             return;
         }
+    }
+}
+
+/// Passes on the client's upgrade request, without its `sub` parameters
+/// if `older`, and logs its target in `upgrades`. None if the connection
+/// ended first.
+async fn pass_upgrade(
+    from: &mut OwnedReadHalf,
+    to: &mut OwnedWriteHalf,
+    older: bool,
+    upgrades: &Log<Upgrade>,
+) -> Option<()> {
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        head.push(from.read_u8().await.ok()?);
+    }
+    let head = String::from_utf8(head).expect("an HTTP head is ASCII");
+    let (line, rest) = head.split_once("\r\n").expect("a request line");
+    let mut parts = line.splitn(3, ' ');
+    let (method, sent, version) = (parts.next()?, parts.next()?, parts.next()?);
+    let forwarded = if older {
+        without_subs(sent)
+    } else {
+        sent.to_owned()
+    };
+    let head = format!("{method} {forwarded} {version}\r\n{rest}");
+    let sent = sent.to_owned();
+    push(upgrades, Upgrade { sent, forwarded });
+    to.write_all(head.as_bytes()).await.ok()
+}
+
+/// A request target without its `sub` parameters.
+fn without_subs(target: &str) -> String {
+    let Some((path, query)) = target.split_once('?') else {
+        return target.to_owned();
+    };
+    let kept: Vec<&str> = query
+        .split('&')
+        .filter(|kv| kv.split('=').next() != Some("sub"))
+        .collect();
+    if kept.is_empty() {
+        path.to_owned()
+    } else {
+        format!("{path}?{}", kept.join("&"))
+    }
+}
+
+/// A client's request in a few words: `"sub PATTERN"`, `"unsub ID"`, the op
+/// and key of a `set`, `get` or `del`, `"keys"`; `"?"` if it cannot be read.
+pub fn describe(frame: &[u8]) -> String {
+    let frame = Bytes::copy_from_slice(frame);
+    let Ok(request) = msgpack::decode_request(&frame) else {
+        return "?".into();
+    };
+    match request.op {
+        Op::Sub { pattern, .. } => format!("sub {pattern}"),
+        Op::Unsub { sub } => format!("unsub {sub}"),
+        Op::Set { key, .. } => format!("set {key}"),
+        Op::Get { key } => format!("get {key}"),
+        Op::Del { key, .. } => format!("del {key}"),
+        Op::Keys { .. } => "keys".into(),
     }
 }
 
@@ -277,6 +403,7 @@ async fn forward_frames(
     mut cuts: watch::Receiver<u64>,
     hold: watch::Receiver<bool>,
     framed: Framed,
+    upgrades: Log<Upgrade>,
 ) {
     cuts.mark_unchanged();
     let mut hang = framed.hang.subscribe();
@@ -287,7 +414,10 @@ async fn forward_frames(
     let (mut client_rx, mut client_tx) = client.into_split();
     let (mut server_rx, mut server_tx) = server.into_split();
     let (hung_tx, hung) = watch::channel(false);
-    let up = pass_up(&mut client_rx, &mut server_tx, hung, &framed.client_closes);
+    let up = async {
+        pass_upgrade(&mut client_rx, &mut server_tx, false, &upgrades).await?;
+        pass_up(&mut client_rx, &mut server_tx, hung, &framed).await
+    };
     let down = async {
         let pass = async {
             pass_head(&mut server_rx, &mut client_tx).await?;
@@ -310,22 +440,24 @@ async fn forward_frames(
     }
 }
 
-/// Copies client frames to the server; once `hung`, drops them instead,
-/// counting close frames in `closes`.
+/// Copies client frames to the server, logging their requests; once
+/// `hung`, drops them instead, counting close frames.
 async fn pass_up(
     from: &mut OwnedReadHalf,
     to: &mut OwnedWriteHalf,
     hung: watch::Receiver<bool>,
-    closes: &watch::Sender<u64>,
+    framed: &Framed,
 ) -> Option<()> {
-    pass_head(from, to).await?;
     loop {
         let frame = read_frame(from).await?;
         if *hung.borrow() {
             if frame.opcode == 8 {
-                closes.send_modify(|n| *n += 1);
+                framed.client_closes.send_modify(|n| *n += 1);
             }
             continue;
+        }
+        if frame.opcode == 2 {
+            push(&framed.requests, describe(&frame.payload));
         }
         to.write_all(&frame.raw).await.ok()?;
     }

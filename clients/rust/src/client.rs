@@ -2,7 +2,7 @@
 //! connection task (`reconnect.rs`) keeps up across server restarts.
 
 use crate::conn::{self, Command, Kind, Progress, Shared};
-use crate::dial::Hello;
+use crate::dial::{self, Hello};
 use crate::ephemeral::Ephemeral;
 use crate::error::{Error, Result};
 use crate::options::{ClientOptions, SetOptions, SubscribeOptions};
@@ -74,15 +74,125 @@ impl Client {
     /// origin (401, 403) fails at once with [`Error::Refused`]. With
     /// [`ClientOptions::fail_fast`], one attempt, and its error as it is.
     pub async fn connect_with(url: &str, options: ClientOptions) -> Result<Client> {
+        let (client, _) = Client::start(url, options, Vec::new()).await?;
+        Ok(client)
+    }
+
+    /// Connects as [`Client::connect_with`] does, subscribed to `patterns`
+    /// from the start: one [`Subscription`] per pattern, in order, each
+    /// the same as one from [`Client::subscribe`] (replay, then
+    /// [`crate::Event::Synced`], then live changes; it carries on after a
+    /// reconnect; dropping it unsubscribes).
+    ///
+    /// The subscriptions are named in the upgrade request (`GET
+    /// /ws?sub=<pattern>&…`, protocol.md §5.1), so the server makes them
+    /// before anything else and their replay follows its `hello`: the
+    /// first values come one round trip sooner than with `connect` and
+    /// then `subscribe`. A server older than that feature ignores the
+    /// parameters; the client then sends `sub` requests for them before
+    /// this returns, and the subscriptions are the same. After a
+    /// reconnect they are made again with requests, as any subscription.
+    ///
+    /// Patterns are checked first, as [`Client::subscribe`] does: a bad
+    /// one fails with [`Error::Server`] and code `bad_pattern` before
+    /// anything is sent. A list the server refuses fails at once, not
+    /// retried, with [`Error::Server`] and the server's code:
+    /// `bad_pattern` (for instance a pattern over its `max_key_bytes`), or
+    /// `limit` (more than its `max_subs`). `url` should have no `sub`
+    /// parameters of its own (any other query, such as `?token=`, is kept).
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), ipcbus_client::Error> {
+    /// use futures_util::StreamExt;
+    /// use ipcbus_client::{Client, ClientOptions};
+    /// let url = "ws://127.0.0.1:9099/ws";
+    /// let patterns = ["weather.today", "svc.*.online"];
+    /// let (client, mut subs) =
+    ///     Client::connect_subscribed(url, ClientOptions::default(), &patterns).await?;
+    /// let mut online = subs.pop().expect("svc.*.online");
+    /// let mut weather = subs.pop().expect("weather.today");
+    /// while let Some(event) = weather.next().await {
+    ///     println!("{event:?}");
+    /// }
+    /// # drop((client, online)); Ok(()) }
+    /// ```
+    pub async fn connect_subscribed(
+        url: &str,
+        options: ClientOptions,
+        patterns: &[impl AsRef<str>],
+    ) -> Result<(Client, Vec<Subscription>)> {
+        let patterns = patterns
+            .iter()
+            .map(|p| parse_pattern(p.as_ref()))
+            .collect::<Result<Vec<_>>>()?;
+        let capacity = options.subscription_capacity;
+        // Local ids from 1: the client's request ids start after them.
+        let subs: Vec<Arc<SubShared>> = (1..)
+            .zip(patterns)
+            .map(|(local, pattern)| {
+                let options = SubscribeOptions::default();
+                Arc::new(SubShared::new(local, pattern, options, capacity))
+            })
+            .collect();
+        let (client, made) = Client::start(url, options, subs.clone()).await?;
+        if made {
+            let subs = subs
+                .into_iter()
+                .map(|sub| Subscription {
+                    sub,
+                    client: client.clone(),
+                })
+                .collect();
+            return Ok((client, subs));
+        }
+        // An older server: the same subscriptions, with requests.
+        let made = futures_util::future::join_all(subs.into_iter().map(|sub| {
+            let client = client.clone();
+            async move {
+                let frame = sub.frame(sub.local);
+                let kind = Kind::Sub(sub.clone());
+                let made = client.call(sub.local, frame, kind, Arc::default()).await;
+                made.map(|_| Subscription { sub, client })
+            }
+        }))
+        .await;
+        // On a failure, the others made are dropped: unsubscribed.
+        let subs = made.into_iter().collect::<Result<Vec<_>>>()?;
+        Ok((client, subs))
+    }
+
+    /// [`Client::connect_subscribed`], with a [`Watch`] of each pattern
+    /// instead of a [`Subscription`]: a local mirror whose initial state
+    /// follows the server's `hello`. Await [`Watch::synced`] for it.
+    pub async fn connect_watching(
+        url: &str,
+        options: ClientOptions,
+        patterns: &[impl AsRef<str>],
+    ) -> Result<(Client, Vec<Watch>)> {
+        let (client, subs) = Client::connect_subscribed(url, options, patterns).await?;
+        Ok((client, subs.into_iter().map(Watch::start).collect()))
+    }
+
+    /// Starts the connection task and waits for the first connection: with
+    /// `url_subs`, named in its upgrade request. True when the server made
+    /// them (bound to ids 1 to n, routed and kept by the client).
+    async fn start(
+        url: &str,
+        options: ClientOptions,
+        url_subs: Vec<Arc<SubShared>>,
+    ) -> Result<(Client, bool)> {
         let (tx, rx) = mpsc::channel(options.request_capacity);
         let (state_tx, state) = watch::channel(State::new(
             StateKind::Connecting,
             format!("connecting to {url}"),
         ));
         let (closing, closing_rx) = watch::channel(false);
+        let first_id = url_subs.len() as u64 + 1;
+        let first_url = (!url_subs.is_empty())
+            .then(|| dial::with_subscriptions(url, url_subs.iter().map(|s| s.pattern())));
         let inner = Inner {
             shared: Shared::default(),
-            ids: Arc::new(AtomicU64::new(1)),
+            ids: Arc::new(AtomicU64::new(first_id)),
             info: Arc::default(),
             ephemeral: Arc::default(),
             state,
@@ -92,6 +202,8 @@ impl Client {
         };
         let link = Link {
             url: url.to_owned(),
+            first_url,
+            url_subs,
             options,
             shared: inner.shared.clone(),
             rx,
@@ -106,9 +218,10 @@ impl Client {
         let (first, connected) = oneshot::channel();
         tokio::spawn(reconnect::run(link, first));
         match connected.await {
-            Ok(Ok(())) => Ok(Client {
-                inner: Arc::new(inner),
-            }),
+            Ok(Ok(made)) => {
+                let inner = Arc::new(inner);
+                Ok((Client { inner }, made))
+            }
             Ok(Err(e)) => Err(e),
             Err(_) => Err(Error::unavailable(reconnect::CLOSED_BY_CLIENT)),
         }

@@ -5,7 +5,8 @@ use crate::conn::Ws;
 use crate::error::{Error, Result};
 use crate::options::ClientOptions;
 use futures_util::StreamExt;
-use ipcbus_protocol::{msgpack, ServerMsg, SUBPROTOCOL_MSGPACK};
+use ipcbus_protocol::{msgpack, ErrorBody, ErrorCode, Pattern, ServerMsg, SUBPROTOCOL_MSGPACK};
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
@@ -20,6 +21,10 @@ pub(crate) struct Hello {
     pub(crate) max_value_bytes: Option<u64>,
     /// The largest message the server reads, if it said.
     pub(crate) max_frame_bytes: Option<u64>,
+    /// How many subscriptions the upgrade request's `sub` parameters made
+    /// (ids 1 to `subs`, protocol.md §5.1); `None` from a server that
+    /// does not know them, or when the request named none.
+    pub(crate) subs: Option<u64>,
 }
 
 /// Opens a connection to `url` and reads its `hello`. The token is looked
@@ -63,12 +68,14 @@ pub(crate) async fn dial(url: &str, options: &ClientOptions) -> Result<(Ws, Hell
                 store,
                 max_value_bytes,
                 max_frame_bytes,
+                subs,
                 ..
             }) => Hello {
                 session: session.into_owned(),
                 store: store.into_owned(),
                 max_value_bytes,
                 max_frame_bytes,
+                subs,
             },
             _ => return Err(Error::Protocol("expected hello".into())),
         },
@@ -78,20 +85,148 @@ pub(crate) async fn dial(url: &str, options: &ClientOptions) -> Result<(Ws, Hell
     Ok((ws, hello))
 }
 
+/// What a `sub` parameter leaves as it is: letters, digits and the
+/// unreserved `.-_~`. Everything else (`*`, `>`, and `+`, which a form
+/// decoder would take for a space) is percent-encoded.
+const SUB_PARAM: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'.')
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'~');
+
+/// `url` with a `sub` parameter for each pattern, in order, after any query
+/// it has (such as `?token=`): the subscriptions of the upgrade request
+/// (protocol.md §5.1).
+pub(crate) fn with_subscriptions<'a>(
+    url: &str,
+    patterns: impl IntoIterator<Item = &'a Pattern>,
+) -> String {
+    let (base, fragment) = match url.split_once('#') {
+        Some((base, fragment)) => (base, Some(fragment)),
+        None => (url, None),
+    };
+    let mut out = base.to_owned();
+    for pattern in patterns {
+        let sep = match out.find('?') {
+            None => "?",
+            Some(_) if out.ends_with('?') || out.ends_with('&') => "",
+            Some(_) => "&",
+        };
+        let value = utf8_percent_encode(pattern.as_str(), SUB_PARAM);
+        out.push_str(&format!("{sep}sub={value}"));
+    }
+    if let Some(fragment) = fragment {
+        out.push('#');
+        out.push_str(fragment);
+    }
+    out
+}
+
 /// A refusal that retrying with the same settings cannot mend: a wrong
-/// token (401) or origin (403). 503 (`max_connections`) is not one: other
-/// connections end, so it is retried like a bus that is not up yet.
+/// token (401) or origin (403), or subscriptions in the upgrade request
+/// the server will not make (400 `bad_pattern`, 429 `limit`: see
+/// [`refused`]). 503 (`max_connections`) is not one: other connections
+/// end, so it is retried like a bus that is not up yet.
 pub(crate) fn is_refusal(e: &Error) -> bool {
-    matches!(e, Error::Refused { status, .. } if *status == 401 || *status == 403)
+    match e {
+        Error::Refused { status, .. } => *status == 401 || *status == 403,
+        // Only a refused upgrade gives this from `dial`.
+        Error::Server(_) => true,
+        _ => false,
+    }
 }
 
 /// The error for a refused upgrade: the `msg` of the server's JSON error
-/// body, or the body as text.
+/// body, or the body as text. A 400 or 429 with an error code is the
+/// server refusing the upgrade request's subscriptions (or its query
+/// string): [`Error::Server`] with that code, as a `sub` request refused
+/// for the same reason would give.
 fn refused(status: u16, body: Option<&[u8]>) -> Error {
     let text = String::from_utf8_lossy(body.unwrap_or_default());
-    let msg = serde_json::from_str::<serde_json::Value>(&text)
-        .ok()
-        .and_then(|v| v["error"]["msg"].as_str().map(str::to_owned))
+    let json = serde_json::from_str::<serde_json::Value>(&text).ok();
+    let error = json.as_ref().map(|v| &v["error"]);
+    let msg = error
+        .and_then(|e| e["msg"].as_str().map(str::to_owned))
         .unwrap_or_else(|| text.trim().to_owned());
-    Error::Refused { status, msg }
+    let code = error.and_then(|e| e["code"].as_str()).map(ErrorCode::parse);
+    match code {
+        Some(code) if status == 400 || status == 429 => Error::Server(ErrorBody::new(
+            code,
+            format!("the server refused the upgrade request ({status}): {msg}"),
+        )),
+        _ => Error::Refused { status, msg },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn patterns(texts: &[&str]) -> Vec<Pattern> {
+        texts
+            .iter()
+            .map(|t| Pattern::parse(t).expect("a pattern"))
+            .collect()
+    }
+
+    #[test]
+    fn subscriptions_are_appended_to_the_query_percent_encoded() {
+        let two = patterns(&["w.today", "svc.*.on-line_~x", "a.>"]);
+        assert_eq!(
+            with_subscriptions("ws://h:1/ws", &two),
+            "ws://h:1/ws?sub=w.today&sub=svc.%2A.on-line_~x&sub=a.%3E"
+        );
+        let one = patterns(&["a.b"]);
+        for (url, want) in [
+            ("ws://h/ws?token=t", "ws://h/ws?token=t&sub=a.b"),
+            ("ws://h/ws?", "ws://h/ws?sub=a.b"),
+            ("ws://h/ws?token=t&", "ws://h/ws?token=t&sub=a.b"),
+            ("ws://h/ws#f", "ws://h/ws?sub=a.b#f"),
+        ] {
+            assert_eq!(with_subscriptions(url, &one), want);
+        }
+        assert_eq!(with_subscriptions("ws://h/ws", &[]), "ws://h/ws");
+    }
+
+    #[test]
+    fn what_a_form_decoder_reads_is_the_pattern() {
+        // The server decodes `sub` as application/x-www-form-urlencoded.
+        for text in ["a+b.*", "k.%20", "é.>", "q&sub=x.#?=", "x"] {
+            let p = Pattern::parse(text).expect("a pattern");
+            let url = with_subscriptions("ws://h/ws?token=t", [&p]);
+            let (_, query) = url.split_once('?').expect("a query");
+            let value = query
+                .split('&')
+                .find_map(|kv| kv.strip_prefix("sub="))
+                .expect("a sub");
+            let spaced = value.replace('+', " ");
+            let decoded = percent_encoding::percent_decode_str(&spaced)
+                .decode_utf8()
+                .expect("utf-8");
+            assert_eq!(decoded, text);
+        }
+    }
+
+    #[test]
+    fn a_refused_subscription_list_is_the_servers_error_and_final() {
+        let body = br#"{"error":{"code":"bad_pattern","msg":"empty token"}}"#;
+        let err = refused(400, Some(body));
+        assert_eq!(err.code(), Some(ErrorCode::BadPattern), "{err}");
+        assert!(err.to_string().contains("(400): empty token"), "{err}");
+        assert!(is_refusal(&err));
+        let body = br#"{"error":{"code":"limit","msg":"more than max_subs (2)"}}"#;
+        let err = refused(429, Some(body));
+        assert_eq!(err.code(), Some(ErrorCode::Limit), "{err}");
+        assert!(is_refusal(&err));
+        // 503 is retried; 401 is final; neither has a code.
+        let body = br#"{"error":{"code":"limit","msg":"too many connections"}}"#;
+        let err = refused(503, Some(body));
+        assert!(matches!(err, Error::Refused { status: 503, .. }), "{err}");
+        assert!(!is_refusal(&err));
+        let err = refused(401, Some(b"no token"));
+        assert!(matches!(&err, Error::Refused { status: 401, msg } if msg == "no token"));
+        assert!(is_refusal(&err));
+        let err = refused(400, Some(b"Bad Request"));
+        assert!(matches!(err, Error::Refused { status: 400, .. }), "{err}");
+    }
 }

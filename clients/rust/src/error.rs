@@ -8,7 +8,10 @@ pub enum Error {
     /// The WebSocket could not be opened or failed (a fail-fast connect).
     #[error("websocket: {0}")]
     WebSocket(#[from] tokio_tungstenite::tungstenite::Error),
-    /// The server refused the request.
+    /// The server refused the request; or the subscriptions named in the
+    /// upgrade request of [`crate::Client::connect_subscribed`] (HTTP 400
+    /// `bad_pattern`, 429 `limit`), which is not retried. A pattern the
+    /// client finds bad itself gives `bad_pattern` too, before sending.
     #[error("server refused: {0}")]
     Server(ErrorBody),
     /// A value or a request over the limits the server announced in its

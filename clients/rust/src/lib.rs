@@ -1,7 +1,9 @@
 //! Async Rust client for ipcbus, on tokio-tungstenite.
 //!
 //! # Layout
-//! - [`Client`] (`client.rs`): connect, `set`/`get`/`del`/`keys` (typed with
+//! - [`Client`] (`client.rs`): connect (`connect_subscribed` and
+//!   `connect_watching` with subscriptions named in the upgrade request,
+//!   protocol.md §5.1), `set`/`get`/`del`/`keys` (typed with
 //!   serde, or raw MessagePack bytes), `set_if`, `set_with` ([`SetOptions`]:
 //!   persist, ephemeral, TTL), `subscribe`, `subscribe_with`
 //!   ([`SubscribeOptions`]: since, meta), `watch`, `state`, `close`.
@@ -14,7 +16,8 @@
 //! - `reconnect.rs`: the task that owns the connection: connects with
 //!   backoff (`backoff.rs`), writes requests, and after a lost connection
 //!   reconnects, sets ephemeral keys again (`ephemeral.rs`), resubscribes.
-//! - `dial.rs`: one connection attempt and its `hello`.
+//! - `dial.rs`: one connection attempt and its `hello`; the `sub`
+//!   parameters of the first one's URL.
 //! - `conn.rs`: requests, the routing table and the reader task.
 //! - `resync.rs`: a subscription across reconnects, and the filter that
 //!   reduces the replay after a reconnect to what changed.

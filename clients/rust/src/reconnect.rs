@@ -13,6 +13,7 @@ use crate::dial::{dial, is_refusal, Hello};
 use crate::ephemeral::{Again, Ephemeral};
 use crate::error::{Error, Result};
 use crate::options::ClientOptions;
+use crate::resync::SubShared;
 use crate::state::{State, StateKind};
 use futures_util::stream::SplitSink;
 use futures_util::{SinkExt, StreamExt};
@@ -35,6 +36,15 @@ pub(crate) const CLOSED_BY_CLIENT: &str = "closed by the client";
 /// Everything the connection task owns or shares with the clients.
 pub(crate) struct Link {
     pub(crate) url: String,
+    /// Until the first connection is open: `url` with the `sub`
+    /// parameters of [`Link::url_subs`] (protocol.md §5.1). Later
+    /// connections use `url`: the client makes its subscriptions again
+    /// with requests.
+    pub(crate) first_url: Option<String>,
+    /// The subscriptions the upgrade request of the first connection
+    /// names, in order: if its `hello` says the server made them, they
+    /// are bound to ids 1 to n before anything is read after it.
+    pub(crate) url_subs: Vec<Arc<SubShared>>,
     pub(crate) options: ClientOptions,
     pub(crate) shared: Shared,
     pub(crate) rx: mpsc::Receiver<Command>,
@@ -58,9 +68,14 @@ struct Live {
     epoch: u64,
 }
 
+/// The most stray subscriptions of an upgrade request (see
+/// `Link::establish`) ended: a server makes no more than its `max_subs`.
+const MAX_STRAY_SUBS: u64 = 1 << 16;
+
 /// Runs the client's connection until it is closed; `first` learns how
-/// the first connect went.
-pub(crate) async fn run(mut link: Link, first: oneshot::Sender<Result<()>>) {
+/// the first connect went: whether the server made the subscriptions the
+/// upgrade request named ([`Link::url_subs`]).
+pub(crate) async fn run(mut link: Link, first: oneshot::Sender<Result<bool>>) {
     let mut conn = match link.connect(true).await {
         Ok(conn) => conn,
         Err(e) => {
@@ -73,9 +88,9 @@ pub(crate) async fn run(mut link: Link, first: oneshot::Sender<Result<()>>) {
     loop {
         let (ws, hello) = conn;
         let lost = match link.establish(ws, hello, first.is_none()).await {
-            Ok(live) => {
+            Ok((live, made)) => {
                 if let Some(first) = first.take() {
-                    let _ = first.send(Ok(()));
+                    let _ = first.send(Ok(made));
                 }
                 link.drive(live).await
             }
@@ -116,6 +131,10 @@ impl Link {
     async fn connect(&mut self, first: bool) -> Result<(Ws, Hello)> {
         let options = &self.options;
         let url = &self.url;
+        let dial_url = match &self.first_url {
+            Some(with_subs) if first => with_subs,
+            _ => url,
+        };
         let patience = options.connect_timeout.unwrap_or(options.timeout);
         // A patience past the clock's range is no deadline.
         let deadline = first
@@ -132,7 +151,7 @@ impl Link {
             let attempt = async {
                 tokio::time::sleep(delay).await;
                 let limit = deadline.map_or(options.timeout, |d| d - Instant::now());
-                tokio::time::timeout(limit, dial(url, options)).await
+                tokio::time::timeout(limit, dial(dial_url, options)).await
             };
             let error = tokio::select! {
                 attempt = attempt => match attempt {
@@ -170,13 +189,31 @@ impl Link {
 
     /// Starts the reader on a new connection; after a reconnect, sets the
     /// ephemeral keys again, makes the subscriptions again and sends the
-    /// reads that were in flight. Then the client is open.
+    /// reads that were in flight. Then the client is open. True when the
+    /// server made the upgrade request's subscriptions ([`Link::url_subs`]).
     async fn establish(
         &mut self,
         ws: Ws,
         hello: Hello,
         again: bool,
-    ) -> std::result::Result<Live, Lost> {
+    ) -> std::result::Result<(Live, bool), Lost> {
+        let asked = self.url_subs.len() as u64;
+        let made = !again && asked > 0 && hello.subs == Some(asked);
+        // Subscriptions the server made for `sub` parameters that are not
+        // ours (in the URL the program gave), or a number of them other
+        // than we asked for: nothing routes their events, so end them.
+        let stray = if made {
+            0
+        } else {
+            hello.subs.unwrap_or(0).min(MAX_STRAY_SUBS)
+        };
+        if !again && asked > 0 && !made {
+            tracing::debug!(
+                "ipcbus: the server made {} of the {asked} subscriptions of the upgrade request \
+                 (an older server makes none): subscribing with requests",
+                hello.subs.unwrap_or(0)
+            );
+        }
         let store_changed = {
             let mut info = self.info.lock().unwrap_or_else(PoisonError::into_inner);
             let changed = again && info.store != hello.store;
@@ -186,8 +223,19 @@ impl Link {
         let epoch = {
             let mut routes = self.shared.lock();
             routes.epoch += 1;
-            routes.epoch
+            let epoch = routes.epoch;
+            if made {
+                // Bound before the reader starts: their first events may
+                // have come in the same read as `hello`.
+                for (sub, id) in self.url_subs.iter().zip(1..) {
+                    sub.attach(id, epoch);
+                    routes.live.insert(id, sub.clone());
+                    routes.subs.insert(sub.local, sub.clone());
+                }
+            }
+            epoch
         };
+        let strays: Vec<_> = (1..=stray).map(|id| Command::unsub(id, epoch)).collect();
         let (sink, stream) = ws.split();
         let reader = conn::read_loop(
             stream,
@@ -217,10 +265,19 @@ impl Link {
                 });
             }
             cmds.append(&mut self.resend);
+            cmds.splice(0..0, strays);
             self.write_all(&mut live, cmds).await?;
+        } else if !strays.is_empty() {
+            self.write_all(&mut live, strays).await?;
+        }
+        if !again {
+            // Made, or left to the client's `sub` requests: either way
+            // not named again.
+            self.first_url = None;
+            self.url_subs.clear();
         }
         self.set_state(StateKind::Open, format!("connected to {}", self.url));
-        Ok(live)
+        Ok((live, made))
     }
 
     /// Writes the requests of the program until the connection is lost

@@ -62,6 +62,11 @@ impl SubShared {
         }
     }
 
+    /// The pattern it subscribes to.
+    pub(crate) fn pattern(&self) -> &Pattern {
+        &self.pattern
+    }
+
     fn lock(&self) -> MutexGuard<'_, Filter> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
