@@ -294,3 +294,30 @@ async fn subscriptions_from_the_connect_carry_on_after_a_restart() {
         "made again after the restart"
     );
 }
+
+/// A `hello` that counts other subscriptions than the client asked for
+/// (here the URL it was given names one of its own): the client ends them
+/// all and makes its own with requests.
+#[tokio::test]
+async fn subscriptions_not_as_asked_are_ended_and_made_with_requests() {
+    let server = TestServer::start();
+    let proxy = Proxy::framed(server.addr()).await;
+    let url = proxy.url(server.token());
+    let sep = if url.contains('?') { '&' } else { '?' };
+    let (writer, client, mut subs) = subscribed(&server, &format!("{url}{sep}sub=w.*")).await;
+    replay_then_live(&writer, &mut subs).await;
+    let ids: Vec<u64> = subs.iter().map(Subscription::id).collect();
+    assert_eq!(ids, [4, 5], "after the server's 3");
+    client.get::<i64>("w.today").await.expect("get");
+    assert_eq!(
+        proxy.requests(),
+        [
+            "unsub 1",
+            "unsub 2",
+            "unsub 3",
+            "sub w.today",
+            "sub x.*",
+            "get w.today"
+        ]
+    );
+}
