@@ -4,7 +4,7 @@
 //! came from and how to give another).
 
 use super::CliError;
-use ipcbus_client::{Client, ClientOptions, Error};
+use ipcbus_client::{Client, ClientOptions, Error, Subscription};
 use ipcbus_protocol::auth;
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
@@ -23,11 +23,14 @@ pub(super) enum Source {
 
 /// Connects to `url` with the first of: `token` (`--token`), the token in
 /// `token_file` (`--token-file`), `$IPCBUS_TOKEN`, the default token file.
+/// The subscriptions to `patterns` are made in the upgrade request
+/// (protocol.md §5.1), so their first values need no round trip of their own.
 pub(super) async fn connect(
     url: &str,
     token: Option<String>,
     token_file: Option<&Path>,
-) -> Result<Client, CliError> {
+    patterns: &[&str],
+) -> Result<(Client, Vec<Subscription>), CliError> {
     let (token, source) = find_token(token, token_file)?;
     // A one-shot tool: one attempt, its error as it is, and no reconnect
     // (`watch` ends when the connection does).
@@ -37,9 +40,14 @@ pub(super) async fn connect(
         reconnect: false,
         ..ClientOptions::default()
     };
-    Client::connect_with(url, options)
-        .await
-        .map_err(|e| explain(url, &source, e))
+    let connected = if patterns.is_empty() {
+        Client::connect_with(url, options)
+            .await
+            .map(|c| (c, Vec::new()))
+    } else {
+        Client::connect_subscribed(url, options, patterns).await
+    };
+    connected.map_err(|e| explain(url, &source, e))
 }
 
 /// The token to send, and where it came from: `token` (`--token`), the

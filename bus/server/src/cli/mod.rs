@@ -10,7 +10,7 @@ mod ui;
 use crate::config::{Config, ConfigError};
 use clap::{Args, Parser, Subcommand};
 use futures_util::StreamExt;
-use ipcbus_client::{Client, Event, SetOptions};
+use ipcbus_client::{Client, Event, SetOptions, Subscription};
 use ipcbus_protocol::transcode::{json_to_msgpack, msgpack_to_json, msgpack_to_json_value};
 use std::io::{Read, Write};
 use std::net::{IpAddr, TcpListener};
@@ -282,10 +282,21 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;
+            // `dump` and `watch` (without `--since`) subscribe as they connect.
+            let pattern = match &command {
+                Command::Dump { pattern }
+                | Command::Watch {
+                    pattern,
+                    since: None,
+                } => Some(pattern.clone()),
+                _ => None,
+            };
+            let patterns = Vec::from_iter(pattern.as_deref());
             rt.block_on(async {
-                let client =
-                    connect::connect(&cli.url, cli.token, cli.token_file.as_deref()).await?;
-                client_command(client, command).await
+                let (client, mut subs) =
+                    connect::connect(&cli.url, cli.token, cli.token_file.as_deref(), &patterns)
+                        .await?;
+                client_command(client, subs.pop(), command).await
             })
         }
     }
@@ -343,7 +354,13 @@ fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     }
 }
 
-async fn client_command(client: Client, command: Command) -> Result<(), CliError> {
+/// Carries out `command`; `sub` is the subscription `dump` or `watch` made
+/// as it connected, if any.
+async fn client_command(
+    client: Client,
+    sub: Option<Subscription>,
+    command: Command,
+) -> Result<(), CliError> {
     let mut out = std::io::stdout().lock();
     match command {
         Command::Serve(_) | Command::Ui { .. } | Command::Stats { .. } => {
@@ -398,7 +415,10 @@ async fn client_command(client: Client, command: Command) -> Result<(), CliError
         Command::Dump { pattern } => {
             // The subscription's replay: each current value once, then
             // `synced`. A key deleted meanwhile is left out.
-            let mut sub = client.subscribe(&pattern).await?;
+            let mut sub = match sub {
+                Some(sub) => sub,
+                None => client.subscribe(&pattern).await?,
+            };
             while let Some(event) = sub.next().await {
                 match event {
                     Event::Value { key, rev, value } => {
@@ -414,7 +434,10 @@ async fn client_command(client: Client, command: Command) -> Result<(), CliError
             return Err(ended(&client));
         }
         Command::Watch { pattern, since } => {
-            let mut sub = client.subscribe_since(&pattern, since).await?;
+            let mut sub = match sub {
+                Some(sub) => sub,
+                None => client.subscribe_since(&pattern, since).await?,
+            };
             while let Some(event) = sub.next().await {
                 let line = match &event {
                     Event::Value { key, rev, value } => {

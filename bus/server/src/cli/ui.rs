@@ -19,7 +19,7 @@ pub(super) fn run(
     // Connecting first: a server that is down or refuses the token is
     // reported here, with the CLI's usual hints, rather than by the page.
     let (found, _) = super::connect::find_token(token.clone(), token_file)?;
-    drop(rt.block_on(super::connect::connect(url, token, token_file))?);
+    drop(rt.block_on(super::connect::connect(url, token, token_file, &[]))?);
     let page = dashboard_url(url, found.as_deref())?;
     println!("{page}");
     if !no_open && !open_browser(&page) {
