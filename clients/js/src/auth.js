@@ -10,7 +10,7 @@
 // - The token file is $IPCBUS_TOKEN_FILE, else <data dir>/token.
 // - A client uses, in order: a token it is given, $IPCBUS_TOKEN, the token
 //   file if it can read it, else no token.
-import { Forbidden, Unauthorized } from "./errors.js";
+import { Forbidden, Unauthorized, refusedSubscriptions } from "./errors.js";
 
 /** Whether this runtime is Node (or one that provides its modules). */
 export const IS_NODE = typeof globalThis.process?.versions?.node === "string";
@@ -95,7 +95,10 @@ export function withToken(url, token) {
  * HTTP status, so in Node the same URL is asked again over plain HTTP: the
  * server answers 401 or 403 before it looks at the upgrade. Browsers cannot
  * do that (the page's origin may be the very problem), so there the answer
- * is the original error.
+ * is the original error. A URL that names subscriptions (`sub=`,
+ * docs/protocol.md §5.1) is asked again in browsers too: a page whose
+ * origin the server allows can read its 400 (`bad_pattern`) or 429
+ * (`limit`), which then rejects as BadPattern or LimitReached.
  * @param {string} url as the caller gave it
  * @param {string} wsUrl with the token
  * @param {{token?: string, source: string, tokenFile?: string}} found what was sent
@@ -104,14 +107,19 @@ export function withToken(url, token) {
  * @returns {Promise<Error>}
  */
 export async function diagnose(url, wsUrl, found, error, timeout) {
-  if (!IS_NODE) return error;
+  const subs = new URL(wsUrl, globalThis.location?.href).searchParams.has("sub");
+  if (!IS_NODE && !subs) return error;
   let res;
+  let body;
   try {
     res = await fetch(wsUrl.replace(/^ws/, "http"), { signal: AbortSignal.timeout(timeout) });
-    await res.body?.cancel();
+    if (subs && (res.status === 400 || res.status === 429)) body = await res.json();
+    else await res.body?.cancel();
   } catch {
     return error;
   }
+  if (body?.error?.code) return refusedSubscriptions(url, body.error);
+  if (!IS_NODE) return error; // as without subscriptions
   if (res.status === 401 && found.token === undefined && !found.inUrl) {
     return new Unauthorized(
       `${url} needs a token (401) and none was found: ${found.source}. Pass {token}, or set IPCBUS_TOKEN, ` +

@@ -6,7 +6,7 @@
 import { JSON_CODEC, MSGPACK, codecFor } from "./codec.js";
 import { Connection, IDLE_TIMEOUT_MS, exchange } from "./connection.js";
 import { EphemeralKeys, wireTtl } from "./ephemeral.js";
-import { ServerError, Timeout, TooLarge, Unavailable, fromWire } from "./errors.js";
+import { ServerError, Timeout, TooLarge, Unavailable, fromWire, refusedSubscriptions } from "./errors.js";
 import { byteLength, checkFrame, checkValueSize, limitsOf } from "./limits.js";
 import { Subscription } from "./subscription.js";
 import { checkValue } from "./value.js";
@@ -46,8 +46,24 @@ export class Bus extends EventTarget {
    * `token` in `$IPCBUS_DATA_DIR` or the platform data directory). A
    * browser must be given the token.
    *
+   * `subscribe` names patterns to subscribe to in the connect request
+   * itself (docs/protocol.md §5.1): their first values arrive right after
+   * the server's hello, with no round trip of their own. The first
+   * `subscribe(pattern)` or `watch(pattern)` of each (without `meta`) gets
+   * that subscription, with what arrived meanwhile, instead of making
+   * another; it behaves as any other (replay, "synced", live changes,
+   * `close()`, made again after a reconnect). Until then its events wait,
+   * as for an unread iterator. A pattern the server refuses rejects the
+   * connect at once with BadPattern (more than its max_subs: LimitReached),
+   * in Node and in a page whose origin the server allows. A server older
+   * than this gets them as `sub` requests instead.
+   *
    * @example
    * const bus = await Bus.connect("ws://127.0.0.1:9099/ws", { token, onState: (s, why) => show(s, why) });
+   * @example
+   * const bus = await Bus.connect(url, { subscribe: ["weather.>"] });
+   * const weather = await bus.watch("weather.>"); // the one made at connect: no round trip
+   * await weather.synced();
    * @param {string} [url]
    * @param {BusOptions} [options]
    * @returns {Promise<Bus>}
@@ -70,6 +86,8 @@ export class Bus extends EventTarget {
    *   and taken for dead if that gets no reply within `timeout`
    * @property {string} [token] the server's access token
    * @property {(state: string, reason: string) => void} [onState] called at each change of state
+   * @property {string[]} [subscribe] patterns to subscribe to in the connect request itself; the
+   *   first `subscribe(pattern)` or `watch(pattern)` of each gets that subscription
    */
 
   /**
@@ -80,7 +98,8 @@ export class Bus extends EventTarget {
    */
   constructor(url, options = {}) {
     const { codec = MSGPACK, timeout = 5000, connectTimeout = timeout, failFast = false, reconnect = true, token, onState } = options;
-    const { idleTimeout = IDLE_TIMEOUT_MS } = options;
+    const { idleTimeout = IDLE_TIMEOUT_MS, subscribe = [] } = options;
+    const patterns = namedPatterns(subscribe);
     if (typeof WebSocket === "undefined") {
       throw new Unavailable("no WebSocket in this runtime: use a browser, Node 22+, or Node 20 with --experimental-websocket");
     }
@@ -105,8 +124,14 @@ export class Bus extends EventTarget {
     this._ephemeral = new EphemeralKeys();
     this._limits = {};
     this._link = null;
+    /** The subscriptions of `subscribe`, in order: the first upgrade request names them. */
+    this._named = patterns.map((pattern) => this._name(pattern));
+    /** Those that no `subscribe` or `watch` took yet, by pattern. */
+    this._unclaimed = new Map();
+    for (const sub of this._named) this._unclaimed.set(sub.pattern, [...(this._unclaimed.get(sub.pattern) ?? []), sub]);
     const probe = () => this._codec.encode({ id: this._nextId++, op: "keys", pattern: "ipcbus.probe" });
-    this._conn = new Connection(this, url, { codec: this._codec, timeout, connectTimeout, failFast, reconnect, token, idleTimeout, probe });
+    const how = { codec: this._codec, timeout, connectTimeout, failFast, reconnect, token, idleTimeout, probe, subs: patterns };
+    this._conn = new Connection(this, url, how);
   }
 
   get codec() {
@@ -134,11 +159,42 @@ export class Bus extends EventTarget {
     }
   }
 
-  /** Before a new link is used: set the ephemeral keys again. */
+  /**
+   * Before a new link is used: the ids of the subscriptions its upgrade
+   * request named (`link.made`), then the ephemeral keys set again.
+   */
   async _prepare(link, signal) {
     const sameStore = this.store === undefined || link.hello.store === this.store;
     const send = (messages) => exchange(link, this._codec, messages, () => this._nextId++, this.timeout, signal);
+    link.made = await this._makeNamed(link, send);
     await this._ephemeral.reassert(send, sameStore);
+  }
+
+  /**
+   * The ids of the subscriptions named in the upgrade request: 1 to n when
+   * the hello says the server made all n (§5.1). A server older than that
+   * ignored them (no `subs`): they are asked for with `sub` requests; if it
+   * made another number, those are ended first. A refusal throws
+   * (BadPattern, LimitReached), which ends the first connect.
+   * @returns {Promise<Map<Subscription, number>>}
+   */
+  async _makeNamed(link, send) {
+    const made = new Map();
+    if (!link.asked.length) return made;
+    const subs = this._named;
+    const count = link.hello.subs;
+    if (count === subs.length) {
+      subs.forEach((sub, i) => made.set(sub, i + 1));
+      return made;
+    }
+    if (Number.isSafeInteger(count) && count > 0) {
+      for (let id = 1; id <= Math.min(count, MAX_STRAY_SUBS); id++) link.ws.send(this._codec.encode({ op: "unsub", sub: id }));
+    }
+    const replies = await send(subs.map((sub) => sub._request()));
+    const refused = replies.find((reply) => !reply.ok);
+    if (refused) throw refusedSubscriptions(this.url, refused.error);
+    subs.forEach((sub, i) => made.set(sub, replies[i].sub));
+    return made;
   }
 
   /** A new link is ready: subscribe again, send what waited, and count as open. */
@@ -149,10 +205,13 @@ export class Bus extends EventTarget {
     this.store = hello.store;
     this._limits = limitsOf(hello);
     this._link = link;
+    // Bound before any event is read: they may have come with the hello.
+    for (const [sub, id] of link.made) this._attach(sub, { sub: id });
+    for (const sub of this._subs) if (!link.made.has(sub)) this._resubscribe(sub, storeChanged);
+    for (const data of link.early.splice(0)) this._route(data);
     link.ws.onmessage = (m) => {
       if (this._link === link) this._route(m.data);
     };
-    for (const sub of this._subs) this._resubscribe(sub, storeChanged);
     const waiting = [...this._waiting];
     this._waiting.clear();
     for (const call of waiting) this._send(call);
@@ -200,6 +259,7 @@ export class Bus extends EventTarget {
     this._routes.clear();
     const subs = [...this._subs];
     this._subs.clear();
+    for (const sub of this._named) sub._made.reject(error); // for a claim that waits for it
     for (const sub of subs) sub._end();
     this._setState("closed", reason);
   }
@@ -414,6 +474,11 @@ export class Bus extends EventTarget {
    */
   async subscribe(pattern, callback, options = {}) {
     if (callback !== null && typeof callback === "object") [callback, options] = [undefined, callback];
+    const named = options.meta ? undefined : await this._claim(pattern);
+    if (named) {
+      if (callback) named._listen(callback);
+      return named;
+    }
     const sub = new Subscription(this, pattern, callback, { meta: Boolean(options.meta) });
     // Before the next message is handled: the first event is routed.
     await this._call(sub._request(), { onReply: (reply) => this._attach(sub, reply) });
@@ -425,6 +490,48 @@ export class Bus extends EventTarget {
     sub.id = reply.sub;
     this._routes.set(sub.id, sub);
     this._subs.add(sub);
+    sub._made?.resolve();
+  }
+
+  /**
+   * A subscription of the `subscribe` option: one of `_subs` from the
+   * start, so that the first connection makes it, and every later one.
+   */
+  _name(pattern) {
+    const sub = new Subscription(this, pattern);
+    let settle;
+    const promise = new Promise((resolve, reject) => (settle = { resolve, reject }));
+    promise.catch(() => {});
+    sub._made = { promise, ...settle };
+    this._subs.add(sub);
+    return sub;
+  }
+
+  /**
+   * The first subscription of the `subscribe` option for `pattern` that
+   * nobody took yet, once the server has made it (waiting up to `timeout`,
+   * as `subscribe` waits for its reply); undefined if there is none.
+   * @returns {Promise<Subscription|undefined>}
+   */
+  async _claim(pattern) {
+    const waiting = this._unclaimed.get(pattern);
+    const sub = waiting?.shift();
+    if (!sub) return undefined;
+    if (!waiting.length) this._unclaimed.delete(pattern);
+    let timer;
+    const late = new Promise((_, reject) => {
+      const error = () => new Unavailable(`sub: not connected to ${this.url} within ${this.timeout} ms (${this.stateReason})`);
+      timer = setTimeout(() => reject(error()), this.timeout);
+    });
+    try {
+      await Promise.race([sub._made.promise, late]);
+    } catch (e) {
+      if (!sub.closed) this._unclaimed.set(pattern, [sub, ...(this._unclaimed.get(pattern) ?? [])]); // for the next call
+      throw e;
+    } finally {
+      clearTimeout(timer);
+    }
+    return sub;
   }
 
   /** Makes `sub` again on a new link; the reply routes itself. */
@@ -456,6 +563,24 @@ export class Bus extends EventTarget {
     watch._sub.onClose = () => watch._wakeAll();
     return watch;
   }
+}
+
+/**
+ * A server that made another number of the subscriptions named at connect
+ * than it was asked for has those (ids 1 to n) ended before they are asked
+ * for again: at most this many.
+ */
+const MAX_STRAY_SUBS = 10000;
+
+/** The `subscribe` option, checked: a list of patterns (strings). */
+function namedPatterns(subscribe) {
+  if (!Array.isArray(subscribe)) {
+    throw new TypeError(`subscribe is a list of patterns, as ["weather.>"], not ${JSON.stringify(subscribe)}`);
+  }
+  for (const pattern of subscribe) {
+    if (typeof pattern !== "string") throw new TypeError(`subscribe: a pattern is a string, not ${JSON.stringify(pattern) ?? String(pattern)}`);
+  }
+  return [...subscribe];
 }
 
 export { JSON_CODEC, MSGPACK, Subscription };

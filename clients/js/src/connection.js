@@ -3,7 +3,7 @@
 // ephemeral keys), hands the link over, and when it closes tries again, as
 // docs/clients.md "The reconnect contract" says.
 import { diagnose, discoverToken, hasTokenParam, withToken } from "./auth.js";
-import { Forbidden, Unauthorized, Unavailable } from "./errors.js";
+import { Forbidden, ServerError, Unauthorized, Unavailable } from "./errors.js";
 
 /** Reconnect backoff: the first wait, in ms; it doubles after each failed attempt. */
 export const BACKOFF_FIRST_MS = 100;
@@ -63,9 +63,31 @@ function watchQuiet(link, idleMs, timeoutMs, probe) {
 }
 
 /**
- * @typedef {{ws: WebSocket, hello: object, closed: Promise<{code: number, reason: string}>}} Link
+ * @typedef {{ws: WebSocket, hello: object, closed: Promise<{code: number, reason: string}>,
+ *   early: Array<string|ArrayBuffer>, asked: string[]}} Link
  * An open WebSocket that has sent its hello; `closed` settles when it closes.
+ * `early` holds what arrived after the hello until the host reads the link
+ * itself (the events of the subscriptions named in the upgrade request can
+ * come in the same read as the hello); `asked` are those subscriptions.
  */
+
+/**
+ * `url` with a `sub` parameter for each pattern (docs/protocol.md §5.1),
+ * encoded as a form, as the server decodes it; its other parameters stay.
+ * @param {string} url
+ * @param {string[]} patterns
+ */
+export function withSubs(url, patterns) {
+  if (!patterns.length) return url;
+  const u = new URL(url, globalThis.location?.href);
+  for (const pattern of patterns) u.searchParams.append("sub", pattern);
+  return u.href;
+}
+
+/** Keeps what arrives on `link` for its next reader. */
+function keepEarly(link) {
+  link.ws.onmessage = (m) => link.early.push(m.data);
+}
 
 /** A browser does not say why a WebSocket failed: name the likely causes. */
 export function refusedMessage(url) {
@@ -114,14 +136,17 @@ function openLink(wsUrl, url, codec, timeoutMs, signal) {
       if (hello?.ev !== "hello") return fail(new Unavailable(`${url} did not greet with hello`));
       if (settled) return;
       settle();
-      resolve({ ws, hello, closed });
+      const link = { ws, hello, closed, early: [], asked: [] };
+      keepEarly(link); // what follows the hello, maybe in the same read, before anyone else reads
+      resolve(link);
     };
   });
 }
 
 /**
  * Sends requests on a link nobody else uses yet and resolves to their
- * replies in order (nothing else arrives: the link has no subscriptions).
+ * replies in order. Anything else that arrives meanwhile (the events of
+ * subscriptions it has already) is kept in `link.early`.
  * Rejects if the link closes, the replies take longer than `timeoutMs`, or
  * `signal` aborts (the client was closed).
  * @param {Link} link
@@ -139,6 +164,7 @@ export function exchange(link, codec, messages, nextId, timeoutMs, signal) {
     const end = (error) => {
       clearTimeout(timer);
       signal.removeEventListener("abort", onAbort);
+      keepEarly(link);
       if (error) reject(error);
     };
     const onAbort = () => end(signal.reason);
@@ -150,13 +176,12 @@ export function exchange(link, codec, messages, nextId, timeoutMs, signal) {
       try {
         reply = codec.decode(m.data);
       } catch {
-        return;
+        return link.early.push(m.data); // the host reports it
       }
-      if (!wanted.has(reply.id)) return;
+      if (!wanted.has(reply?.id)) return link.early.push(m.data);
       replies.set(reply.id, reply);
       if (replies.size < ids.length) return;
       end();
-      link.ws.onmessage = null;
       resolve(ids.map((id) => replies.get(id)));
     };
     for (const m of messages) link.ws.send(codec.encode(m));
@@ -171,13 +196,15 @@ export function describeClose(url, { code, reason }) {
 /**
  * The connect and reconnect loop. `host` (the Bus) is told of every step:
  * `_setState(state, reason)`, `await _prepare(link, signal)` before a link is used (`signal`
- * aborts when the client is closed),
+ * aborts when the client is closed; a ServerError it throws ends a first connect, as a refusal),
  * `_adopt(link)` when it is, `_lost(end)` when it closes, and
  * `_shutdown(reason, error)` when the loop ends for good.
  */
 export class Connection {
-  constructor(host, url, { codec, timeout, connectTimeout, failFast, reconnect, token, idleTimeout = IDLE_TIMEOUT_MS, probe }) {
+  constructor(host, url, { codec, timeout, connectTimeout, failFast, reconnect, token, idleTimeout = IDLE_TIMEOUT_MS, probe, subs = [] }) {
     this.url = url;
+    /** Subscriptions to name in the upgrade request, until the first connection opens. */
+    this._subs = subs;
     this.reconnect = reconnect;
     this._host = host;
     this._codec = codec;
@@ -219,11 +246,12 @@ export class Connection {
     while (!signal.aborted) {
       let link;
       try {
-        link = await this._attempt(first ? deadline : undefined);
+        link = await this._attempt(first, deadline);
       } catch (error) {
         if (signal.aborted) return;
-        const why = await diagnose(this.url, this._wsUrl, this._found, error, this._timeout);
-        const refusal = why instanceof Unauthorized || why instanceof Forbidden;
+        // A ServerError: the server refused the subscriptions named in the upgrade request.
+        const why = error instanceof ServerError ? error : await diagnose(this.url, this._wsUrl, this._found, error, this._timeout);
+        const refusal = why instanceof Unauthorized || why instanceof Forbidden || why instanceof ServerError;
         if (first) {
           const left = deadline - performance.now();
           if (refusal || this._failFast) return this._giveUp(why);
@@ -263,20 +291,27 @@ export class Connection {
     }
   }
 
-  /** One attempt: the token, the socket, the hello, then the host's preparation. */
-  async _attempt(deadline) {
+  /**
+   * One attempt: the token, the socket, the hello, then the host's
+   * preparation. The first connect names the subscriptions in the URL; a
+   * reconnect does not (the host makes them again with `sub` requests).
+   */
+  async _attempt(first, deadline) {
     this._found = await this._credentials();
-    this._wsUrl = withToken(this.url, this._found.token);
+    const asked = first ? this._subs : [];
+    this._wsUrl = withSubs(withToken(this.url, this._found.token), asked);
     let limit = this._timeout;
     if (this._failFast) limit = Math.min(limit, this._connectTimeout);
-    else if (deadline !== undefined) limit = Math.min(limit, Math.max(deadline - performance.now(), LAST_ATTEMPT_MS));
+    else if (first) limit = Math.min(limit, Math.max(deadline - performance.now(), LAST_ATTEMPT_MS));
     const link = await openLink(this._wsUrl, this.url, this._codec, limit, this._stop.signal);
+    link.asked = asked;
     try {
       await this._host._prepare(link, this._stop.signal);
     } catch (e) {
       link.ws.close();
-      if (this._stop.signal.aborted) throw e;
-      throw new Unavailable(`connection to ${this.url} lost while setting ephemeral keys again: ${e.message}`);
+      if (this._stop.signal.aborted || e instanceof ServerError) throw e;
+      const step = link.asked.length ? "making the subscriptions named at connect" : "setting ephemeral keys again";
+      throw new Unavailable(`connection to ${this.url} lost while ${step}: ${e.message}`);
     }
     return link;
   }

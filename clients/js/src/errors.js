@@ -106,3 +106,15 @@ export function fromWire(error = {}) {
   const Cls = BY_CODE[error.code] ?? ServerError;
   return new Cls(String(error.code ?? "internal"), String(error.msg ?? ""), error.rev);
 }
+
+/**
+ * The server refused the subscriptions named at connect (`subscribe`), as
+ * the upgrade's HTTP 400 or 429 (docs/protocol.md §5.1) or the reply to one
+ * of their `sub` requests: BadPattern, LimitReached (over max_subs), ...
+ * @param {string} url
+ * @param {{code?: string, msg?: string}} error the server's `error` map
+ */
+export function refusedSubscriptions(url, error = {}) {
+  const msg = `${url} refused the subscriptions named at connect (the subscribe option): ${error.msg ?? ""}`;
+  return fromWire({ code: error.code, msg });
+}

@@ -51,6 +51,20 @@ export class Subscription {
     this._synced = false;
   }
 
+  /**
+   * Hands the events to `callback` from now on: those that waited (it was
+   * made at connect, before anyone took it) first. They are passed on in a
+   * later task, once the caller of `subscribe` has the handle, as for a
+   * subscription made by `subscribe` (whose events follow its reply).
+   */
+  _listen(callback) {
+    setTimeout(() => {
+      if (this.closed) return;
+      this._callback = callback;
+      for (const event of this._queue.splice(0)) this._put(event);
+    }, 0);
+  }
+
   /** The `sub` request that makes it, on the first connection or a later one. */
   _request() {
     return this.meta ? { op: "sub", pattern: this.pattern, meta: true } : { op: "sub", pattern: this.pattern };

@@ -1,8 +1,9 @@
 // The client in a real browser: headless Chromium loads a page that imports
 // clients/js/src unbundled (test/chromium.js), talks to the real server with
 // the token in ?token=, and reports back to this test over HTTP. The first
-// page also tries what must fail: a wrong token, and a server that does not
-// allow the page's origin. The second shows a value and the connection
+// page also names a subscription at connect (the `subscribe` option), and
+// tries what must fail: a wrong token, a server that does not allow the
+// page's origin, and a bad pattern named at connect. The second shows a value and the connection
 // state while the server restarts.
 import assert from "node:assert/strict";
 import { test } from "node:test";
@@ -12,7 +13,7 @@ import { startServer } from "./server.js";
 
 const PAGE = `${IMPORT_MAP}
 <script type="module">
-import { Bus, JSON_CODEC, NotFound, Unavailable } from "/src/index.js";
+import { BadPattern, Bus, JSON_CODEC, NotFound, Unavailable } from "/src/index.js";
 const report = (r) => fetch("/report", { method: "POST", body: JSON.stringify(r) });
 const refusal = (connecting) =>
   connecting.then(
@@ -35,6 +36,18 @@ try {
     result[codec] = { rev, got: await bus.get("browser." + codec.split(".")[2]), mirrored: mirror.keys(), missing };
     bus.close();
   }
+  // Named at connect: the watch is the subscription the upgrade request made.
+  const named = await Bus.connect(url, { token, subscribe: ["browser.>"] });
+  const namedMirror = await named.watch("browser.>");
+  await namedMirror.synced();
+  result.named = namedMirror.keys();
+  named.close();
+  // A pattern the server refuses: the page's origin is allowed, so the client can read why, and gives up at once.
+  const started = performance.now();
+  result.badPattern = await Bus.connect(url, { token, subscribe: ["a.>.b"], connectTimeout: 30000 }).then(
+    (bus) => (bus.close(), { connected: true }),
+    (e) => ({ connected: false, badPattern: e instanceof BadPattern, message: e.message, ms: performance.now() - started }),
+  );
   // A browser cannot tell a refusal from a server that is down: it retries until the connect timeout.
   result.wrongToken = await refusal(Bus.connect(url, { token: "wrong", connectTimeout: 300 }));
   result.otherOrigin = await refusal(Bus.connect(params.get("strict"), { token: params.get("strictToken"), failFast: true }));
@@ -54,7 +67,11 @@ test("the client works in headless Chromium", async () => {
     web.open({ bus: bus.url, token: bus.token, strict: strict.url, strictToken: strict.token });
     const report = await web.report(() => true);
     assert.equal(report.ok, true, report.error);
-    const { wrongToken, otherOrigin, ...codecs } = report.result;
+    const { wrongToken, otherOrigin, named, badPattern, ...codecs } = report.result;
+    assert.deepEqual(named, ["browser.json", "browser.msgpack"]);
+    assert.equal(badPattern.badPattern, true, badPattern.message);
+    assert.match(badPattern.message, /refused the subscriptions named at connect/);
+    assert.ok(badPattern.ms < 10000, `the bad pattern took ${badPattern.ms} ms`);
     for (const [codec, r] of Object.entries(codecs)) {
       assert.deepEqual(r.got, { ua: "chromium", n: [1, 2] }, codec);
       assert.equal(r.missing, true, codec);
