@@ -18,13 +18,16 @@ needs no configuration.
   the addon starts again.
 """
 
-import json
+from __future__ import annotations
+
 import os
 import sys
-from typing import List, Optional, Tuple
-from urllib.parse import parse_qs, urlsplit
 
 from . import errors
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import List, Optional, Tuple
 
 DATA_DIR_ENV = "IPCBUS_DATA_DIR"
 TOKEN_FILE_ENV = "IPCBUS_TOKEN_FILE"
@@ -147,6 +150,8 @@ def credentials(token: Optional[str], url: str) -> Tuple[Optional[str], str, Opt
     tried)``. A URL with ``?token=`` carries its own, so no lookup is done."""
     if token is not None:
         return token, "the token given to Bus()", None
+    from urllib.parse import parse_qs, urlsplit  # websocket-client imports it anyway
+
     if "token" in parse_qs(urlsplit(url).query, keep_blank_values=True):
         return None, IN_URL, None
     return discover_token()
@@ -169,6 +174,8 @@ def refusal(
         return errors.Unauthorized(
             "%s refused %s (401): it is not the server's current token" % (url, source), token_file
         )
+    import json
+
     detail = ""
     try:  # websocket-client >= 1.x keeps the body: {"error": {"code", "msg"}}
         detail = " (%s)" % json.loads(getattr(e, "resp_body", None) or b"")["error"]["msg"]

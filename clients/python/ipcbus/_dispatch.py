@@ -7,14 +7,18 @@ intermediate revs are skipped and the newest state wins, as on the server.
 Other events are still queued, so every key's latest state is delivered.
 """
 
-import logging
+from __future__ import annotations
+
 import threading
 from collections import deque
-from typing import Any, Callable, Deque, Optional, Tuple
 
-log = logging.getLogger("ipcbus")
+from . import _log as log
 
-Item = Tuple[Any, Callable[[Any], None], Any, Optional[str]]  # (owner, callback, event, key)
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Callable, Deque, Optional, Tuple
+
+    Item = Tuple[Any, Callable[[Any], None], Any, Optional[str]]  # (owner, callback, event, key)
 
 
 class Dispatcher:
@@ -24,11 +28,15 @@ class Dispatcher:
         self._cond = threading.Condition()
         self._stopped = False
         self.skipped = 0
-        self._thread = threading.Thread(target=self._run, name="ipcbus-callbacks", daemon=True)
-        self._thread.start()
+        # Started by the first event: a program that only reads and writes
+        # (a plugin's one `get`) never needs it.
+        self._thread: Optional[threading.Thread] = None
 
     def put(self, owner: Any, callback: Callable[[Any], None], event: Any, key: Optional[str]) -> None:
         with self._cond:
+            if self._thread is None and not self._stopped:
+                self._thread = threading.Thread(target=self._run, name="ipcbus-callbacks", daemon=True)
+                self._thread.start()
             if key is not None and len(self._items) >= self._capacity:
                 for i in range(len(self._items) - 1, -1, -1):
                     o, _, _, k = self._items[i]
@@ -43,8 +51,9 @@ class Dispatcher:
         with self._cond:
             self._stopped = True
             self._cond.notify()
-        if threading.current_thread() is not self._thread:
-            self._thread.join(timeout=5)
+            thread = self._thread
+        if thread is not None and threading.current_thread() is not thread:
+            thread.join(timeout=5)
 
     def _run(self) -> None:
         while True:

@@ -9,13 +9,17 @@ gone; the new write takes the key over). If another client wrote the key
 meanwhile, it is left alone and forgotten.
 """
 
-import logging
+from __future__ import annotations
+
 import math
 import threading
 import time
-from typing import Any, Callable, Dict, List, Optional, Tuple
 
-log = logging.getLogger("ipcbus")
+from . import _log as log
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Callable, Dict, List, Optional, Tuple
 
 #: The largest ``ttl_ms`` the protocol accepts.
 MAX_TTL_MS = 2 ** 53 - 1

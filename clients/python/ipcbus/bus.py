@@ -5,27 +5,28 @@ another runs subscription callbacks. Requests may come from any thread,
 including from inside a callback.
 """
 
-import copy
+from __future__ import annotations
+
 import itertools
-import logging
 import os
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
-
-import websocket  # websocket-client; in Kodi: script.module.websocket
 
 from . import _auth, errors, state
+from . import _log as log
 from ._dispatch import Dispatcher
 from ._ephemeral import EphemeralKeys, ttl_ms
 from .codec import Codec
 from .event import Event, meta_from_wire
 from .subscription import Subscription
 
-if TYPE_CHECKING:  # watch.py imports this module
-    from .watch import Watch
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Callable, Dict, List, Optional, Tuple
 
-log = logging.getLogger("ipcbus")
+    import websocket
+
+    from .watch import Watch  # watch.py imports this module
 
 DEFAULT_URL = "ws://127.0.0.1:9099/ws"
 #: Reconnect backoff: first wait, and the longest wait, in seconds.
@@ -63,6 +64,8 @@ class _ClosedByServer(ConnectionError):
 
 #: The WebSocket close code for a message over the server's max_frame_bytes.
 CLOSE_TOO_BIG = 1009
+#: The Close frame's opcode (RFC 6455 §5.2; websocket.ABNF.OPCODE_CLOSE).
+OPCODE_CLOSE = 0x8
 #: Requests that change the store: one that was in flight when the
 #: connection dropped may have been applied, so it is never resent.
 WRITES = ("set", "del")
@@ -216,6 +219,11 @@ class Bus:
 
     def _open(self, timeout: Optional[float] = None) -> Tuple["websocket.WebSocket", dict]:
         """Connects and reads the hello."""
+        # Imported here, not with this module: websocket-client and what it
+        # imports (http.client, email, ssl, logging) are most of what a
+        # plugin's cold start spends (docs/benchmarks.md, Issue 17).
+        import websocket  # websocket-client; in Kodi: script.module.websocket
+
         token, source, token_file = _auth.credentials(self._token, self.url)
         try:
             ws = websocket.create_connection(
@@ -486,6 +494,8 @@ class Bus:
         # Recorded when the request goes out, not before: a reconnect sets
         # only what was sent (a set still waiting for the connection would
         # be written twice), and a set that gave up waiting is not recorded.
+        import copy  # only here: most programs set no ephemeral key
+
         value = copy.deepcopy(value)
         sent: List[Tuple[Any, Any]] = []
 
@@ -615,7 +625,7 @@ class Bus:
         while not self._closed:
             try:
                 opcode, data = self._ws.recv_data()
-                if opcode == websocket.ABNF.OPCODE_CLOSE:
+                if opcode == OPCODE_CLOSE:
                     raise _ClosedByServer(data)
                 message = self._codec.decode(data)
             except Exception as e:
@@ -738,7 +748,7 @@ class Bus:
         replies: Dict[int, dict] = {}
         while len(replies) < len(ids):
             opcode, data = ws.recv_data()
-            if opcode == websocket.ABNF.OPCODE_CLOSE:
+            if opcode == OPCODE_CLOSE:
                 raise ConnectionError("closed by the server")
             reply = self._codec.decode(data)
             if reply.get("id") in ids:

@@ -1,8 +1,11 @@
 """The two wire encodings: MessagePack when the ``msgpack`` module is
 installed, JSON otherwise (Kodi ships no msgpack). Same API either way."""
 
-import json
-from typing import Any, Optional
+from __future__ import annotations
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Optional
 
 try:  # optional dependency
     import msgpack  # type: ignore[import-not-found]
@@ -28,6 +31,10 @@ class Codec:
         if name not in (MSGPACK, JSON):
             raise ValueError("unknown codec %r" % name)
         self.name = name
+        if name == JSON:
+            import json  # only for JSON: MessagePack does without it
+
+            self._json = json
 
     @property
     def binary(self) -> bool:
@@ -36,7 +43,7 @@ class Codec:
     def encode(self, message: dict) -> Any:
         if self.binary:
             return msgpack.packb(message, use_bin_type=True)
-        return json.dumps(message, separators=(",", ":"), allow_nan=False)
+        return self._json.dumps(message, separators=(",", ":"), allow_nan=False)
 
     def decode(self, data: Any) -> dict:
         if self.binary:
@@ -44,7 +51,7 @@ class Codec:
         else:
             if isinstance(data, (bytes, bytearray)):
                 data = data.decode("utf-8")
-            message = json.loads(data)
+            message = self._json.loads(data)
         if not isinstance(message, dict):
             raise ValueError("server message is not a map")
         return message

@@ -1,6 +1,10 @@
 """Exceptions raised by the ipcbus client."""
 
-from typing import Optional
+from __future__ import annotations
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Optional
 
 
 class IpcbusError(Exception):

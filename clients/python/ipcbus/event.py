@@ -1,9 +1,31 @@
 """Events delivered to subscription callbacks."""
 
-from typing import Any, NamedTuple, Optional
+from __future__ import annotations
+
+from collections import namedtuple
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # what type checkers see: the same fields, typed
+    from typing import Any, NamedTuple, Optional
+
+    class _Meta(NamedTuple):
+        age_ms: Optional[int] = None
+        persist: bool = False
+        ephemeral: bool = False
+        ttl_ms: Optional[int] = None
+
+    class _Event(NamedTuple):
+        kind: str
+        key: Optional[str]
+        value: Any
+        rev: int
+        meta: Optional[Meta] = None
+else:  # at run time without typing, whose import a plugin's cold start would pay for
+    _Meta = namedtuple("Meta", ("age_ms", "persist", "ephemeral", "ttl_ms"), defaults=(None, False, False, None))
+    _Event = namedtuple("Event", ("kind", "key", "value", "rev", "meta"), defaults=(None,))
 
 
-class Meta(NamedTuple):
+class Meta(_Meta):
     """What the server says of the write a ``"val"`` event carries, for a
     subscription made with ``meta=True`` (docs/protocol.md §4).
 
@@ -16,10 +38,7 @@ class Meta(NamedTuple):
     the server sent the event: add them to the time it arrived.
     """
 
-    age_ms: Optional[int] = None
-    persist: bool = False
-    ephemeral: bool = False
-    ttl_ms: Optional[int] = None
+    __slots__ = ()
 
 
 def meta_from_wire(meta: Any) -> Optional[Meta]:
@@ -36,7 +55,7 @@ def meta_from_wire(meta: Any) -> Optional[Meta]:
     )
 
 
-class Event(NamedTuple):
+class Event(_Event):
     """One event of a subscription.
 
     ``kind`` is ``"val"`` (``key`` now holds ``value``), ``"del"`` (``key`` was
@@ -47,8 +66,4 @@ class Event(NamedTuple):
     ``meta`` and sent none: not known, rather than no options).
     """
 
-    kind: str
-    key: Optional[str]
-    value: Any
-    rev: int
-    meta: Optional[Meta] = None
+    __slots__ = ()

@@ -1,11 +1,17 @@
 """A Bus's connection state, and who is told when it changes
 (docs/clients.md, "The reconnect contract")."""
 
-import logging
-import threading
-from typing import Callable, Optional
+from __future__ import annotations
 
-log = logging.getLogger("ipcbus")
+import threading
+
+from . import _log as log
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Callable, Optional
+
+    OnState = Callable[[str, str], None]
 
 #: The first connect is under way.
 CONNECTING = "connecting"
@@ -16,8 +22,6 @@ RECONNECTING = "reconnecting"
 #: Closed by the program, or for good (no reconnect, or the first connect
 #: gave up). Nothing follows.
 CLOSED = "closed"
-
-OnState = Callable[[str, str], None]
 
 
 class State:

@@ -1,12 +1,15 @@
 """`Subscription`: one subscription of a :class:`~ipcbus.Bus`, and how it
 passes on only what changed when it resumes after a reconnect."""
 
-from typing import TYPE_CHECKING, Any, Callable, Dict, Optional
+from __future__ import annotations
 
 from .event import Event
 
-if TYPE_CHECKING:  # bus.py imports this module
-    from .bus import Bus
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Callable, Dict, Optional
+
+    from .bus import Bus  # bus.py imports this module
 
 
 class Subscription:

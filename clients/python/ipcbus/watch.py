@@ -1,10 +1,17 @@
 """`Watch`: a local mirror of a pattern, kept current by push."""
 
+from __future__ import annotations
+
 import threading
-from typing import Any, Dict, Iterator, Mapping, Optional, Set
+from collections.abc import Mapping
 
 from . import errors
-from .event import Event
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Dict, Iterator, Optional, Set
+
+    from .event import Event
 
 
 class Watch(Mapping):

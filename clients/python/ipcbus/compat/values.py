@@ -14,8 +14,13 @@ A value under ``ipcx.`` that is not an envelope (written by other code) is
 returned as it is, with ``ts`` None.
 """
 
+from __future__ import annotations
+
 import copy
-from typing import Any, List, Optional, Tuple
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing is not imported at run time: a plugin's cold start would pay for it
+    from typing import Any, List, Optional, Tuple
 
 _FIELDS = frozenset(["v", "ts", "tuples", "persist"])
 
