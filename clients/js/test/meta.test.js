@@ -4,6 +4,7 @@
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import { Bus } from "../src/index.js";
+import { collector } from "./record.js";
 import { CLIENT_ENV, startServer } from "./server.js";
 
 for (const name of CLIENT_ENV) delete process.env[name];
@@ -18,25 +19,6 @@ before(async () => {
   process.env.IPCBUS_DATA_DIR = server.dataDir;
 });
 after(() => server.stop());
-
-/** Events by key, and a promise for the first event that `match` accepts. */
-function collector() {
-  const events = [];
-  const waiters = [];
-  return {
-    events,
-    callback: (ev) => {
-      events.push(ev);
-      for (const w of waiters.splice(0)) if (!w(ev)) waiters.push(w);
-    },
-    when: (match) =>
-      new Promise((resolve) => {
-        const found = events.find(match);
-        if (found) return resolve(found);
-        waiters.push((ev) => match(ev) && (resolve(ev), true));
-      }),
-  };
-}
 
 const val = (key) => (ev) => ev.kind === "val" && ev.key === key;
 

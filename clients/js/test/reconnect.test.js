@@ -10,6 +10,7 @@ import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { Bus, Timeout, Unauthorized, Unavailable } from "../src/index.js";
 import { startProxy } from "./proxy.js";
+import { states } from "./record.js";
 import { CLIENT_ENV, freePort, startServer, tempDir } from "./server.js";
 
 for (const name of CLIENT_ENV) delete process.env[name];
@@ -32,29 +33,6 @@ after(async () => {
   await proxy.close();
   await server.stop();
 });
-
-/** Records a bus's states (for `onState`); `reached(state, n)` waits for the n-th. */
-function states() {
-  const seen = [];
-  const waits = [];
-  const check = () => {
-    for (const w of [...waits]) {
-      if (seen.filter(([s]) => s === w.state).length >= w.n) waits.splice(waits.indexOf(w), 1) && w.resolve();
-    }
-  };
-  return {
-    seen,
-    onState: (state, reason) => {
-      seen.push([state, reason]);
-      check();
-    },
-    reached: (state, n = 1) =>
-      new Promise((resolve) => {
-        waits.push({ state, n, resolve });
-        check();
-      }),
-  };
-}
 
 /** Cuts the bus's connection and keeps it down until `proxy.resume()`. */
 async function outage(recorded, n = 1) {

@@ -11,6 +11,7 @@ import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { BadPattern, Bus, JSON_CODEC, LimitReached, MSGPACK, Unavailable } from "../src/index.js";
 import { startProxy } from "./proxy.js";
+import { collector, states } from "./record.js";
 import { CLIENT_ENV, startServer } from "./server.js";
 
 for (const name of CLIENT_ENV) delete process.env[name];
@@ -51,42 +52,8 @@ function subParams(line) {
   return new URL(line.split(" ")[1], "http://x").searchParams.getAll("sub");
 }
 
-/** Collects a callback's events as "kind key value" and resolves `until(text)` once one matches. */
-function recorder() {
-  const seen = [];
-  const waits = [];
-  return {
-    seen,
-    callback: (ev) => {
-      seen.push(ev.kind === "synced" ? "synced" : `${ev.kind} ${ev.key} ${JSON.stringify(ev.value)}`);
-      for (const w of [...waits]) if (seen.includes(w.text)) waits.splice(waits.indexOf(w), 1) && w.resolve();
-    },
-    until: (text) => new Promise((resolve) => (seen.includes(text) ? resolve() : waits.push({ text, resolve }))),
-  };
-}
-
-/** Records a bus's states (for `onState`); `reached(state, n)` waits for the n-th. */
-function states() {
-  const seen = [];
-  const waits = [];
-  const check = () => {
-    for (const w of [...waits]) {
-      if (seen.filter((s) => s === w.state).length >= w.n) waits.splice(waits.indexOf(w), 1) && w.resolve();
-    }
-  };
-  return {
-    seen,
-    onState: (state) => {
-      seen.push(state);
-      check();
-    },
-    reached: (state, n = 1) =>
-      new Promise((resolve) => {
-        waits.push({ state, n, resolve });
-        check();
-      }),
-  };
-}
+/** An event as text: "kind key value", or "synced". */
+const show = (ev) => (ev.kind === "synced" ? "synced" : `${ev.kind} ${ev.key} ${JSON.stringify(ev.value)}`);
 
 for (const codec of [MSGPACK, JSON_CODEC]) {
   const c = codec.split(".")[2];
@@ -97,18 +64,19 @@ for (const codec of [MSGPACK, JSON_CODEC]) {
     const patterns = [`nc.${c}.*`, `nd.${c}.>`, `nc.${c}.a`];
     const bus = await Bus.connect(proxy.url, { codec, subscribe: patterns });
     const conn = proxy.attempts;
-    const all = recorder();
+    const all = collector();
     const sub = await bus.subscribe(`nc.${c}.*`, all.callback);
     const mirror = await bus.watch(`nd.${c}.>`);
     const one = await bus.subscribe(`nc.${c}.a`);
     await mirror.synced();
     assert.deepEqual(mirror.keys(), [`nd.${c}.x.y`]);
-    await all.until("synced");
+    await all.when((ev) => ev.kind === "synced");
     await other.set(`nc.${c}.c`, 3);
     await other.set(`nc.${c}.a`, 4);
-    await all.until(`val nc.${c}.a 4`);
-    assert.deepEqual(all.seen.slice(0, 2).sort(), [`val nc.${c}.a 1`, `val nc.${c}.b {"two":[2]}`]);
-    assert.deepEqual(all.seen.slice(2), ["synced", `val nc.${c}.c 3`, `val nc.${c}.a 4`]);
+    await all.when((ev) => ev.value === 4);
+    const seen = all.events.map(show);
+    assert.deepEqual(seen.slice(0, 2).sort(), [`val nc.${c}.a 1`, `val nc.${c}.b {"two":[2]}`]);
+    assert.deepEqual(seen.slice(2), ["synced", `val nc.${c}.c 3`, `val nc.${c}.a 4`]);
     const fromOne = [];
     for await (const ev of one) {
       fromOne.push(ev.kind === "synced" ? "synced" : `${ev.key} ${ev.value}`);
@@ -155,13 +123,13 @@ test("a server from before them ignores them: they are sent as sub requests, and
   const bus = await Bus.connect(older.url, { subscribe: ["old.*", "old.b"] });
   const conn = older.attempts;
   const mirror = await bus.watch("old.*");
-  const only = recorder();
+  const only = collector();
   await bus.subscribe("old.b", only.callback);
   await mirror.synced();
   assert.deepEqual(mirror.keys(), ["old.a", "old.b"]);
   await other.set("old.b", 3);
-  await only.until("val old.b 3");
-  assert.deepEqual(only.seen, ["val old.b 2", "synced", "val old.b 3"]);
+  await only.when((ev) => ev.value === 3);
+  assert.deepEqual(only.events.map(show), ["val old.b 2", "synced", "val old.b 3"]);
   const sent = sentOn(older, conn);
   assert.deepEqual(subParams(sent.line), ["old.*", "old.b"]); // asked, but the proxy kept them from the server
   assert.deepEqual(sent.subs.map((m) => m.pattern), ["old.*", "old.b"]);
@@ -191,7 +159,7 @@ test("a list the server refuses fails the connect at once: BadPattern, LimitReac
   const options = { connectTimeout: 60000, onState: recorded.onState };
   const bad = Bus.connect(server.url, { ...options, subscribe: ["fine.*", "a.>.b"] });
   await assert.rejects(bad, (e) => e instanceof BadPattern && e.code === "bad_pattern" && /refused the subscriptions named at connect.*'>'/.test(e.message));
-  assert.deepEqual(recorded.seen, ["connecting", "closed"]);
+  assert.deepEqual(recorded.seen.map(([state]) => state), ["connecting", "closed"]);
   const tooMany = Array.from({ length: MAX_SUBS + 1 }, (_, i) => `many.${i}`);
   await assert.rejects(Bus.connect(server.url, { ...options, subscribe: tooMany }), (e) => e instanceof LimitReached && /max_subs \(3\)/.test(e.message));
   const attempts = older.attempts;
