@@ -476,7 +476,7 @@ export class Bus extends EventTarget {
     if (callback !== null && typeof callback === "object") [callback, options] = [undefined, callback];
     const named = options.meta ? undefined : await this._claim(pattern);
     if (named) {
-      if (callback) named._listen(callback);
+      if (callback) named._listen(callback, options[INTERNAL] === true);
       return named;
     }
     const sub = new Subscription(this, pattern, callback, { meta: Boolean(options.meta) });
@@ -559,11 +559,14 @@ export class Bus extends EventTarget {
    */
   async watch(pattern) {
     const watch = new Watch();
-    watch._sub = await this.subscribe(pattern, (event) => watch._apply(event));
+    watch._sub = await this.subscribe(pattern, (event) => watch._apply(event), { [INTERNAL]: true });
     watch._sub.onClose = () => watch._wakeAll();
     return watch;
   }
 }
+
+/** In `subscribe`'s options: the callback is the client's own (a watch's), which may run at once. */
+const INTERNAL = Symbol("internal");
 
 /**
  * A server that made another number of the subscriptions named at connect

@@ -15,6 +15,9 @@
 
 /** @typedef {{meta?: boolean}} SubscribeOptions */
 
+/** Runs `task` in a later task, as soon as can be (Node: setImmediate, which timers do not delay). */
+const soon = globalThis.setImmediate ?? ((task) => setTimeout(task, 0));
+
 /** Events an unread async iterator holds before each key keeps only its newest. */
 export const ITERATOR_CAPACITY = 4096;
 
@@ -53,16 +56,19 @@ export class Subscription {
 
   /**
    * Hands the events to `callback` from now on: those that waited (it was
-   * made at connect, before anyone took it) first. They are passed on in a
-   * later task, once the caller of `subscribe` has the handle, as for a
-   * subscription made by `subscribe` (whose events follow its reply).
+   * made at connect, before anyone took it) first. A program's callback
+   * gets them in a later task, once the caller of `subscribe` has the
+   * handle (a callback may well close it); `now` is for the client's own
+   * (a watch's), which gets them at once.
    */
-  _listen(callback) {
-    setTimeout(() => {
+  _listen(callback, now = false) {
+    const start = () => {
       if (this.closed) return;
       this._callback = callback;
       for (const event of this._queue.splice(0)) this._put(event);
-    }, 0);
+    };
+    if (now) start();
+    else soon(start);
   }
 
   /** The `sub` request that makes it, on the first connection or a later one. */

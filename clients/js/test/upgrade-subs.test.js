@@ -65,7 +65,8 @@ for (const codec of [MSGPACK, JSON_CODEC]) {
     const bus = await Bus.connect(proxy.url, { codec, subscribe: patterns });
     const conn = proxy.attempts;
     const all = collector();
-    const sub = await bus.subscribe(`nc.${c}.*`, all.callback);
+    // What came meanwhile reaches the callback once the caller has the handle (else: a ReferenceError, and the event is lost).
+    const sub = await bus.subscribe(`nc.${c}.*`, (ev) => all.callback(sub && ev));
     const mirror = await bus.watch(`nd.${c}.>`);
     const one = await bus.subscribe(`nc.${c}.a`);
     await mirror.synced();
