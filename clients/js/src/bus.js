@@ -465,6 +465,11 @@ export class Bus extends EventTarget {
    * `persist: true`, `ephemeral: true` and `ttl_ms` (what was left when it
    * was sent). A server older than `meta` sends none: no `meta` means "not
    * known". The options can come second when there is no callback.
+   *
+   * The first call for a pattern named in `Bus.connect`'s `subscribe`
+   * (without `meta`) gets the subscription made at connect, with the events
+   * that came meanwhile (a callback gets them in the next task), and sends
+   * nothing.
    * @example
    * await bus.subscribe("svc.>", (ev) => console.log(ev.key, ev.meta?.ttl_ms), { meta: true });
    * @param {string} pattern
@@ -553,7 +558,9 @@ export class Bus extends EventTarget {
 
   /**
    * A live local mirror of `pattern`; await `watch.synced()` for the
-   * initial state. It stays correct across reconnects.
+   * initial state. It stays correct across reconnects. The first watch (or
+   * subscribe) of a pattern named in `Bus.connect`'s `subscribe` mirrors
+   * the subscription made at connect, with what came meanwhile.
    * @param {string} pattern
    * @returns {Promise<Watch>}
    */
