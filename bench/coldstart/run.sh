@@ -13,7 +13,7 @@
 #
 # Bytecode is cached (in a temporary PYTHONPYCACHEPREFIX, even where
 # PYTHONDONTWRITEBYTECODE is set), as for an installed package; NOPYC=1
-# measures compiling the client's sources at every start instead.
+# measures compiling the client's own sources at every start instead.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 PY=${PY:-/usr/bin/python3}
@@ -47,7 +47,18 @@ export IPCBUS_URL="ws://127.0.0.1:$port/ws" IPCBUS_DATA_DIR="$work/data"
 "$BIN" set coldstart.key '{"temp": 21.5, "city": "Oslo"}' >/dev/null
 # The same for ipcbus.compat: author "coldstart", name "key", in its envelope.
 "$BIN" set ipcx.coldstart.key '{"v": {"temp": 21.5, "city": "Oslo"}, "ts": 1764950400.0}' >/dev/null
-if [ -n "${NOPYC:-}" ]; then export PYTHONDONTWRITEBYTECODE=1; else export PYTHONPYCACHEPREFIX="$work/pycache"; fi
+if [ -n "${NOPYC:-}" ]; then
+    # The clients' sources only, compiled at every start; the standard
+    # library and websocket-client keep the bytecode they came with.
+    export PYTHONDONTWRITEBYTECODE=1
+    for var in CLIENT BEFORE; do
+        [ -n "${!var:-}" ] || continue
+        mkdir -p "$work/$var" && cp -r "${!var}/ipcbus" "$work/$var/" && rm -rf "$work/$var"/ipcbus/{,compat/}__pycache__
+        printf -v "$var" %s "$work/$var"
+    done
+else
+    export PYTHONPYCACHEPREFIX="$work/pycache"
+fi
 
 plugin=bench/coldstart/plugin.py
 echo "$("$PY" -VV | head -1) ($PY); websocket-client $("$PY" -c 'import websocket; print(websocket.__version__)')"
