@@ -20,7 +20,10 @@ pub struct Config {
     pub host: IpAddr,
     /// Port to bind; 0 picks a free one.
     pub port: u16,
-    /// HTTP worker threads; 0 means one per CPU.
+    /// Worker threads (each runs sessions and key actors); 0 means one per
+    /// CPU. One by default: a local bus shares its machine with its
+    /// clients, and on one thread a delivery crosses no thread
+    /// (docs/benchmarks.md, Issue 17: the default worker count).
     pub workers: usize,
     /// Largest value a `set` may carry, in bytes of MessagePack.
     pub max_value_bytes: usize,
@@ -80,7 +83,7 @@ impl Default for Config {
         Config {
             host: IpAddr::from([127, 0, 0, 1]),
             port: DEFAULT_PORT,
-            workers: 0,
+            workers: 1,
             max_value_bytes: 1 << 20,
             max_frame_bytes: (1 << 20) + (64 << 10),
             outbox_bytes: 1 << 20,

@@ -125,7 +125,7 @@ struct ServeArgs {
     /// Port to bind [default: 9099].
     #[arg(long, env = "IPCBUS_PORT")]
     port: Option<u16>,
-    /// Worker threads [default: one per CPU].
+    /// Worker threads; 0 for one per CPU [default: 1].
     #[arg(long, env = "IPCBUS_WORKERS")]
     workers: Option<usize>,
     /// Largest value, in bytes [default: 1048576].
