@@ -218,8 +218,6 @@ class Proxy:
         its connection end but the server does not (as when a network goes
         away), until `release()`."""
         conns, self.conns = self.conns, []
-        self.muted.clear()
-        self.flowing.set()
         for client, upstream in conns:
             if hold_server_side:
                 self.held.append(upstream)
@@ -228,6 +226,10 @@ class Proxy:
                     s.shutdown(socket.SHUT_RDWR)
                 except OSError:
                     pass
+        # Only now: what the server sent while muted (a reply the test means
+        # to lose) must not slip through before the connection is gone.
+        self.muted.clear()
+        self.flowing.set()
 
     def release(self):
         """Ends the server side of the connections `cut` held."""
