@@ -22,7 +22,7 @@ from .subscription import Subscription
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, Callable, Dict, List, Optional, Tuple
+    from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
     import websocket
 
@@ -39,6 +39,9 @@ SOCKET_TIMEOUT = 45.0
 CLOSE_TIMEOUT = 5.0
 #: Requests sent at once when ephemeral keys are set again after a reconnect.
 REASSERT_BATCH = 256
+#: A server that made another number of the subscriptions named at connect
+#: than it was asked for has those (ids 1 to n) ended first: at most this many.
+MAX_STRAY_SUBS = 10000
 _MISSING = object()
 
 
@@ -124,6 +127,21 @@ class Bus:
     :attr:`max_value_bytes` and :attr:`max_frame_bytes` are the server's
     limits from its hello (``None`` if it did not say); a larger value or
     request raises :class:`TooLarge` before anything is sent.
+
+    ``subscribe`` (a list or tuple of patterns) names subscriptions to make
+    with the connection itself (docs/protocol.md §5.1): they go in the first
+    connect's URL (``sub=`` parameters, after the URL's own query), so their
+    first values arrive right after the server's hello, with no round trip
+    of their own. The first :meth:`subscribe` (without ``meta``) or
+    :meth:`watch` of each listed pattern returns that subscription, with the
+    events that came meanwhile; later ones make their own. Until it is
+    taken, a subscription's events wait, at most ``callback_capacity`` of
+    them, then the newest per key (as in the callback queue), and it lasts
+    until :meth:`close`: list only what the program takes. A pattern the
+    server refuses raises :class:`BadPattern` (more than its ``max_subs``:
+    :class:`LimitReached`) from ``Bus()`` at once. A server older than this
+    gets them as ``sub`` requests before the Bus counts as open. After a
+    reconnect they are made again as every subscription is.
     """
 
     def __init__(
@@ -138,8 +156,10 @@ class Bus:
         connect_timeout: Optional[float] = None,
         fail_fast: bool = False,
         on_state: Optional[state.OnState] = None,
+        subscribe: Sequence[str] = (),
     ) -> None:
         self.url = url or os.environ.get("IPCBUS_URL", DEFAULT_URL)
+        patterns = _named_patterns(subscribe)
         self.timeout = timeout
         self.connect_timeout = timeout if connect_timeout is None else connect_timeout
         self.reconnect = reconnect
@@ -163,12 +183,19 @@ class Bus:
         self.store: Optional[str] = None
         self.max_value_bytes: Optional[int] = None
         self.max_frame_bytes: Optional[int] = None
+        self._dispatcher = Dispatcher(callback_capacity)
+        # The subscriptions of `subscribe`, in order (ids 1..n on the first
+        # connection), and those no subscribe() or watch() took yet.
+        self._named = [Subscription(self, p, None, direct=False, held=max(callback_capacity, 1)) for p in patterns]
+        self._subscriptions.extend(self._named)
+        self._unclaimed: Dict[str, List[Subscription]] = {}
+        for sub in self._named:
+            self._unclaimed.setdefault(sub.pattern, []).append(sub)
         self._ws, hello = self._connect_first(fail_fast)
         self._adopt(hello)
         with self._lock:
             self._connected = True
         self._state.set(state.OPEN, "connected to %s" % self.url)
-        self._dispatcher = Dispatcher(callback_capacity)
         self._reader = threading.Thread(target=self._read_loop, name="ipcbus-reader", daemon=True)
         self._reader.start()
 
@@ -201,7 +228,9 @@ class Bus:
         delay = BACKOFF_FIRST
         while True:
             try:
-                return self._open(min(self.timeout, max(deadline - time.monotonic(), 0.1)))
+                ws, hello = self._open(min(self.timeout, max(deadline - time.monotonic(), 0.1)), self._named)
+                self._make_named(ws, hello)
+                return ws, hello
             except errors.Unavailable as e:
                 left = deadline - time.monotonic()
                 if fail_fast or left <= 0:
@@ -217,17 +246,21 @@ class Bus:
             time.sleep(min(delay, left))
             delay = min(delay * 2, BACKOFF_MAX)
 
-    def _open(self, timeout: Optional[float] = None) -> Tuple["websocket.WebSocket", dict]:
-        """Connects and reads the hello."""
+    def _open(
+        self, timeout: Optional[float] = None, named: Sequence[Subscription] = ()
+    ) -> Tuple["websocket.WebSocket", dict]:
+        """Connects and reads the hello; the upgrade request names the
+        subscriptions ``named`` (the first connect's)."""
         # Imported here, not with this module: websocket-client and what it
         # imports (http.client, email, ssl, logging) are most of what a
         # plugin's cold start spends (docs/benchmarks.md, Issue 17).
         import websocket  # websocket-client; in Kodi: script.module.websocket
 
         token, source, token_file = _auth.credentials(self._token, self.url)
+        url = _with_subs(self.url, [sub.pattern for sub in named]) if named else self.url
         try:
             ws = websocket.create_connection(
-                self.url,
+                url,
                 timeout=timeout or self.timeout,
                 subprotocols=[self._codec.name],
                 enable_multithread=True,
@@ -238,6 +271,8 @@ class Bus:
                 suppress_origin=True,
             )
         except websocket.WebSocketBadStatusException as e:
+            if named and getattr(e, "status_code", None) in (400, 429):
+                raise _refused_subs(self.url, e) from e
             raise _auth.refusal(self.url, e, token, source, token_file) from e
         except Exception as e:
             raise errors.Unavailable("cannot connect to %s: %s" % (self.url, e)) from e
@@ -252,6 +287,55 @@ class Bus:
             raise errors.Unavailable("%s did not greet with hello" % self.url)
         ws.settimeout(SOCKET_TIMEOUT)
         return ws, hello
+
+    def _make_named(self, ws: "websocket.WebSocket", hello: dict) -> None:
+        """Routes the subscriptions named in the first upgrade request,
+        before any event is read (they may have come with the hello): ids 1
+        to n when the hello says the server made all n (§5.1). A server older
+        than that (no ``subs``) gets them as ``sub`` requests, after an
+        ``unsub`` of those it made if it made another number."""
+        subs = self._named
+        if not subs:
+            return
+        count = hello.get("subs")
+        if count == len(subs):
+            with self._lock:
+                for sub_id, sub in enumerate(subs, 1):
+                    sub._server_id = sub_id
+                    self._routes[sub_id] = sub
+            return
+        log.info("ipcbus: %s made %s of the %d subscriptions named at connect; asking with sub requests",
+                 self.url, count, len(subs))
+        messages = [sub._request() for sub in subs]
+        by_message = {id(message): sub for message, sub in zip(messages, subs)}
+
+        def on_reply(message: dict, reply: dict) -> None:
+            if not reply.get("ok"):
+                raise _refused_list(self.url, reply.get("error") or {})
+            with self._lock:  # before the next frame: its events are routed
+                sub = by_message[id(message)]
+                sub._server_id = int(reply["sub"])
+                self._routes[sub._server_id] = sub
+
+        try:
+            ws.settimeout(self.timeout)
+            if isinstance(count, int) and count > 0:
+                for sub_id in range(1, min(count, MAX_STRAY_SUBS) + 1):
+                    self._send_on(ws, {"op": "unsub", "sub": sub_id})
+            self._exchange(ws, messages, on_reply, self._route)
+            ws.settimeout(SOCKET_TIMEOUT)
+        except errors.ServerError:
+            ws.close()
+            raise
+        except Exception as e:
+            ws.shutdown()
+            with self._lock:  # the next attempt starts them over
+                self._routes.clear()
+                for sub in subs:
+                    sub._server_id = None
+                    sub._known.clear()
+                    sub._held = []
+            raise errors.Unavailable("connection lost while subscribing: %s" % e) from e
 
     def _adopt(self, hello: dict) -> None:
         """Takes on a new session's identity."""
@@ -560,9 +644,33 @@ class Bus:
         for it again after a reconnect. A server older than ``meta`` sends
         none: ``meta`` is then ``None``, "not known".
 
+        The first call (without ``meta``) for a pattern named in
+        ``Bus(subscribe=...)`` returns the subscription made at connect and
+        sends nothing: the callback gets the events that came meanwhile
+        first, in order.
+
         >>> bus.subscribe("svc.>", lambda ev: print(ev.key, ev.meta), meta=True)  # doctest: +SKIP
         """
+        if not meta:
+            named = self._claim(pattern)
+            if named is not None:
+                named._claim(callback, inline=False)
+                return named
         return self._subscribe(Subscription(self, pattern, callback, direct=False, meta=meta))
+
+    def _claim(self, pattern: str) -> Optional[Subscription]:
+        """The first subscription named at connect (``Bus(subscribe=...)``)
+        for ``pattern`` that nobody took yet; None if there is none."""
+        with self._lock:
+            if self._closed:
+                raise errors.Unavailable("the bus connection is closed")
+            waiting = self._unclaimed.get(pattern)
+            if not waiting:
+                return None
+            sub = waiting.pop(0)
+            if not waiting:
+                del self._unclaimed[pattern]
+            return sub
 
     def _subscribe(self, sub: Subscription, since: Optional[int] = None) -> Subscription:
         message = sub._request()
@@ -614,7 +722,9 @@ class Bus:
 
     def watch(self, pattern: str) -> "Watch":
         """A live, read-only dict of every key matching ``pattern``, kept
-        current by push: reading it makes no round trip."""
+        current by push: reading it makes no round trip. The first watch (or
+        subscribe) of a pattern named in ``Bus(subscribe=...)`` mirrors the
+        subscription made at connect, with what came meanwhile at once."""
         from .watch import Watch
 
         return Watch(self, pattern)
@@ -737,23 +847,36 @@ class Bus:
             ws.shutdown()
             raise errors.Unavailable("connection lost while setting ephemeral keys again: %s" % e) from e
 
-    def _exchange(self, ws: "websocket.WebSocket", messages: List[dict]) -> List[dict]:
+    def _exchange(
+        self,
+        ws: "websocket.WebSocket",
+        messages: List[dict],
+        on_reply: Optional[Callable[[dict, dict], None]] = None,
+        on_other: Optional[Callable[[dict], None]] = None,
+    ) -> List[dict]:
         """Sends requests on a connection nobody else uses yet, and reads
-        their replies (nothing else arrives: it has no subscriptions)."""
-        ids = []
+        their replies; ``on_reply(message, reply)`` runs as each comes, and
+        ``on_other`` gets what else arrives (the events of subscriptions
+        being made; else there is none: it has no subscriptions)."""
+        sent: Dict[int, dict] = {}
         for message in messages:
             message["id"] = next(self._ids)
-            ids.append(message["id"])
+            sent[message["id"]] = message
             self._send_on(ws, message)
         replies: Dict[int, dict] = {}
-        while len(replies) < len(ids):
+        while len(replies) < len(sent):
             opcode, data = ws.recv_data()
             if opcode == OPCODE_CLOSE:
                 raise ConnectionError("closed by the server")
             reply = self._codec.decode(data)
-            if reply.get("id") in ids:
-                replies[reply["id"]] = reply
-        return [replies[i] for i in ids]
+            rid = reply.get("id")
+            if rid in sent and rid not in replies:
+                replies[rid] = reply
+                if on_reply is not None:
+                    on_reply(sent[rid], reply)
+            elif rid is None and on_other is not None:
+                on_other(reply)
+        return [replies[m["id"]] for m in messages]
 
     def _resubscribe(self) -> None:
         # On the reader thread: send the `sub`s and let their replies route
@@ -777,3 +900,44 @@ class Bus:
                 self._send(self._encode(message))
             except errors.Unavailable:
                 return  # the read loop notices and reconnects again
+
+
+def _named_patterns(subscribe: Any) -> List[str]:
+    """``Bus(subscribe=...)``, checked: a list or tuple of patterns."""
+    if not isinstance(subscribe, (list, tuple)):
+        raise TypeError("subscribe is a list of patterns, as ['weather.>'], not %r" % (subscribe,))
+    for pattern in subscribe:
+        if not isinstance(pattern, str):
+            raise TypeError("subscribe: a pattern is a string, not %r" % (pattern,))
+    return list(subscribe)
+
+
+def _with_subs(url: str, patterns: List[str]) -> str:
+    """``url`` with a ``sub`` parameter per pattern after its own query."""
+    from urllib.parse import quote  # as the token lookup: not at import time
+
+    base, hash_, fragment = url.partition("#")
+    query = "&".join("sub=" + quote(p, safe="") for p in patterns)
+    sep = "" if base.endswith(("?", "&")) else "&" if "?" in base else "?"
+    return base + sep + query + hash_ + fragment
+
+
+def _refused_list(url: str, error: dict) -> errors.ServerError:
+    return errors.from_wire({"code": error.get("code"), "msg": "%s refused the subscriptions named at connect "
+                             "(the subscribe option): %s" % (url, error.get("msg", ""))})
+
+
+def _refused_subs(url: str, e: Exception) -> errors.ServerError:
+    """The error for an upgrade refused for its ``sub`` parameters: 400
+    ``bad_pattern`` (or ``bad_request``), 429 ``limit``, as the JSON body
+    says (websocket-client before 1.x keeps no body: then by the status)."""
+    import json
+
+    status = getattr(e, "status_code", None)
+    error = {"code": "bad_pattern" if status == 400 else "limit", "msg": "HTTP status %s" % status}
+    try:
+        body = json.loads(getattr(e, "resp_body", None) or b"")["error"]
+        error = {"code": str(body["code"]), "msg": str(body.get("msg", ""))}
+    except Exception:
+        pass
+    return _refused_list(url, error)

@@ -29,7 +29,12 @@ class Watch(Mapping):
         self._synced = threading.Event()
         self._resync: Optional[Set[str]] = None
         self.version = 0
-        self._sub = bus._subscribe(Subscription(bus, pattern, self._apply, direct=True))
+        named = bus._claim(pattern)  # one made at connect (Bus(subscribe=...)): no request
+        if named is not None:
+            self._sub = named
+            named._claim(self._apply, inline=True)
+        else:
+            self._sub = bus._subscribe(Subscription(bus, pattern, self._apply, direct=True))
 
     def _apply(self, event: Event) -> None:
         with self._lock:

@@ -124,6 +124,17 @@ def bus(request, server):
         yield b
 
 
+def accept_loop(listener, accepted):
+    """Calls ``accepted(client socket)`` for each connection ``listener``
+    takes, until it is closed."""
+    while True:
+        try:
+            client, _ = listener.accept()
+        except OSError:
+            return
+        accepted(client)
+
+
 class Proxy:
     """A TCP proxy to the server whose connections the test can cut."""
 
@@ -147,21 +158,16 @@ class Proxy:
         #: Bytes passed on from clients to the server, under `_forwarded`.
         self.forwarded = 0
         self._forwarded = threading.Condition()
-        threading.Thread(target=self._accept, daemon=True).start()
+        threading.Thread(target=accept_loop, args=(self.listener, self._accepted), daemon=True).start()
 
-    def _accept(self):
-        while True:
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
-            if self.paused.is_set():
-                client.close()
-                continue
-            upstream = socket.create_connection(("127.0.0.1", self.target))
-            self.conns.append((client, upstream))
-            for a, b, muted in ((client, upstream, None), (upstream, client, self.muted)):
-                threading.Thread(target=self._pipe, args=(a, b, muted), daemon=True).start()
+    def _accepted(self, client):
+        if self.paused.is_set():
+            client.close()
+            return
+        upstream = socket.create_connection(("127.0.0.1", self.target))
+        self.conns.append((client, upstream))
+        for a, b, muted in ((client, upstream, None), (upstream, client, self.muted)):
+            threading.Thread(target=self._pipe, args=(a, b, muted), daemon=True).start()
 
     def _pipe(self, a, b, muted):
         try:
