@@ -17,12 +17,47 @@ impl Writer<'_> {
         let _ = rmp::encode::write_array_len(&mut (&mut *self.0).writer(), n);
     }
 
+    /// A str, in its shortest form, as `rmp::encode::write_str` writes it
+    /// but straight into the buffer: every event's field names and key go
+    /// through here (issue 17, the fan-out profile).
     pub(super) fn str(&mut self, s: &str) {
-        let _ = rmp::encode::write_str(&mut (&mut *self.0).writer(), s);
+        let buf = &mut *self.0;
+        let n = s.len();
+        buf.reserve(5 + n);
+        if let Ok(short) = u8::try_from(n) {
+            if short < 32 {
+                buf.put_u8(0xa0 | short);
+            } else {
+                buf.put_slice(&[0xd9, short]);
+            }
+        } else if let Ok(n) = u16::try_from(n) {
+            buf.put_u8(0xda);
+            buf.put_u16(n);
+        } else {
+            // No string we write comes near 4 GiB (frames are limited far below).
+            buf.put_u8(0xdb);
+            buf.put_u32(u32::try_from(n).unwrap_or(u32::MAX));
+        }
+        buf.put_slice(s.as_bytes());
     }
 
+    /// A uint, in its shortest form, as `rmp::encode::write_uint` writes it.
     pub(super) fn uint(&mut self, v: u64) {
-        let _ = rmp::encode::write_uint(&mut (&mut *self.0).writer(), v);
+        let buf = &mut *self.0;
+        if v < 0x80 {
+            buf.put_u8(v as u8);
+        } else if let Ok(v) = u8::try_from(v) {
+            buf.put_slice(&[0xcc, v]);
+        } else if let Ok(v) = u16::try_from(v) {
+            buf.put_u8(0xcd);
+            buf.put_u16(v);
+        } else if let Ok(v) = u32::try_from(v) {
+            buf.put_u8(0xce);
+            buf.put_u32(v);
+        } else {
+            buf.put_u8(0xcf);
+            buf.put_u64(v);
+        }
     }
 
     pub(super) fn bool(&mut self, v: bool) {
@@ -92,5 +127,31 @@ impl Optional {
         let n = self.uints.iter().filter(|(_, v)| v.is_some()).count()
             + self.flags.iter().filter(|(_, v)| *v).count();
         n as u32
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Writer;
+    use bytes::BytesMut;
+
+    #[test]
+    fn str_and_uint_are_what_rmp_writes() {
+        for len in [0, 1, 31, 32, 255, 256, 65_535, 65_536] {
+            let s = "x".repeat(len);
+            let mut ours = BytesMut::new();
+            Writer(&mut ours).str(&s);
+            let mut theirs = Vec::new();
+            rmp::encode::write_str(&mut theirs, &s).expect("rmp");
+            assert_eq!(&ours[..], &theirs[..], "str of {len} bytes");
+        }
+        let uints = [0, 1, 0x7f, 0x80, 0xff, 0x100, 0xffff, 0x1_0000, 0xffff_ffff];
+        for v in uints.into_iter().chain([1 << 32, u64::MAX]) {
+            let mut ours = BytesMut::new();
+            Writer(&mut ours).uint(v);
+            let mut theirs = Vec::new();
+            rmp::encode::write_uint(&mut theirs, v).expect("rmp");
+            assert_eq!(&ours[..], &theirs[..], "uint {v}");
+        }
     }
 }
