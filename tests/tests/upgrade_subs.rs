@@ -125,6 +125,8 @@ async fn bad_subscriptions_refuse_the_upgrade_and_open_no_session() {
         ("sub=", 400, "bad_pattern"),
         ("sub=a&sub=b%20c", 400, "bad_pattern"),
         ("sub=a&sub=b&sub=c", 429, "limit"),
+        ("sub=%FF", 400, "bad_request"),
+        ("sub=a.%C3", 400, "bad_request"),
     ] {
         let (got, body) = refused(&server, query).await;
         assert_eq!(
@@ -143,4 +145,33 @@ async fn bad_subscriptions_refuse_the_upgrade_and_open_no_session() {
         .call(json!({"id": 1, "op": "sub", "pattern": "c"}))
         .await;
     assert_eq!(r["error"]["code"], "limit", "{r}");
+}
+
+#[tokio::test]
+async fn patterns_are_form_decoded() {
+    let server = TestServer::start();
+    let mut writer = server.raw(Codec::Json).await;
+    let keys = ["p.a+b", "p.%41", "p.é€"];
+    for (id, key) in (1..).zip(keys) {
+        let (r, _) = writer
+            .call(json!({"id": id, "op": "set", "key": key, "value": id}))
+            .await;
+        assert_eq!(r["ok"], true, "{r}");
+    }
+    // `+` would be a space (refused in a pattern): a client sends %2B.
+    let query = "sub=p.a%2Bb&sub=p.%2541&sub=p.%C3%A9%E2%82%AC";
+    let mut raw = Raw::connect(&with_query(&server.url(), query), Codec::Json).await;
+    assert_eq!(raw.recv().await["subs"], 3);
+    let mut got = Vec::new();
+    for msg in take(&mut raw, 6).await {
+        if msg["ev"] == "val" {
+            got.push((msg["sub"].as_u64(), msg["key"].as_str().map(str::to_owned)));
+        }
+    }
+    got.sort();
+    let want: Vec<_> = (1..)
+        .zip(keys)
+        .map(|(sub, key)| (Some(sub), Some(key.to_owned())))
+        .collect();
+    assert_eq!(got, want);
 }

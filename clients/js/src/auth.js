@@ -107,7 +107,12 @@ export function withToken(url, token) {
  * @returns {Promise<Error>}
  */
 export async function diagnose(url, wsUrl, found, error, timeout) {
-  const subs = new URL(wsUrl, globalThis.location?.href).searchParams.has("sub");
+  let subs;
+  try {
+    subs = new URL(wsUrl, globalThis.location?.href).searchParams.has("sub");
+  } catch {
+    return error; // a URL that cannot be parsed: the connect's own error says so
+  }
   if (!IS_NODE && !subs) return error;
   let res;
   let body;

@@ -208,6 +208,13 @@ test("a first connect gives up: failFast, a refusal, the connect timeout", LIMIT
   assert.deepEqual(recorded.seen.map(([s]) => s), ["connecting", "closed"]);
 });
 
+test("a URL that cannot be parsed rejects the connect, and nothing else breaks", LIMIT, async () => {
+  // The failure's diagnosis parses the URL too: it must not throw past the connect.
+  for (const bad of ["ws://[bad", "ws://[bad/ws?sub=a"]) {
+    await assert.rejects(Bus.connect(bad, { connectTimeout: 300 }), (e) => e instanceof Unavailable && /within 300 ms/.test(e.message));
+  }
+});
+
 test("ephemeral keys are set again after a reconnect, before the bus is open", LIMIT, async () => {
   const recorded = states();
   const bus = await Bus.connect(proxy.url, { onState: recorded.onState });

@@ -35,10 +35,13 @@ pub(crate) async fn dial(url: &str, options: &ClientOptions) -> Result<(Ws, Hell
         "Sec-WebSocket-Protocol",
         HeaderValue::from_static(SUBPROTOCOL_MSGPACK),
     );
-    let in_url = request
-        .uri()
-        .query()
-        .is_some_and(|q| q.split('&').any(|kv| kv.starts_with("token=")));
+    let has = |name: &str| {
+        request
+            .uri()
+            .query()
+            .is_some_and(|q| q.split('&').any(|kv| kv.starts_with(name)))
+    };
+    let (in_url, asked_subs) = (has("token="), has("sub="));
     let token = match &options.token {
         Some(token) => Some(token.clone()),
         None if in_url => None,
@@ -57,7 +60,8 @@ pub(crate) async fn dial(url: &str, options: &ClientOptions) -> Result<(Ws, Hell
         match tokio_tungstenite::connect_async_with_config(request, Some(config), true).await {
             Ok(connected) => connected,
             Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
-                return Err(refused(resp.status().as_u16(), resp.body().as_deref()));
+                let status = resp.status().as_u16();
+                return Err(refused(status, resp.body().as_deref(), asked_subs));
             }
             Err(e) => return Err(e.into()),
         };
@@ -137,11 +141,12 @@ pub(crate) fn is_refusal(e: &Error) -> bool {
 }
 
 /// The error for a refused upgrade: the `msg` of the server's JSON error
-/// body, or the body as text. A 400 or 429 with an error code is the
-/// server refusing the upgrade request's subscriptions (or its query
-/// string): [`Error::Server`] with that code, as a `sub` request refused
-/// for the same reason would give.
-fn refused(status: u16, body: Option<&[u8]>) -> Error {
+/// body, or the body as text. When the request named subscriptions
+/// (`asked_subs`), a 400 or 429 with `bad_pattern`, `bad_request` or
+/// `limit` is the server refusing them: [`Error::Server`] with that code,
+/// as a `sub` request refused for the same reason would give. Any other
+/// refusal (a proxy's 429, say) stays [`Error::Refused`].
+fn refused(status: u16, body: Option<&[u8]>, asked_subs: bool) -> Error {
     let text = String::from_utf8_lossy(body.unwrap_or_default());
     let json = serde_json::from_str::<serde_json::Value>(&text).ok();
     let error = json.as_ref().map(|v| &v["error"]);
@@ -149,11 +154,17 @@ fn refused(status: u16, body: Option<&[u8]>) -> Error {
         .and_then(|e| e["msg"].as_str().map(str::to_owned))
         .unwrap_or_else(|| text.trim().to_owned());
     let code = error.and_then(|e| e["code"].as_str()).map(ErrorCode::parse);
+    let about_subs = matches!(
+        code,
+        Some(ErrorCode::BadPattern | ErrorCode::BadRequest | ErrorCode::Limit)
+    );
     match code {
-        Some(code) if status == 400 || status == 429 => Error::Server(ErrorBody::new(
-            code,
-            format!("the server refused the upgrade request ({status}): {msg}"),
-        )),
+        Some(code) if asked_subs && about_subs && (status == 400 || status == 429) => {
+            Error::Server(ErrorBody::new(
+                code,
+                format!("the server refused the upgrade request ({status}): {msg}"),
+            ))
+        }
         _ => Error::Refused { status, msg },
     }
 }
@@ -210,23 +221,29 @@ mod tests {
     #[test]
     fn a_refused_subscription_list_is_the_servers_error_and_final() {
         let body = br#"{"error":{"code":"bad_pattern","msg":"empty token"}}"#;
-        let err = refused(400, Some(body));
+        let err = refused(400, Some(body), true);
         assert_eq!(err.code(), Some(ErrorCode::BadPattern), "{err}");
         assert!(err.to_string().contains("(400): empty token"), "{err}");
         assert!(is_refusal(&err));
         let body = br#"{"error":{"code":"limit","msg":"more than max_subs (2)"}}"#;
-        let err = refused(429, Some(body));
+        let err = refused(429, Some(body), true);
         assert_eq!(err.code(), Some(ErrorCode::Limit), "{err}");
         assert!(is_refusal(&err));
         // 503 is retried; 401 is final; neither has a code.
         let body = br#"{"error":{"code":"limit","msg":"too many connections"}}"#;
-        let err = refused(503, Some(body));
+        let err = refused(503, Some(body), true);
         assert!(matches!(err, Error::Refused { status: 503, .. }), "{err}");
         assert!(!is_refusal(&err));
-        let err = refused(401, Some(b"no token"));
+        let err = refused(401, Some(b"no token"), false);
         assert!(matches!(&err, Error::Refused { status: 401, msg } if msg == "no token"));
         assert!(is_refusal(&err));
-        let err = refused(400, Some(b"Bad Request"));
+        let err = refused(400, Some(b"Bad Request"), true);
         assert!(matches!(err, Error::Refused { status: 400, .. }), "{err}");
+        // Without subscriptions asked for, a 429 with a code (a proxy's) is
+        // not about them, and is retried as before.
+        let body = br#"{"error":{"code":"limit","msg":"slow down"}}"#;
+        let err = refused(429, Some(body), false);
+        assert!(matches!(err, Error::Refused { status: 429, .. }), "{err}");
+        assert!(!is_refusal(&err));
     }
 }

@@ -4,22 +4,18 @@
 
 use crate::http::check_length;
 use crate::session::Limits;
-use actix_web::{web, HttpRequest};
+use actix_web::HttpRequest;
 use ipcbus_protocol::{ErrorBody, ErrorCode, Pattern};
 
 /// The `sub` parameters of the upgrade request, in order, checked as a
 /// `sub` request would be. Other parameters (`token`) are not ours.
 pub(super) fn subscriptions(req: &HttpRequest, limits: &Limits) -> Result<Vec<Pattern>, ErrorBody> {
-    if !req.query_string().contains("sub=") {
-        return Ok(Vec::new());
-    }
-    let pairs = web::Query::<Vec<(String, String)>>::from_query(req.query_string())
-        .map_err(|e| ErrorBody::new(ErrorCode::BadRequest, format!("bad query string: {e}")))?;
     let mut patterns = Vec::new();
-    for (name, text) in pairs.into_inner() {
-        if name != "sub" {
+    for pair in req.query_string().split('&') {
+        let Some(("sub", value)) = pair.split_once('=') else {
             continue;
-        }
+        };
+        let text = form_value(value)?;
         if patterns.len() == limits.max_subs {
             let msg = format!(
                 "the upgrade request names more than max_subs ({}) subscriptions",
@@ -31,4 +27,17 @@ pub(super) fn subscriptions(req: &HttpRequest, limits: &Limits) -> Result<Vec<Pa
         patterns.push(Pattern::parse(&text).map_err(|e| e.for_pattern())?);
     }
     Ok(patterns)
+}
+
+/// A form-encoded value (`+` for a space, `%XX` escapes), which must be
+/// UTF-8 once decoded: a pattern is never guessed from broken bytes.
+fn form_value(raw: &str) -> Result<String, ErrorBody> {
+    let spaced = raw.replace('+', " ");
+    match percent_encoding::percent_decode_str(&spaced).decode_utf8() {
+        Ok(text) => Ok(text.into_owned()),
+        Err(_) => Err(ErrorBody::new(
+            ErrorCode::BadRequest,
+            format!("sub={raw}: not UTF-8 once percent-decoded"),
+        )),
+    }
 }
