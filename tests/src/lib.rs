@@ -35,6 +35,19 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 /// How long a test waits for an expected message before failing.
 pub const WAIT: Duration = Duration::from_secs(10);
 
+/// The servers' logs, into the output of the test whose thread started
+/// them (shown when it fails): warnings, and what the backplane does;
+/// `IPCBUS_LOG` (as `ipcbus` reads it) says otherwise.
+fn test_logs() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("IPCBUS_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,ipcbus::backplane=info"));
+    let _already = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_test_writer()
+        .with_ansi(false)
+        .try_init();
+}
+
 /// A running server. Dropping it shuts the server down gracefully and
 /// removes its data directory.
 pub struct TestServer {
@@ -91,6 +104,7 @@ impl TestServer {
         config: Config,
         token: Option<String>,
     ) -> TestServer {
+        test_logs();
         let (stop, stopped) = oneshot::channel::<()>();
         let (bound, addr) = std::sync::mpsc::channel();
         let thread = std::thread::spawn(move || {

@@ -46,6 +46,28 @@ impl Standalone {
     pub fn url(&self) -> &str {
         &self.url
     }
+
+    /// Has it read its configuration file (`-c`) again (SIGHUP), and waits
+    /// until it has: its log says `Reloaded server configuration`.
+    pub fn reload(&self, log: &Path) {
+        let reloads = || {
+            std::fs::read_to_string(log)
+                .unwrap_or_default()
+                .matches("Reloaded server configuration")
+                .count()
+        };
+        let before = reloads();
+        let sent = Command::new("kill")
+            .args(["-HUP", &self.child.id().to_string()])
+            .status()
+            .expect("kill -HUP");
+        assert!(sent.success(), "kill -HUP {}", self.child.id());
+        let deadline = Instant::now() + START_TIMEOUT;
+        while reloads() == before {
+            assert!(Instant::now() < deadline, "nats-server did not reload");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
 }
 
 impl Drop for Standalone {

@@ -207,7 +207,7 @@ pub async fn serve(
     }
     let follow = match &backplane {
         Some(backplane) => tokio::select! {
-            follow = start_feed(backplane, &registry, stop_rx.clone()) => Some(follow?),
+            follow = start_feed(backplane, &registry, stop_rx.clone()) => Some(follow),
             () = &mut shutdown => return Ok(()),
         },
         None => None,
@@ -406,23 +406,39 @@ fn open_store(
 
 /// Loads the mirror from the bucket (before the server answers anyone,
 /// so no client sees it half loaded), then follows the bucket until `stop`.
+/// A feed that cannot start or load (NATS busy electing a leader, or too
+/// slow to answer within `write_timeout_ms`) is tried again every second,
+/// as the first lease write is: changes applied by a failed try are
+/// skipped by the key actors when the next one replays them.
 async fn start_feed(
     backplane: &crate::backplane::NatsBackplane,
     registry: &Registry,
     stop: watch::Receiver<bool>,
-) -> std::io::Result<actix_web::rt::task::JoinHandle<()>> {
-    let mut feed = crate::backplane::Feed::start(backplane)
-        .await
-        .map_err(std::io::Error::other)?;
-    let mut follower = crate::backplane::Follower::new(registry.clone(), backplane.clone());
-    follower
-        .catch_up(&mut feed)
-        .await
-        .map_err(std::io::Error::other)?;
-    tracing::info!(
-        store = backplane.store_id(),
-        node = backplane.node(),
-        "backplane: mirror of the bucket loaded"
-    );
-    Ok(actix_web::rt::spawn(follower.run(feed, stop)))
+) -> actix_web::rt::task::JoinHandle<()> {
+    let mut warned = false;
+    loop {
+        let mut follower = crate::backplane::Follower::new(registry.clone(), backplane.clone());
+        let loaded = async {
+            let mut feed = crate::backplane::Feed::start(backplane).await?;
+            follower.catch_up(&mut feed).await?;
+            anyhow::Ok(feed)
+        }
+        .await;
+        match loaded {
+            Ok(feed) => {
+                tracing::info!(
+                    store = backplane.store_id(),
+                    node = backplane.node(),
+                    "backplane: mirror of the bucket loaded"
+                );
+                return actix_web::rt::spawn(follower.run(feed, stop));
+            }
+            Err(e) if !warned => {
+                tracing::warn!("backplane: cannot load the mirror yet: {e:#}; trying again");
+                warned = true;
+            }
+            Err(_) => {}
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
 }

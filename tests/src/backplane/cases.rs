@@ -247,7 +247,7 @@ pub async fn killing_the_nats_leader_loses_no_acknowledged_write(cluster: &mut N
     // resumes (scaling.md §7): seconds, but past WAIT on a loaded machine
     // (CI, 2026-12-05), so this bound against a hang is a minute.
     let converging = Instant::now();
-    for watch in &mut watches {
+    for (server, watch) in watches.iter_mut().enumerate() {
         for (key, (rev, value)) in &acked {
             let deadline = tokio::time::Instant::now() + FEED_RESUMES;
             loop {
@@ -256,12 +256,12 @@ pub async fn killing_the_nats_leader_loses_no_acknowledged_write(cluster: &mut N
                     .get_raw(key)
                     .map(|e| (e.rev, rmp_serde::from_slice::<i32>(&e.value).ok()));
                 if got.as_ref().is_some_and(|(r, _)| r >= rev) {
-                    assert_eq!(got, Some((*rev, Some(*value))), "{key}");
+                    assert_eq!(got, Some((*rev, Some(*value))), "server {server}: {key}");
                     break;
                 }
                 assert!(
                     tokio::time::Instant::now() < deadline,
-                    "{key}: {got:?}, want rev {rev}"
+                    "server {server}'s watch: {key}: {got:?}, want rev {rev}"
                 );
                 let _ = tokio::time::timeout_at(deadline, changed).await;
             }

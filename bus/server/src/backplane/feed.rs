@@ -11,9 +11,13 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use ipcbus_protocol::msgpack::check_value;
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// The subject prefix of server leases (docs/scaling.md §6).
 pub(crate) const LEASES: &str = "n.";
+/// Numbers each consumer a server starts, so that a feed started again
+/// never shares its deliver subject with a consumer left from before.
+static STARTS: AtomicU64 = AtomicU64::new(0);
 /// Subjects the feed warns about at most, so a foreign writer cannot fill
 /// the log (or memory) with them.
 const MAX_WARNED: usize = 64;
@@ -70,6 +74,7 @@ pub struct Feed {
     messages: push::Ordered,
     prefix: String,
     caught_up: bool,
+    delivered: u64,
     warned: HashSet<String>,
 }
 
@@ -77,6 +82,7 @@ impl std::fmt::Debug for Feed {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Feed")
             .field("caught_up", &self.caught_up)
+            .field("delivered", &self.delivered)
             .finish()
     }
 }
@@ -85,9 +91,10 @@ impl Feed {
     /// Starts the consumer at the last message of every subject.
     pub async fn start(backplane: &NatsBackplane) -> anyhow::Result<Feed> {
         let stream = backplane.stream();
+        let start = STARTS.fetch_add(1, Ordering::Relaxed);
         let consumer = stream
             .create_consumer(push::OrderedConfig {
-                deliver_subject: format!("_INBOX.ipcbus.feed.{}", backplane.node()),
+                deliver_subject: format!("_INBOX.ipcbus.feed.{}.{start}", backplane.node()),
                 description: Some(format!("ipcbus feed of {}", backplane.node())),
                 filter_subject: format!("{}>", backplane.prefix()),
                 deliver_policy: DeliverPolicy::LastPerSubject,
@@ -100,6 +107,7 @@ impl Feed {
             messages: consumer.messages().await?,
             prefix: backplane.prefix().to_owned(),
             caught_up,
+            delivered: 0,
             warned: HashSet::new(),
         })
     }
@@ -108,6 +116,12 @@ impl Feed {
     /// delivered (at once, for an empty bucket).
     pub fn caught_up(&self) -> bool {
         self.caught_up
+    }
+
+    /// The stream sequence of the last message delivered, a change or not
+    /// (0: none yet).
+    pub fn delivered(&self) -> u64 {
+        self.delivered
     }
 
     /// The next change; `None` when the consumer has ended (the connection
@@ -127,6 +141,7 @@ impl Feed {
                 self.caught_up = true;
             }
             let rev = info.stream_sequence;
+            self.delivered = self.delivered.max(rev);
             let published_ms =
                 u64::try_from(info.published.unix_timestamp_nanos() / 1_000_000).ok();
             let Some(subject) = message.subject.strip_prefix(self.prefix.as_str()) else {

@@ -8,7 +8,7 @@ use super::lease::{reap, Owners};
 use super::nats::NatsBackplane;
 use ipcbus_actors::{Backplane, Mirror, Registry};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::{watch, Semaphore};
 
 /// Changes handed to key actors and not yet applied, at most: beyond it
@@ -17,6 +17,14 @@ use tokio::sync::{watch, Semaphore};
 const IN_FLIGHT: usize = 1024;
 /// How long the feed waits before it starts again after it ended.
 const RESTART_PAUSE: Duration = Duration::from_secs(1);
+/// How long a feed behind this server's own acknowledged writes may go
+/// without delivering anything before it is started again. async-nats
+/// recreates an ordered consumer by itself when it misses two heartbeats
+/// (10 s), but may then retry for ever under a name NATS no longer
+/// answers for (seen after a stream leader was killed mid-election); this
+/// is past that recovery, and needs no traffic of its own: the lease is
+/// written every `lease_ttl_ms / 4`.
+const STALLED: Duration = Duration::from_secs(20);
 
 /// Applies the feed to the mirror.
 pub(crate) struct Follower {
@@ -54,22 +62,53 @@ impl Follower {
         Ok(())
     }
 
-    /// Follows the feed until `stop` flips; starts it again if it ends.
-    /// A feed started again replays the bucket; once it has caught up, the
-    /// keys of servers whose leases ran out meanwhile are deleted, as at
-    /// startup.
+    /// Follows the feed until `stop` flips; starts it again if it ends,
+    /// or if it has stalled: NATS acknowledged a write of this server's
+    /// that the feed has not delivered, and the feed has delivered nothing
+    /// for [`STALLED`]. A feed started again replays the bucket; once it
+    /// has caught up, the keys of servers whose leases ran out meanwhile
+    /// are deleted, as at startup.
     pub(crate) async fn run(mut self, mut feed: Feed, mut stop: watch::Receiver<bool>) {
+        let mut acked = self.backplane.acked();
         let mut failing = false;
         let mut replaying = false;
+        // When the feed last delivered, or last fell behind what NATS
+        // acknowledged (an idle feed is not a stalled one).
+        let mut progress = Instant::now();
+        let mut behind = false;
         loop {
             if replaying && feed.caught_up() {
                 replaying = false;
                 self.reap(self.owners.orphans());
             }
+            let was_behind = std::mem::replace(&mut behind, *acked.borrow() > feed.delivered());
+            if behind && !was_behind {
+                progress = Instant::now();
+            }
+            let stalled = async {
+                if behind {
+                    tokio::time::sleep_until((progress + STALLED).into()).await;
+                } else {
+                    std::future::pending::<()>().await;
+                }
+            };
             let next = tokio::select! {
                 _ = stop.changed() => return,
+                _ = acked.changed() => continue,
+                () = stalled => {
+                    tracing::warn!(
+                        "backplane: the feed has delivered nothing for {STALLED:?}, though NATS \
+                         acknowledged rev {} and the feed is at {}; starting it again",
+                        *acked.borrow(),
+                        feed.delivered()
+                    );
+                    self.restart(&mut feed, &mut replaying).await;
+                    progress = Instant::now();
+                    continue;
+                }
                 next = feed.next() => next,
             };
+            progress = Instant::now();
             match next {
                 Some(Ok(change)) => {
                     failing = false;
@@ -85,19 +124,25 @@ impl Follower {
                 }
                 None => {
                     tracing::warn!("backplane: the feed ended; starting it again");
-                    tokio::time::sleep(RESTART_PAUSE).await;
-                    match Feed::start(&self.backplane).await {
-                        Ok(new) => {
-                            feed = new;
-                            replaying = true;
-                            // Rebuilt by the replay: a lease that ran out
-                            // meanwhile is then no longer alive.
-                            self.owners = Owners::default();
-                        }
-                        Err(e) => tracing::warn!("backplane: cannot start the feed: {e}"),
-                    }
+                    self.restart(&mut feed, &mut replaying).await;
                 }
             }
+        }
+    }
+
+    /// Starts a new feed in place of `feed`, after [`RESTART_PAUSE`]; a
+    /// feed that cannot start is logged, and `feed` kept.
+    async fn restart(&mut self, feed: &mut Feed, replaying: &mut bool) {
+        tokio::time::sleep(RESTART_PAUSE).await;
+        match Feed::start(&self.backplane).await {
+            Ok(new) => {
+                *feed = new;
+                *replaying = true;
+                // Rebuilt by the replay: a lease that ran out meanwhile is
+                // then no longer alive.
+                self.owners = Owners::default();
+            }
+            Err(e) => tracing::warn!("backplane: cannot start the feed: {e}"),
         }
     }
 

@@ -22,6 +22,7 @@ use std::error::Error as _;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::watch;
 
 /// The oldest nats-server with per-message TTL and delete markers.
 const MIN_VERSION: (u64, u64) = (2, 11);
@@ -74,6 +75,9 @@ pub struct NatsBackplane {
     node: String,
     max_payload: usize,
     write_timeout: Duration,
+    /// The highest sequence NATS acknowledged to this server: the feed's
+    /// watchdog (follow.rs) knows by it that the feed has stalled.
+    acked: Arc<watch::Sender<u64>>,
 }
 
 impl NatsBackplane {
@@ -135,6 +139,7 @@ impl NatsBackplane {
             node: node.to_owned(),
             max_payload: info.max_payload,
             write_timeout: config.write_timeout(),
+            acked: Arc::new(watch::Sender::new(0)),
             js,
             stream,
         })
@@ -197,6 +202,12 @@ impl NatsBackplane {
     /// The bucket's stream, for the feed.
     pub(crate) fn stream(&self) -> &Stream {
         &self.stream
+    }
+
+    /// The highest sequence NATS has acknowledged to this server, as it
+    /// moves: a write, a deletion, the lease.
+    pub(crate) fn acked(&self) -> watch::Receiver<u64> {
+        self.acked.subscribe()
     }
 
     /// `$KV.<bucket>.`, the prefix of every subject of the bucket.
@@ -400,7 +411,14 @@ impl NatsBackplane {
                 Err(e) => Err(e),
             };
             match acked {
-                Ok(ack) => return Ok(ack.sequence),
+                Ok(ack) => {
+                    self.acked.send_if_modified(|highest| {
+                        let higher = ack.sequence > *highest;
+                        *highest = (*highest).max(ack.sequence);
+                        higher
+                    });
+                    return Ok(ack.sequence);
+                }
                 Err(e) if matches!(e.kind(), PublishErrorKind::StreamNotFound) => {
                     if tokio::time::Instant::now() + NO_STREAM_PAUSE > deadline {
                         return Err(PublishFailure::Other(format!("{e} (no quorum?)")));
