@@ -72,8 +72,9 @@ impl Follower {
         let mut acked = self.backplane.acked();
         let mut failing = false;
         let mut replaying = false;
-        // When the feed last delivered, or last fell behind what NATS
-        // acknowledged (an idle feed is not a stalled one).
+        // When the feed last delivered a change, started, or fell behind
+        // what NATS acknowledged (an idle feed is not a stalled one). Its
+        // errors are no progress: a consumer may fail again and again.
         let mut progress = Instant::now();
         let mut behind = false;
         loop {
@@ -108,9 +109,9 @@ impl Follower {
                 }
                 next = feed.next() => next,
             };
-            progress = Instant::now();
             match next {
                 Some(Ok(change)) => {
+                    progress = Instant::now();
                     failing = false;
                     self.apply(change).await;
                 }
@@ -125,6 +126,7 @@ impl Follower {
                 None => {
                     tracing::warn!("backplane: the feed ended; starting it again");
                     self.restart(&mut feed, &mut replaying).await;
+                    progress = Instant::now();
                 }
             }
         }
