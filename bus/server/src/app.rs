@@ -207,7 +207,7 @@ pub async fn serve(
     }
     let follow = match &backplane {
         Some(backplane) => tokio::select! {
-            follow = start_feed(backplane, &registry, stop_rx.clone()) => Some(follow),
+            follow = start_feed(backplane, &registry, first_lease, stop_rx.clone()) => Some(follow),
             () = &mut shutdown => return Ok(()),
         },
         None => None,
@@ -405,7 +405,8 @@ fn open_store(
 }
 
 /// Loads the mirror from the bucket (before the server answers anyone,
-/// so no client sees it half loaded), then follows the bucket until `stop`.
+/// so no client sees it half loaded), up to this server's `first_lease`
+/// write at least, then follows the bucket until `stop`.
 /// A feed that cannot start or load (NATS busy electing a leader, or too
 /// slow to answer within `write_timeout_ms`) is tried again every second,
 /// as the first lease write is: changes applied by a failed try are
@@ -413,6 +414,7 @@ fn open_store(
 async fn start_feed(
     backplane: &crate::backplane::NatsBackplane,
     registry: &Registry,
+    first_lease: u64,
     stop: watch::Receiver<bool>,
 ) -> actix_web::rt::task::JoinHandle<()> {
     let mut warned = false;
@@ -420,7 +422,7 @@ async fn start_feed(
         let mut follower = crate::backplane::Follower::new(registry.clone(), backplane.clone());
         let loaded = async {
             let mut feed = crate::backplane::Feed::start(backplane).await?;
-            follower.catch_up(&mut feed).await?;
+            follower.catch_up(&mut feed, first_lease).await?;
             anyhow::Ok(feed)
         }
         .await;

@@ -45,10 +45,13 @@ impl Follower {
     }
 
     /// Applies changes until the feed has delivered what the bucket held
-    /// when it started, and waits until key actors have applied them; then
-    /// deletes the keys of servers without a lease.
-    pub(crate) async fn catch_up(&mut self, feed: &mut Feed) -> anyhow::Result<()> {
-        while !feed.caught_up() {
+    /// when it started, and the message at sequence `seen` at least (this
+    /// server's first lease: every write NATS acknowledged before it is in
+    /// the mirror, though the consumer may sit on a NATS replica a few
+    /// messages behind the stream's leader), and waits until key actors
+    /// have applied them; then deletes the keys of servers without a lease.
+    pub(crate) async fn catch_up(&mut self, feed: &mut Feed, seen: u64) -> anyhow::Result<()> {
+        while !feed.caught_up() || feed.delivered() < seen {
             match feed.next().await {
                 Some(Ok(change)) => self.apply(change).await,
                 Some(Err(e)) => return Err(e),
@@ -71,15 +74,17 @@ impl Follower {
     pub(crate) async fn run(mut self, mut feed: Feed, mut stop: watch::Receiver<bool>) {
         let mut acked = self.backplane.acked();
         let mut failing = false;
-        let mut replaying = false;
+        // A feed started again: the sequence its replay must reach before
+        // the leases it rebuilt say which keys are orphans.
+        let mut replaying: Option<u64> = None;
         // When the feed last delivered a change, started, or fell behind
         // what NATS acknowledged (an idle feed is not a stalled one). Its
         // errors are no progress: a consumer may fail again and again.
         let mut progress = Instant::now();
         let mut behind = false;
         loop {
-            if replaying && feed.caught_up() {
-                replaying = false;
+            if replaying.is_some_and(|seen| feed.caught_up() && feed.delivered() >= seen) {
+                replaying = None;
                 self.reap(self.owners.orphans());
             }
             let was_behind = std::mem::replace(&mut behind, *acked.borrow() > feed.delivered());
@@ -133,13 +138,15 @@ impl Follower {
     }
 
     /// Starts a new feed in place of `feed`, after [`RESTART_PAUSE`]; a
-    /// feed that cannot start is logged, and `feed` kept.
-    async fn restart(&mut self, feed: &mut Feed, replaying: &mut bool) {
+    /// feed that cannot start is logged, and `feed` kept. `replaying` is
+    /// then the sequence the new feed's replay must reach: the last this
+    /// server wrote (as at startup, [`Self::catch_up`]).
+    async fn restart(&mut self, feed: &mut Feed, replaying: &mut Option<u64>) {
         tokio::time::sleep(RESTART_PAUSE).await;
         match Feed::start(&self.backplane).await {
             Ok(new) => {
                 *feed = new;
-                *replaying = true;
+                *replaying = Some(*self.backplane.acked().borrow());
                 // Rebuilt by the replay: a lease that ran out meanwhile is
                 // then no longer alive.
                 self.owners = Owners::default();
