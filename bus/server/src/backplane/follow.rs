@@ -52,7 +52,15 @@ impl Follower {
     /// have applied them; then deletes the keys of servers without a lease.
     pub(crate) async fn catch_up(&mut self, feed: &mut Feed, seen: u64) -> anyhow::Result<()> {
         while !feed.caught_up() || feed.delivered() < seen {
-            match feed.next().await {
+            // What the replay brings is stored already: a feed that brings
+            // nothing for this long has stalled (as in `run`).
+            let Ok(next) = tokio::time::timeout(STALLED, feed.next()).await else {
+                anyhow::bail!(
+                    "the feed delivered nothing for {STALLED:?} while loading (at {}, of {seen} at least)",
+                    feed.delivered()
+                );
+            };
+            match next {
                 Some(Ok(change)) => self.apply(change).await,
                 Some(Err(e)) => return Err(e),
                 None => anyhow::bail!("the connection to NATS closed"),
