@@ -101,7 +101,9 @@ async fn a_stalled_feed_is_started_again_and_catches_up() {
     reaches(&watch, "s.k", rev, "the feed works before").await;
 
     let js = jetstream::new(async_nats::connect(nats.url()).await.expect("connect"));
-    assert_eq!(stall_every_feed(&js).await, 2, "one feed per server");
+    // One a server, and any left from a start that was tried again.
+    let feeds = stall_every_feed(&js).await;
+    assert!(feeds >= 2, "a feed per server, found {feeds}");
     let started = std::time::Instant::now();
     let rev = a.set("s.k", &2).await.expect("set");
     reaches(&watch, "s.k", rev, "server two's feed started again").await;
