@@ -10,7 +10,7 @@ use crate::nats::NatsCluster;
 use crate::{test_config, TestServer};
 use futures_util::StreamExt;
 use ipcbus::backplane::BackplaneConfig;
-use ipcbus_client::{Client, ClientOptions, Event, Subscription};
+use ipcbus_client::{Client, ClientOptions, Entry, Event, Subscription, Watch};
 use std::path::Path;
 use std::time::Duration;
 
@@ -115,6 +115,29 @@ pub async fn next(sub: &mut Subscription) -> Event {
         .await
         .expect("an event within WAIT")
         .expect("subscription open")
+}
+
+/// Waits until `watch` has `key` at `rev` or later, within `bound` (one
+/// against a hang, not a figure), and returns what it has; `what` names
+/// the watch in the panic otherwise.
+pub async fn reaches(watch: &Watch, key: &str, rev: u64, bound: Duration, what: &str) -> Entry {
+    let waiting = async {
+        loop {
+            let changed = watch.changed();
+            match watch.get_raw(key) {
+                Some(entry) if entry.rev >= rev => return entry,
+                _ => changed.await,
+            }
+        }
+    };
+    tokio::time::timeout(bound, waiting)
+        .await
+        .unwrap_or_else(|_| {
+            panic!(
+                "{what}: {key} at {:?}, want rev {rev}",
+                watch.get_raw(key).map(|e| (e.rev, e.value))
+            )
+        })
 }
 
 /// Reads events until the subscription's `synced`.

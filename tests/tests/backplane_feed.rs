@@ -14,8 +14,7 @@
 use async_nats::jetstream::{self, consumer};
 use futures_util::TryStreamExt;
 use ipcbus::backplane::BackplaneConfig;
-use ipcbus_client::Watch;
-use ipcbus_tests::backplane::client;
+use ipcbus_tests::backplane::{client, reaches};
 use ipcbus_tests::standalone::Standalone;
 use ipcbus_tests::{test_config, TestServer};
 use std::time::Duration;
@@ -70,27 +69,6 @@ async fn stall_every_feed(js: &jetstream::Context) -> usize {
     feeds.len()
 }
 
-/// Waits until `watch` has `key` at `rev` or later, within [`RESUMES`].
-async fn reaches(watch: &Watch, key: &str, rev: u64, what: &str) {
-    let waiting = async {
-        loop {
-            let changed = watch.changed();
-            if watch.get_raw(key).is_some_and(|e| e.rev >= rev) {
-                return;
-            }
-            changed.await;
-        }
-    };
-    tokio::time::timeout(RESUMES, waiting)
-        .await
-        .unwrap_or_else(|_| {
-            panic!(
-                "{what}: {key} at {:?}, want rev {rev}",
-                watch.get_raw(key).map(|e| e.rev)
-            )
-        });
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_feed_is_started_again_and_catches_up() {
     let nats = Standalone::start(tempfile::tempdir().expect("temp dir"), &[]);
@@ -98,7 +76,7 @@ async fn a_stalled_feed_is_started_again_and_catches_up() {
     let (a, b) = (client(&one).await, client(&two).await);
     let watch = b.watch("s.>").await.expect("watch");
     let rev = a.set("s.k", &1).await.expect("set");
-    reaches(&watch, "s.k", rev, "the feed works before").await;
+    reaches(&watch, "s.k", rev, RESUMES, "the feed works before").await;
 
     let js = jetstream::new(async_nats::connect(nats.url()).await.expect("connect"));
     // One a server, and any left from a start that was tried again.
@@ -106,17 +84,23 @@ async fn a_stalled_feed_is_started_again_and_catches_up() {
     assert!(feeds >= 2, "a feed per server, found {feeds}");
     let started = std::time::Instant::now();
     let rev = a.set("s.k", &2).await.expect("set");
-    reaches(&watch, "s.k", rev, "server two's feed started again").await;
+    let entry = reaches(
+        &watch,
+        "s.k",
+        rev,
+        RESUMES,
+        "server two's feed started again",
+    )
+    .await;
     eprintln!(
         "the stalled feed delivered again {:?} after the write",
         started.elapsed()
     );
-    let entry = watch.get_raw("s.k").expect("s.k");
     assert_eq!(entry.rev, rev);
     assert_eq!(rmp_serde::from_slice::<i32>(&entry.value).ok(), Some(2));
     // The new feed goes on as the old one did.
     let rev = a.set("s.k", &3).await.expect("set");
-    reaches(&watch, "s.k", rev, "the new feed goes on").await;
+    reaches(&watch, "s.k", rev, RESUMES, "the new feed goes on").await;
 }
 
 /// A NATS configuration with user `ipcbus`, who may not make consumers
@@ -171,5 +155,5 @@ async fn a_feed_that_cannot_start_yet_is_tried_again_until_the_server_serves() {
     let a = client(&server).await;
     let watch = a.watch("f.>").await.expect("watch");
     let rev = a.set("f.k", &7).await.expect("set");
-    reaches(&watch, "f.k", rev, "the feed started late").await;
+    reaches(&watch, "f.k", rev, RESUMES, "the feed started late").await;
 }

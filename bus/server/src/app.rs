@@ -366,14 +366,26 @@ pub async fn serve(
 /// second until it is stored: serving without one, a server starting
 /// meanwhile would take this server's ephemeral keys for orphans.
 async fn first_lease_write(backplane: &crate::backplane::NatsBackplane, ttl: Duration) -> u64 {
+    every_second_until_ok("write this server's lease", || async {
+        backplane.write_lease(ttl, 0, &mut false).await
+    })
+    .await
+}
+
+/// Runs `attempt` until it succeeds, a second apart; the first failure is
+/// logged (`cannot <what> yet`), the others not.
+async fn every_second_until_ok<T, E, F, Fut>(what: &str, mut attempt: F) -> T
+where
+    E: std::fmt::Display,
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, E>>,
+{
     let mut warned = false;
     loop {
-        match backplane.write_lease(ttl, 0, &mut false).await {
-            Ok(seq) => return seq,
+        match attempt().await {
+            Ok(done) => return done,
             Err(e) if !warned => {
-                tracing::warn!(
-                    "backplane: cannot write this server's lease yet: {e}; trying again"
-                );
+                tracing::warn!("backplane: cannot {what} yet: {e:#}; trying again");
                 warned = true;
             }
             Err(_) => {}
@@ -417,30 +429,17 @@ async fn start_feed(
     first_lease: u64,
     stop: watch::Receiver<bool>,
 ) -> actix_web::rt::task::JoinHandle<()> {
-    let mut warned = false;
-    loop {
+    let (follower, feed) = every_second_until_ok("load the mirror", || async {
         let mut follower = crate::backplane::Follower::new(registry.clone(), backplane.clone());
-        let loaded = async {
-            let mut feed = crate::backplane::Feed::start(backplane).await?;
-            follower.catch_up(&mut feed, first_lease).await?;
-            anyhow::Ok(feed)
-        }
-        .await;
-        match loaded {
-            Ok(feed) => {
-                tracing::info!(
-                    store = backplane.store_id(),
-                    node = backplane.node(),
-                    "backplane: mirror of the bucket loaded"
-                );
-                return actix_web::rt::spawn(follower.run(feed, stop));
-            }
-            Err(e) if !warned => {
-                tracing::warn!("backplane: cannot load the mirror yet: {e:#}; trying again");
-                warned = true;
-            }
-            Err(_) => {}
-        }
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
+        let mut feed = crate::backplane::Feed::start(backplane).await?;
+        follower.catch_up(&mut feed, first_lease).await?;
+        anyhow::Ok((follower, feed))
+    })
+    .await;
+    tracing::info!(
+        store = backplane.store_id(),
+        node = backplane.node(),
+        "backplane: mirror of the bucket loaded"
+    );
+    actix_web::rt::spawn(follower.run(feed, stop))
 }

@@ -5,7 +5,7 @@
 //! nodes ([`server`], [`place`]). Times are printed (`--nocapture`), never
 //! asserted but for generous bounds.
 
-use super::{child, client, config, next, place, server, synced, WAIT};
+use super::{child, client, config, next, place, reaches, server, synced, WAIT};
 use crate::nats::NatsCluster;
 use crate::TestServer;
 use futures_util::StreamExt as _;
@@ -247,24 +247,12 @@ pub async fn killing_the_nats_leader_loses_no_acknowledged_write(cluster: &mut N
     // resumes (scaling.md §7): seconds, but past WAIT on a loaded machine
     // (CI, 2026-12-05), so this bound against a hang is a minute.
     let converging = Instant::now();
-    for (server, watch) in watches.iter_mut().enumerate() {
+    for (server, watch) in watches.iter().enumerate() {
         for (key, (rev, value)) in &acked {
-            let deadline = tokio::time::Instant::now() + FEED_RESUMES;
-            loop {
-                let changed = watch.changed();
-                let got = watch
-                    .get_raw(key)
-                    .map(|e| (e.rev, rmp_serde::from_slice::<i32>(&e.value).ok()));
-                if got.as_ref().is_some_and(|(r, _)| r >= rev) {
-                    assert_eq!(got, Some((*rev, Some(*value))), "server {server}: {key}");
-                    break;
-                }
-                assert!(
-                    tokio::time::Instant::now() < deadline,
-                    "server {server}'s watch: {key}: {got:?}, want rev {rev}"
-                );
-                let _ = tokio::time::timeout_at(deadline, changed).await;
-            }
+            let what = format!("server {server}'s watch");
+            let got = reaches(watch, key, *rev, FEED_RESUMES, &what).await;
+            let got = (got.rev, rmp_serde::from_slice::<i32>(&got.value).ok());
+            assert_eq!(got, (*rev, Some(*value)), "server {server}: {key}");
         }
     }
     eprintln!(
