@@ -140,6 +140,21 @@ pub async fn reaches(watch: &Watch, key: &str, rev: u64, bound: Duration, what: 
         })
 }
 
+/// Takes the deletion marker of `key` (plain tokens, no escapes: its
+/// subject is `k.<key>`) out of the `ipcbus` bucket on the NATS at `url`,
+/// as NATS does when the marker's hour runs out (docs/scaling.md §7).
+pub async fn purge_marker(url: &str, key: &str) {
+    let client = async_nats::connect(url).await.expect("connect to NATS");
+    let js = async_nats::jetstream::new(client);
+    let stream = js.get_stream("KV_ipcbus").await.expect("stream");
+    let purged = stream
+        .purge()
+        .filter(format!("$KV.ipcbus.k.{key}"))
+        .await
+        .expect("purge");
+    assert_eq!(purged.purged, 1, "{key}: the marker, and nothing else");
+}
+
 /// Reads events until the subscription's `synced`.
 pub async fn synced(sub: &mut Subscription) {
     while next(sub).await != Event::Synced {}

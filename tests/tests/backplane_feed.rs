@@ -7,6 +7,9 @@
 //!   another kind took the name async-nats recreates it under. A server's
 //!   watchdog sees its own acknowledged lease go undelivered, and starts
 //!   its feed again;
+//! - a feed started again forgets a key deleted while it was stalled
+//!   whose deletion has left the bucket since (as a marker does after an
+//!   hour), and keeps the others;
 //! - a feed that cannot start when the server does (NATS refuses to make
 //!   its consumer) is tried again until it can, and the server then
 //!   serves.
@@ -14,7 +17,8 @@
 use async_nats::jetstream::{self, consumer};
 use futures_util::TryStreamExt;
 use ipcbus::backplane::BackplaneConfig;
-use ipcbus_tests::backplane::{client, reaches};
+use ipcbus_protocol::ErrorCode;
+use ipcbus_tests::backplane::{client, purge_marker, reaches};
 use ipcbus_tests::standalone::Standalone;
 use ipcbus_tests::{test_config, TestServer};
 use std::time::Duration;
@@ -101,6 +105,48 @@ async fn a_stalled_feed_is_started_again_and_catches_up() {
     // The new feed goes on as the old one did.
     let rev = a.set("s.k", &3).await.expect("set");
     reaches(&watch, "s.k", rev, RESUMES, "the new feed goes on").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_feed_started_again_forgets_a_key_whose_deletion_left_the_bucket() {
+    let nats = Standalone::start(tempfile::tempdir().expect("temp dir"), &[]);
+    let (one, two) = (server(&nats), server(&nats));
+    let (a, b) = (client(&one).await, client(&two).await);
+    let watch = b.watch("g.>").await.expect("watch");
+    let kept = a.set("g.kept", &1).await.expect("set");
+    let gone = a.set("g.gone", &2).await.expect("set");
+    reaches(&watch, "g.kept", kept, RESUMES, "before").await;
+    reaches(&watch, "g.gone", gone, RESUMES, "before").await;
+
+    let js = jetstream::new(async_nats::connect(nats.url()).await.expect("connect"));
+    stall_every_feed(&js).await;
+    a.del("g.gone").await.expect("del");
+    // The deletion's marker leaves the bucket, as it does after an hour:
+    // server two's feed never delivers it.
+    purge_marker(nats.url(), "g.gone").await;
+
+    // Server two starts its feed again (its lease goes undelivered), and
+    // the replay does not bring the key.
+    let forgot = async {
+        loop {
+            let changed = watch.changed();
+            if watch.get_raw("g.gone").is_none() {
+                return;
+            }
+            changed.await;
+        }
+    };
+    tokio::time::timeout(RESUMES, forgot)
+        .await
+        .unwrap_or_else(|_| panic!("server two still has g.gone: {:?}", watch.get_raw("g.gone")));
+    let missing = b.get_raw("g.gone").await.expect_err("forgotten");
+    assert_eq!(missing.code(), Some(ErrorCode::NotFound), "{missing}");
+    // The key the replay brought stays, as it was.
+    assert_eq!(b.get_raw("g.kept").await.expect("kept").1, kept);
+    assert_eq!(watch.get_raw("g.kept").map(|e| e.rev), Some(kept));
+    // And the mirror goes on: a new write of the forgotten key arrives.
+    let again = a.set("g.gone", &3).await.expect("set");
+    reaches(&watch, "g.gone", again, RESUMES, "after").await;
 }
 
 /// A NATS configuration with user `ipcbus`, who may not make consumers

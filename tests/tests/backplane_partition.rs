@@ -2,7 +2,10 @@
 //! §6): the other servers delete its sessions' ephemeral keys, as for a
 //! dead server. When it is back it ends its sessions, so that their
 //! clients reconnect and set their ephemeral keys again: the key is back
-//! everywhere, with no action of the program that set it.
+//! everywhere, with no action of the program that set it. It also reads
+//! the bucket again from the start, so that it forgets a key deleted
+//! meanwhile whose deletion has left the bucket since (as a marker does
+//! after an hour).
 //!
 //! One NATS server (a cluster would tell the cut-off client of its other
 //! nodes, and it would reconnect around the cut), reached by one ipcbus
@@ -10,7 +13,8 @@
 
 use ipcbus::backplane::BackplaneConfig;
 use ipcbus_client::{Client, ClientOptions, Event, SetOptions};
-use ipcbus_tests::backplane::next;
+use ipcbus_protocol::ErrorCode;
+use ipcbus_tests::backplane::{next, purge_marker};
 use ipcbus_tests::proxy::Proxy;
 use ipcbus_tests::standalone::Standalone;
 use ipcbus_tests::{test_config, TestServer};
@@ -68,6 +72,15 @@ async fn a_server_cut_off_longer_than_its_lease_gets_its_ephemeral_keys_set_agai
     let mut sub = watcher.subscribe("room.online").await.expect("sub");
     assert!(matches!(next(&mut sub).await, Event::Value { .. }));
     assert_eq!(next(&mut sub).await, Event::Synced);
+    let topic = watcher.set("room.topic", &"news").await.expect("set");
+    let mirrored = async {
+        while owner.get_raw("room.topic").await.ok().map(|(_, rev)| rev) != Some(topic) {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    tokio::time::timeout(BACK, mirrored)
+        .await
+        .expect("room.topic on the other server within BACK");
 
     proxy.block(true);
     let started = Instant::now();
@@ -76,6 +89,10 @@ async fn a_server_cut_off_longer_than_its_lease_gets_its_ephemeral_keys_set_agai
         "the key of a server without a lease is deleted"
     );
     println!("deleted after {:?} cut off", started.elapsed());
+    // Deleted while the server is cut off, and the deletion's marker gone
+    // from the bucket before it is back.
+    watcher.del("room.topic").await.expect("del");
+    purge_marker(nats.url(), "room.topic").await;
 
     proxy.block(false);
     let back = Instant::now();
@@ -85,6 +102,21 @@ async fn a_server_cut_off_longer_than_its_lease_gets_its_ephemeral_keys_set_agai
         .expect("subscription open");
     assert!(matches!(event, Event::Value { .. }), "{event:?}");
     println!("set again {:?} after the cut ended", back.elapsed());
+    let forgotten = async {
+        loop {
+            match owner.get_raw("room.topic").await {
+                Err(e) if e.code() == Some(ErrorCode::NotFound) => return,
+                _ => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+    };
+    tokio::time::timeout(BACK, forgotten)
+        .await
+        .expect("the cut-off server forgets room.topic within BACK");
+    println!(
+        "room.topic forgotten {:?} after the cut ended",
+        back.elapsed()
+    );
     // Only the cut-off server closed its sessions.
     assert!(
         !watcher_states.has_changed().expect("open"),

@@ -578,6 +578,23 @@ impl Registry {
         }
     }
 
+    /// Every key that has a value, with the value's rev: what a backplane
+    /// replay compares the bucket with. It holds the registry's read lock
+    /// while it copies the keys (an `Arc` each).
+    pub fn live_keys(&self) -> Vec<(Arc<str>, u64)> {
+        self.read()
+            .keys
+            .iter()
+            .filter_map(|(key, entry)| {
+                let rev = match entry {
+                    Entry::Active(handle) => handle.state.live_rev.load(Ordering::Acquire),
+                    Entry::Passive(rest) => rest.rev(),
+                };
+                (rev != 0).then(|| (key.clone(), rev))
+            })
+            .collect()
+    }
+
     /// Whether `key` has a running actor (`Some(false)`: at rest; `None`:
     /// unknown). For tests of passivation.
     #[doc(hidden)]

@@ -207,7 +207,7 @@ pub async fn serve(
     }
     let follow = match &backplane {
         Some(backplane) => tokio::select! {
-            follow = start_feed(backplane, &registry, first_lease, stop_rx.clone()) => Some(follow),
+            follow = start_feed(backplane, &registry, first_lease, stop_rx.clone(), lost_rx.clone()) => Some(follow),
             () = &mut shutdown => return Ok(()),
         },
         None => None,
@@ -422,12 +422,14 @@ fn open_store(
 /// A feed that cannot start or load (NATS busy electing a leader, or too
 /// slow to answer within `write_timeout_ms`) is tried again every second,
 /// as the first lease write is: changes applied by a failed try are
-/// skipped by the key actors when the next one replays them.
+/// skipped by the key actors when the next one replays them, and its keys
+/// that the next one does not bring are forgotten.
 async fn start_feed(
     backplane: &crate::backplane::NatsBackplane,
     registry: &Registry,
     first_lease: u64,
     stop: watch::Receiver<bool>,
+    lost: watch::Receiver<u64>,
 ) -> actix_web::rt::task::JoinHandle<()> {
     let (follower, feed) = every_second_until_ok("load the mirror", || async {
         let mut follower = crate::backplane::Follower::new(registry.clone(), backplane.clone());
@@ -441,5 +443,5 @@ async fn start_feed(
         node = backplane.node(),
         "backplane: mirror of the bucket loaded"
     );
-    actix_web::rt::spawn(follower.run(feed, stop))
+    actix_web::rt::spawn(follower.run(feed, stop, lost))
 }

@@ -1,12 +1,14 @@
 //! The feed's changes into this server's mirror (docs/scaling.md §7):
 //! every value and deletion goes to its key's actor as a [`Mirror`]
 //! message; leases feed [`Owners`], whose verdicts are carried out by
-//! [`reap`].
+//! [`reap`]. A replay (the feed's start) ends by forgetting the keys the
+//! bucket no longer has ([`Follower::forget_missing`]).
 
 use super::feed::{Change, Feed};
 use super::lease::{reap, Owners};
 use super::nats::NatsBackplane;
 use ipcbus_actors::{Backplane, Mirror, Registry};
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{watch, Semaphore};
@@ -32,6 +34,9 @@ pub(crate) struct Follower {
     backplane: NatsBackplane,
     owners: Owners,
     permits: Arc<Semaphore>,
+    /// While a feed replays the bucket: the keys of this server's mirror
+    /// it has brought. At most one entry per key the mirror holds.
+    replayed: Option<HashSet<String>>,
 }
 
 impl Follower {
@@ -41,6 +46,7 @@ impl Follower {
             backplane,
             owners: Owners::default(),
             permits: Arc::new(Semaphore::new(IN_FLIGHT)),
+            replayed: None,
         }
     }
 
@@ -49,8 +55,11 @@ impl Follower {
     /// server's first lease: every write NATS acknowledged before it is in
     /// the mirror, though the consumer may sit on a NATS replica a few
     /// messages behind the stream's leader), and waits until key actors
-    /// have applied them; then deletes the keys of servers without a lease.
+    /// have applied them; then deletes the keys of servers without a lease,
+    /// and forgets keys the bucket no longer has (changes applied by an
+    /// earlier try that failed).
     pub(crate) async fn catch_up(&mut self, feed: &mut Feed, seen: u64) -> anyhow::Result<()> {
+        self.replayed = Some(HashSet::new());
         while !feed.caught_up() || feed.delivered() < seen {
             // What the replay brings is stored already: a feed that brings
             // nothing for this long has stalled (as in `run`).
@@ -68,18 +77,27 @@ impl Follower {
         }
         // Answer no one before every change is applied, not just handed out.
         let all = u32::try_from(IN_FLIGHT).unwrap_or(u32::MAX);
-        let _applied = self.permits.acquire_many(all).await;
+        drop(self.permits.acquire_many(all).await);
         self.reap(self.owners.orphans());
+        self.forget_missing(feed.delivered());
         Ok(())
     }
 
     /// Follows the feed until `stop` flips; starts it again if it ends,
     /// or if it has stalled: NATS acknowledged a write of this server's
     /// that the feed has not delivered, and the feed has delivered nothing
-    /// for [`STALLED`]. A feed started again replays the bucket; once it
-    /// has caught up, the keys of servers whose leases ran out meanwhile
-    /// are deleted, as at startup.
-    pub(crate) async fn run(mut self, mut feed: Feed, mut stop: watch::Receiver<bool>) {
+    /// for [`STALLED`]; or when this server's lease ran out (`lost`
+    /// moves: the server was cut off from NATS for longer than its lease,
+    /// maybe for longer than deletions stay in the bucket). A feed started
+    /// again replays the bucket; once it has caught up, the keys of servers
+    /// whose leases ran out meanwhile are deleted, and the keys the bucket
+    /// no longer has are forgotten, as at startup.
+    pub(crate) async fn run(
+        mut self,
+        mut feed: Feed,
+        mut stop: watch::Receiver<bool>,
+        mut lost: watch::Receiver<u64>,
+    ) {
         let mut acked = self.backplane.acked();
         let mut failing = false;
         // A feed started again: the sequence its replay must reach before
@@ -94,6 +112,7 @@ impl Follower {
             if replaying.is_some_and(|seen| feed.caught_up() && feed.delivered() >= seen) {
                 replaying = None;
                 self.reap(self.owners.orphans());
+                self.forget_missing(feed.delivered());
             }
             let was_behind = std::mem::replace(&mut behind, *acked.borrow() > feed.delivered());
             if behind && !was_behind {
@@ -109,6 +128,15 @@ impl Follower {
             let next = tokio::select! {
                 _ = stop.changed() => return,
                 _ = acked.changed() => continue,
+                Ok(()) = lost.changed() => {
+                    tracing::warn!(
+                        "backplane: this server's lease had run out; starting the feed again, \
+                         so that the mirror loses what the bucket lost meanwhile"
+                    );
+                    self.restart(&mut feed, &mut replaying).await;
+                    progress = Instant::now();
+                    continue;
+                }
                 () = stalled => {
                     tracing::warn!(
                         "backplane: the feed has delivered nothing for {STALLED:?}, though NATS \
@@ -155,6 +183,7 @@ impl Follower {
             Ok(new) => {
                 *feed = new;
                 *replaying = Some(*self.backplane.acked().borrow());
+                self.replayed = Some(HashSet::new());
                 // Rebuilt by the replay: a lease that ran out meanwhile is
                 // then no longer alive.
                 self.owners = Owners::default();
@@ -193,6 +222,57 @@ impl Follower {
             permit,
         };
         self.registry.mirror(&key, msg);
+        if let Some(replayed) = &mut self.replayed {
+            // Not a key the mirror refused (full) or did not have (a
+            // deletion): only the mirror's keys are compared.
+            if self.registry.has_actor(&key).is_some() {
+                replayed.insert(key);
+            }
+        }
+    }
+
+    /// Ends a replay that has delivered every message up to `at`: deletes
+    /// from the mirror each key it has with a rev below `at` that the
+    /// replay did not bring. The bucket has no message for such a key, not
+    /// even the marker of its deletion: the marker left the bucket (after
+    /// an hour, docs/scaling.md §8) while this server was not following it.
+    /// The deletion takes rev `at`, the latest the feed has seen: the
+    /// marker's own is gone, and a write after it has a higher rev. (A key
+    /// written at `at` or later was in the replay, or is newer than it.)
+    fn forget_missing(&mut self, at: u64) {
+        let Some(replayed) = self.replayed.take() else {
+            return;
+        };
+        let gone: Vec<Arc<str>> = self
+            .registry
+            .live_keys()
+            .into_iter()
+            .filter(|(key, rev)| {
+                *rev < at && self.backplane.shares(key) && !replayed.contains(&**key)
+            })
+            .map(|(key, _)| key)
+            .collect();
+        if gone.is_empty() {
+            return;
+        }
+        tracing::warn!(
+            keys = gone.len(),
+            at,
+            "backplane: forgetting keys the bucket no longer has (deleted while this server's \
+             feed was away, their deletions since gone from the bucket)"
+        );
+        for key in gone {
+            let msg = Mirror {
+                rev: at,
+                value: None,
+                at_ms: 0,
+                expires_at_ms: None,
+                ephemeral: false,
+                own: false,
+                permit: None,
+            };
+            self.registry.mirror(&key, msg);
+        }
     }
 
     fn reap(&self, keys: Vec<(String, u64)>) {
