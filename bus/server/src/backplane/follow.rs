@@ -223,8 +223,8 @@ impl Follower {
         };
         self.registry.mirror(&key, msg);
         if let Some(replayed) = &mut self.replayed {
-            // Not a key the mirror refused (full) or did not have (a
-            // deletion): only the mirror's keys are compared.
+            // Only the mirror's keys are compared: a deletion of a key it
+            // does not have leaves nothing to note.
             if self.registry.has_actor(&key).is_some() {
                 replayed.insert(key);
             }
