@@ -235,10 +235,11 @@ impl Follower {
     /// from the mirror each key it has with a rev below `at` that the
     /// replay did not bring. The bucket has no message for such a key, not
     /// even the marker of its deletion: the marker left the bucket (after
-    /// an hour, docs/scaling.md §8) while this server was not following it.
-    /// The deletion takes rev `at`, the latest the feed has seen: the
-    /// marker's own is gone, and a write after it has a higher rev. (A key
-    /// written at `at` or later was in the replay, or is newer than it.)
+    /// an hour or two, docs/scaling.md §7) while this server was not
+    /// following it. The deletion takes rev `at`, the latest the feed has
+    /// seen: the marker's own is gone, and a write after it has a higher
+    /// rev. (A key written at `at` or later was in the replay, or is newer
+    /// than it.)
     fn forget_missing(&mut self, at: u64) {
         let Some(replayed) = self.replayed.take() else {
             return;
