@@ -579,20 +579,12 @@ impl Registry {
     }
 
     /// Every key that has a value, with the value's rev: what a backplane
-    /// replay compares the bucket with. It holds the registry's read lock
-    /// while it copies the keys (an `Arc` each).
-    pub fn live_keys(&self) -> Vec<(Arc<str>, u64)> {
-        self.read()
-            .keys
-            .iter()
-            .filter_map(|(key, entry)| {
-                let rev = match entry {
-                    Entry::Active(handle) => handle.state.live_rev.load(Ordering::Acquire),
-                    Entry::Passive(rest) => rest.rev(),
-                };
-                (rev != 0).then(|| (key.clone(), rev))
-            })
-            .collect()
+    /// replay compares the bucket with. Walked as a `list` is, a chunk of
+    /// keys under the read lock at a time.
+    pub fn live_keys(&self) -> Vec<KeyRev<'static>> {
+        let (mut after, mut keys) = (None, Vec::new());
+        while self.list_turn(None, &mut after, &mut keys) {}
+        keys
     }
 
     /// Whether `key` has a running actor (`Some(false)`: at rest; `None`:

@@ -74,6 +74,8 @@ pub struct Feed {
     messages: push::Ordered,
     prefix: String,
     caught_up: bool,
+    /// `delivered` when the feed caught up.
+    caught_at: u64,
     delivered: u64,
     warned: HashSet<String>,
 }
@@ -82,6 +84,7 @@ impl std::fmt::Debug for Feed {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Feed")
             .field("caught_up", &self.caught_up)
+            .field("caught_at", &self.caught_at)
             .field("delivered", &self.delivered)
             .finish()
     }
@@ -107,6 +110,7 @@ impl Feed {
             messages: consumer.messages().await?,
             prefix: backplane.prefix().to_owned(),
             caught_up,
+            caught_at: 0,
             delivered: 0,
             warned: HashSet::new(),
         })
@@ -116,6 +120,14 @@ impl Feed {
     /// delivered (at once, for an empty bucket).
     pub fn caught_up(&self) -> bool {
         self.caught_up
+    }
+
+    /// The stream sequence of the message with which the feed caught up:
+    /// every subject's last message up to it has been delivered, or one
+    /// that replaced it. 0 before it caught up, and for a feed that had
+    /// nothing to deliver when it started (an empty bucket).
+    pub fn caught_at(&self) -> u64 {
+        self.caught_at
     }
 
     /// The stream sequence of the last message delivered, a change or not
@@ -137,11 +149,12 @@ impl Feed {
                 Ok(info) => info,
                 Err(e) => return Some(Err(anyhow::anyhow!("a message without metadata: {e}"))),
             };
-            if info.pending == 0 {
-                self.caught_up = true;
-            }
             let rev = info.stream_sequence;
             self.delivered = self.delivered.max(rev);
+            if info.pending == 0 && !self.caught_up {
+                self.caught_up = true;
+                self.caught_at = self.delivered;
+            }
             let published_ms =
                 u64::try_from(info.published.unix_timestamp_nanos() / 1_000_000).ok();
             let Some(subject) = message.subject.strip_prefix(self.prefix.as_str()) else {

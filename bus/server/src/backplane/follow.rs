@@ -8,6 +8,7 @@ use super::feed::{Change, Feed};
 use super::lease::{reap, Owners};
 use super::nats::NatsBackplane;
 use ipcbus_actors::{Backplane, Mirror, Registry};
+use ipcbus_protocol::KeyRev;
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -79,7 +80,7 @@ impl Follower {
         let all = u32::try_from(IN_FLIGHT).unwrap_or(u32::MAX);
         drop(self.permits.acquire_many(all).await);
         self.reap(self.owners.orphans());
-        self.forget_missing(feed.delivered());
+        self.forget_missing(feed);
         Ok(())
     }
 
@@ -108,11 +109,14 @@ impl Follower {
         // errors are no progress: a consumer may fail again and again.
         let mut progress = Instant::now();
         let mut behind = false;
+        // The lease ran out and the feed has not started again yet: tried
+        // until it does (NATS may be electing leaders just then).
+        let mut wanted = false;
         loop {
             if replaying.is_some_and(|seen| feed.caught_up() && feed.delivered() >= seen) {
                 replaying = None;
                 self.reap(self.owners.orphans());
-                self.forget_missing(feed.delivered());
+                self.forget_missing(&feed);
             }
             let was_behind = std::mem::replace(&mut behind, *acked.borrow() > feed.delivered());
             if behind && !was_behind {
@@ -133,7 +137,11 @@ impl Follower {
                         "backplane: this server's lease had run out; starting the feed again, \
                          so that the mirror loses what the bucket lost meanwhile"
                     );
-                    self.restart(&mut feed, &mut replaying).await;
+                    wanted = true;
+                    continue;
+                }
+                () = std::future::ready(()), if wanted => {
+                    wanted = !self.restart(&mut feed, &mut replaying).await;
                     progress = Instant::now();
                     continue;
                 }
@@ -174,10 +182,10 @@ impl Follower {
     }
 
     /// Starts a new feed in place of `feed`, after [`RESTART_PAUSE`]; a
-    /// feed that cannot start is logged, and `feed` kept. `replaying` is
-    /// then the sequence the new feed's replay must reach: the last this
+    /// feed that cannot start is logged, and `feed` kept (false). `replaying`
+    /// is then the sequence the new feed's replay must reach: the last this
     /// server wrote (as at startup, [`Self::catch_up`]).
-    async fn restart(&mut self, feed: &mut Feed, replaying: &mut Option<u64>) {
+    async fn restart(&mut self, feed: &mut Feed, replaying: &mut Option<u64>) -> bool {
         tokio::time::sleep(RESTART_PAUSE).await;
         match Feed::start(&self.backplane).await {
             Ok(new) => {
@@ -187,8 +195,12 @@ impl Follower {
                 // Rebuilt by the replay: a lease that ran out meanwhile is
                 // then no longer alive.
                 self.owners = Owners::default();
+                true
             }
-            Err(e) => tracing::warn!("backplane: cannot start the feed: {e}"),
+            Err(e) => {
+                tracing::warn!("backplane: cannot start the feed: {e}");
+                false
+            }
         }
     }
 
@@ -231,27 +243,31 @@ impl Follower {
         }
     }
 
-    /// Ends a replay that has delivered every message up to `at`: deletes
-    /// from the mirror each key it has with a rev below `at` that the
-    /// replay did not bring. The bucket has no message for such a key, not
-    /// even the marker of its deletion: the marker left the bucket (after
-    /// an hour or two, docs/scaling.md §7) while this server was not
-    /// following it. The deletion takes rev `at`, the latest the feed has
-    /// seen: the marker's own is gone, and a write after it has a higher
-    /// rev. (A key written at `at` or later was in the replay, or is newer
-    /// than it.)
-    fn forget_missing(&mut self, at: u64) {
+    /// Ends a replay that has caught up with the bucket: deletes from the
+    /// mirror each key with a rev at or below the feed's
+    /// [`Feed::caught_at`] that the replay did not bring. The bucket has no
+    /// message for such a key, not even the marker of its deletion: the
+    /// marker left the bucket (after an hour or two, docs/scaling.md §7)
+    /// while this server was not following it. A key written after
+    /// `caught_at` is left alone: its deletion's marker, if any, would still
+    /// be in the bucket, and the message that wrote it may not be delivered
+    /// (replaced by a newer one on its way). The deletion takes the rev the
+    /// feed has delivered up to: the marker's own is gone, and a later
+    /// write of the key has a higher rev. (With nothing to deliver when it
+    /// started, not even this server's lease, the feed caught up at 0, and
+    /// nothing is forgotten.)
+    fn forget_missing(&mut self, feed: &Feed) {
         let Some(replayed) = self.replayed.take() else {
             return;
         };
-        let gone: Vec<Arc<str>> = self
+        let (upto, at) = (feed.caught_at(), feed.delivered());
+        let gone: Vec<KeyRev<'static>> = self
             .registry
             .live_keys()
             .into_iter()
-            .filter(|(key, rev)| {
-                *rev < at && self.backplane.shares(key) && !replayed.contains(&**key)
+            .filter(|k| {
+                k.rev <= upto && self.backplane.shares(&k.key) && !replayed.contains(&*k.key)
             })
-            .map(|(key, _)| key)
             .collect();
         if gone.is_empty() {
             return;
@@ -262,7 +278,7 @@ impl Follower {
             "backplane: forgetting keys the bucket no longer has (deleted while this server's \
              feed was away, their deletions since gone from the bucket)"
         );
-        for key in gone {
+        for KeyRev { key, .. } in gone {
             let msg = Mirror {
                 rev: at,
                 value: None,
