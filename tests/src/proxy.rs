@@ -73,18 +73,28 @@ struct Framed {
     client_closes: watch::Sender<u64>,
     /// The requests clients sent, as [`describe`] tells them.
     requests: Log<String>,
+    /// A pattern the proxy names in every upgrade request, as one `sub`
+    /// parameter more ([`Proxy::framed_adding_sub`]).
+    extra_sub: Option<String>,
 }
 
 impl Proxy {
     /// Listens on `127.0.0.1:0` and forwards every connection to `target`.
     pub async fn start(target: SocketAddr) -> Proxy {
-        Proxy::listen(target, false, false).await
+        Proxy::listen(target, false, false, None).await
     }
 
     /// [`Proxy::start`], reading frames: see [`Proxy::cut_at_synced`] and
     /// [`Proxy::close_and_hang`].
     pub async fn framed(target: SocketAddr) -> Proxy {
-        Proxy::listen(target, false, true).await
+        Proxy::listen(target, false, true, None).await
+    }
+
+    /// [`Proxy::framed`] that adds `sub=<pattern>` to every upgrade request
+    /// it passes on: the server then makes one subscription more than the
+    /// client asked for, and its `hello` counts it.
+    pub async fn framed_adding_sub(target: SocketAddr, pattern: &str) -> Proxy {
+        Proxy::listen(target, false, true, Some(pattern.to_owned())).await
     }
 
     /// [`Proxy::start`] as a server from before the limits and the
@@ -94,10 +104,15 @@ impl Proxy {
     /// the `sub` parameters out of every upgrade request, so the server
     /// makes no subscriptions for them.
     pub async fn older(target: SocketAddr) -> Proxy {
-        Proxy::listen(target, true, false).await
+        Proxy::listen(target, true, false, None).await
     }
 
-    async fn listen(target: SocketAddr, older: bool, framed: bool) -> Proxy {
+    async fn listen(
+        target: SocketAddr,
+        older: bool,
+        framed: bool,
+        extra_sub: Option<String>,
+    ) -> Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
         let addr = listener.local_addr().expect("proxy addr");
         let (cuts, _) = watch::channel(0);
@@ -109,6 +124,7 @@ impl Proxy {
             hang: watch::channel(0).0,
             client_closes: watch::channel(0).0,
             requests: Log::default(),
+            extra_sub,
         });
         let upgrades = Log::default();
         let (c, h, b, a) = (cuts.clone(), hold.clone(), block.clone(), accepted.clone());
@@ -244,7 +260,7 @@ async fn forward(
     let up = async {
         // Only an `older` reads the upgrade request: others pass any protocol.
         if !older
-            || pass_upgrade(&mut client_rx, &mut server_tx, true, &upgrades)
+            || pass_upgrade(&mut client_rx, &mut server_tx, true, None, &upgrades)
                 .await
                 .is_some()
         {
@@ -281,12 +297,13 @@ async fn pipe(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, mut hold: watch::
 }
 
 /// Passes on the client's upgrade request, without its `sub` parameters
-/// if `older`, and logs its target in `upgrades`. None if the connection
-/// ended first.
+/// if `older`, with `sub=<extra>` added if given, and logs its target in
+/// `upgrades`. None if the connection ended first.
 async fn pass_upgrade(
     from: &mut OwnedReadHalf,
     to: &mut OwnedWriteHalf,
     older: bool,
+    extra: Option<&str>,
     upgrades: &Log<Upgrade>,
 ) -> Option<()> {
     let mut head = Vec::new();
@@ -297,11 +314,15 @@ async fn pass_upgrade(
     let (line, rest) = head.split_once("\r\n").expect("a request line");
     let mut parts = line.splitn(3, ' ');
     let (method, sent, version) = (parts.next()?, parts.next()?, parts.next()?);
-    let forwarded = if older {
+    let mut forwarded = if older {
         without_subs(sent)
     } else {
         sent.to_owned()
     };
+    if let Some(pattern) = extra {
+        let sep = if forwarded.contains('?') { '&' } else { '?' };
+        forwarded = format!("{forwarded}{sep}sub={pattern}");
+    }
     let head = format!("{method} {forwarded} {version}\r\n{rest}");
     let sent = sent.to_owned();
     push(upgrades, Upgrade { sent, forwarded });
@@ -415,7 +436,8 @@ async fn forward_frames(
     let (mut server_rx, mut server_tx) = server.into_split();
     let (hung_tx, hung) = watch::channel(false);
     let up = async {
-        pass_upgrade(&mut client_rx, &mut server_tx, false, &upgrades).await?;
+        let extra = framed.extra_sub.as_deref();
+        pass_upgrade(&mut client_rx, &mut server_tx, false, extra, &upgrades).await?;
         pass_up(&mut client_rx, &mut server_tx, hung, &framed).await
     };
     let down = async {

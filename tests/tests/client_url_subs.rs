@@ -296,15 +296,13 @@ async fn subscriptions_from_the_connect_carry_on_after_a_restart() {
 }
 
 /// A `hello` that counts other subscriptions than the client asked for
-/// (here the URL it was given names one of its own): the client ends them
+/// (here a proxy adds one to the upgrade request): the client ends them
 /// all and makes its own with requests.
 #[tokio::test]
 async fn subscriptions_not_as_asked_are_ended_and_made_with_requests() {
     let server = TestServer::start();
-    let proxy = Proxy::framed(server.addr()).await;
-    let url = proxy.url(server.token());
-    let sep = if url.contains('?') { '&' } else { '?' };
-    let (writer, client, mut subs) = subscribed(&server, &format!("{url}{sep}sub=w.*")).await;
+    let proxy = Proxy::framed_adding_sub(server.addr(), "w.*").await;
+    let (writer, client, mut subs) = subscribed(&server, &proxy.url(server.token())).await;
     replay_then_live(&writer, &mut subs).await;
     let ids: Vec<u64> = subs.iter().map(Subscription::id).collect();
     assert_eq!(ids, [4, 5], "after the server's 3");

@@ -56,7 +56,10 @@ export class Bus extends EventTarget {
    * as for an unread iterator. A pattern the server refuses rejects the
    * connect at once with BadPattern (more than its max_subs: LimitReached),
    * in Node and in a page whose origin the server allows. A server older
-   * than this gets them as `sub` requests instead.
+   * than this gets them as `sub` requests instead. A `url` with `sub=`
+   * parameters of its own (`?sub=a.%3E`) throws a TypeError before anything
+   * is sent: name them with `subscribe`. A parameter named `sub` counts,
+   * with or without a `=`; others (`?token=`, `?x=sub`) are kept.
    *
    * @example
    * const bus = await Bus.connect("ws://127.0.0.1:9099/ws", { token, onState: (s, why) => show(s, why) });
@@ -100,6 +103,7 @@ export class Bus extends EventTarget {
     const { codec = MSGPACK, timeout = 5000, connectTimeout = timeout, failFast = false, reconnect = true, token, onState } = options;
     const { idleTimeout = IDLE_TIMEOUT_MS, subscribe = [] } = options;
     const patterns = namedPatterns(subscribe);
+    checkUrl(url);
     if (typeof WebSocket === "undefined") {
       throw new Unavailable("no WebSocket in this runtime: use a browser, Node 22+, or Node 20 with --experimental-websocket");
     }
@@ -591,6 +595,39 @@ function namedPatterns(subscribe) {
     if (typeof pattern !== "string") throw new TypeError(`subscribe: a pattern is a string, not ${JSON.stringify(pattern) ?? String(pattern)}`);
   }
   return [...subscribe];
+}
+
+/**
+ * The `sub` parameters `url` has of its own: each `&`-separated pair of the
+ * query whose name, up to its first `=`, is `sub`, as the server reads it,
+ * or once decoded (adding the token or `subscribe` re-encodes the query:
+ * `s%75b=x` would become `sub=x`). A bare `sub` counts too, as in the other
+ * clients: it would be sent as `sub=`, an empty pattern. A URL that cannot
+ * be parsed has none here: the connect fails on it.
+ * @param {string} url
+ * @returns {string[]}
+ */
+function ownSubs(url) {
+  let query;
+  try {
+    query = new URL(url, globalThis.location?.href).search.slice(1);
+  } catch {
+    return [];
+  }
+  return query.split("&").filter((pair) => pair.split("=")[0] === "sub" || new URLSearchParams(pair).has("sub"));
+}
+
+/**
+ * A URL with `sub` parameters of its own is refused before anything is
+ * sent: the subscriptions it would make are not the client's, which could
+ * neither route, count nor make them again.
+ * @param {string} url
+ */
+function checkUrl(url) {
+  const own = ownSubs(url);
+  if (own.length) {
+    throw new TypeError(`the URL has its own sub= parameters (${own.join("&")}); name subscriptions with the subscribe option instead`);
+  }
 }
 
 export { JSON_CODEC, MSGPACK, Subscription };

@@ -206,3 +206,28 @@ test("taken before the first connection is open, it waits for it; the client clo
   closing.close();
   await assert.rejects(taken, Unavailable);
 });
+
+test("a URL with sub= parameters of its own fails before anything is sent, with or without the subscribe option; other parameters are kept", LIMIT, async () => {
+  const attempts = proxy.attempts;
+  const own = (pairs) => (e) =>
+    e instanceof TypeError && e.message === `the URL has its own sub= parameters (${pairs}); name subscriptions with the subscribe option instead`;
+  const options = { connectTimeout: 60000 };
+  /** The connect, closed if it opens after all (the test fails then, and must not hang). */
+  const connect = (url, more) => Bus.connect(url, { ...options, ...more }).then((bus) => (bus.close(), bus));
+  await assert.rejects(connect(`${proxy.url}?sub=a.%3E`), own("sub=a.%3E"));
+  await assert.rejects(connect(`${proxy.url}?x=1&sub=a.%3E&sub=b`, { subscribe: ["c.*"] }), own("sub=a.%3E&sub=b"));
+  // A bare `sub` too: adding the token would send it as `sub=`, an empty pattern.
+  assert.throws(() => new Bus(`${proxy.url}?sub`, options), own("sub"));
+  assert.equal(proxy.attempts, attempts, "nothing was sent");
+  await other.set("own.a", 1);
+  for (const subscribe of [[], ["own.*"]]) {
+    const bus = await Bus.connect(`${proxy.url}?x=sub&subs=1`, { ...options, subscribe });
+    const { line } = sentOn(proxy, proxy.attempts);
+    assert.match(line, /^GET \/ws\?x=sub&subs=1&token=[0-9a-f]+/);
+    assert.deepEqual(subParams(line), subscribe);
+    const mirror = await bus.watch("own.*");
+    await mirror.synced();
+    assert.deepEqual(mirror.keys(), ["own.a"]);
+    bus.close();
+  }
+});

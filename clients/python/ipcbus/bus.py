@@ -141,7 +141,11 @@ class Bus:
     server refuses raises :class:`BadPattern` (more than its ``max_subs``:
     :class:`LimitReached`) from ``Bus()`` at once. A server older than this
     gets them as ``sub`` requests before the Bus counts as open. After a
-    reconnect they are made again as every subscription is.
+    reconnect they are made again as every subscription is. A ``url`` with
+    ``sub=`` parameters of its own (``?sub=a.%3E``) raises ``ValueError``
+    before anything is sent: name them with ``subscribe``. A parameter
+    named ``sub`` counts, with or without a ``=``; others (``?token=``,
+    ``?x=sub``) are kept.
     """
 
     def __init__(
@@ -160,6 +164,7 @@ class Bus:
     ) -> None:
         self.url = url or os.environ.get("IPCBUS_URL", DEFAULT_URL)
         patterns = _named_patterns(subscribe)
+        _check_url(self.url)
         self.timeout = timeout
         self.connect_timeout = timeout if connect_timeout is None else connect_timeout
         self.reconnect = reconnect
@@ -910,6 +915,25 @@ def _named_patterns(subscribe: Any) -> List[str]:
         if not isinstance(pattern, str):
             raise TypeError("subscribe: a pattern is a string, not %r" % (pattern,))
     return list(subscribe)
+
+
+def _own_subs(url: str) -> List[str]:
+    """The ``sub`` parameters ``url`` has of its own, as the server reads
+    them: each ``&``-separated pair of the query whose name, up to its first
+    ``=``, is exactly ``sub``. A bare ``sub`` (no ``=``) counts too, as in
+    the other clients. A string check: ``urllib.parse`` is not needed."""
+    query = url.partition("#")[0].partition("?")[2]
+    return [pair for pair in query.split("&") if pair.partition("=")[0] == "sub"]
+
+
+def _check_url(url: str) -> None:
+    """A URL with ``sub`` parameters of its own is refused before anything
+    is sent: the subscriptions it would make are not the Bus's, which could
+    neither route, count nor make them again."""
+    own = _own_subs(url)
+    if own:
+        raise ValueError("the URL has its own sub= parameters (%s); name subscriptions with "
+                         "Bus(subscribe=[...]) instead" % "&".join(own))
 
 
 def _with_subs(url: str, patterns: List[str]) -> str:

@@ -316,6 +316,33 @@ def test_subscribe_is_a_list_of_patterns(server):
             ipcbus.Bus(server.url, subscribe=bad)
 
 
+@pytest.mark.parametrize("query, own, subscribe", [
+    ("?sub=a.%3E", "sub=a.%3E", ()),
+    ("?x=1&sub=a.%3E&sub=b", "sub=a.%3E&sub=b", ["c.*"]),
+    ("?sub", "sub", ()),  # bare: as in the other clients
+])
+def test_a_url_with_sub_parameters_of_its_own_fails_before_anything_is_sent(server, proxy, query, own, subscribe):
+    want = "the URL has its own sub= parameters (%s); name subscriptions with Bus(subscribe=[...]) instead" % own
+    states = []
+    with pytest.raises(ValueError) as e:
+        ipcbus.Bus(proxy.url + query, subscribe=subscribe, connect_timeout=60, on_state=lambda s, _: states.append(s))
+    assert str(e.value) == want
+    assert proxy.conns == [] and states == []
+
+
+@pytest.mark.parametrize("subscribe", [[], ["own.*"]])
+def test_a_url_with_other_parameters_is_kept(server, proxy, subscribe):
+    with ipcbus.Bus(server.url) as other:
+        other.set("own.a", 1)
+    with ipcbus.Bus(proxy.url + "?x=sub&subs=1", subscribe=subscribe) as bus:
+        line = proxy.conns[0]["line"]
+        assert line.startswith("GET /ws?x=sub&subs=1"), line
+        assert sub_params(line) == subscribe
+        mirror = bus.watch("own.*")
+        mirror.wait_synced(WAIT)
+        assert dict(mirror) == {"own.a": 1}
+
+
 def test_they_keep_delivering_after_a_restart_and_are_not_named_again(monkeypatch):
     server = Server(free_port()).start()
     monkeypatch.setenv("IPCBUS_DATA_DIR", server.data_dir)

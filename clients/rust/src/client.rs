@@ -73,6 +73,12 @@ impl Client {
     /// then this fails with [`Error::Unavailable`]; a refused token or
     /// origin (401, 403) fails at once with [`Error::Refused`]. With
     /// [`ClientOptions::fail_fast`], one attempt, and its error as it is.
+    ///
+    /// A `url` with `sub=` parameters of its own (`?sub=a.%3E`) fails at
+    /// once with [`Error::Protocol`], before anything is sent: name the
+    /// subscriptions with [`Client::connect_subscribed`] instead. A
+    /// parameter named exactly `sub` counts, with or without a `=`; others
+    /// (`?token=`, `?x=sub`, `?subs=`) are sent as they are.
     pub async fn connect_with(url: &str, options: ClientOptions) -> Result<Client> {
         let (client, _) = Client::start(url, options, Vec::new()).await?;
         Ok(client)
@@ -98,8 +104,9 @@ impl Client {
     /// anything is sent. A list the server refuses fails at once, not
     /// retried, with [`Error::Server`] and the server's code:
     /// `bad_pattern` (for instance a pattern over its `max_key_bytes`), or
-    /// `limit` (more than its `max_subs`). `url` should have no `sub`
-    /// parameters of its own (any other query, such as `?token=`, is kept).
+    /// `limit` (more than its `max_subs`). `url` must have no `sub`
+    /// parameters of its own (see [`Client::connect_with`]); any other
+    /// query, such as `?token=`, is kept.
     ///
     /// ```no_run
     /// # async fn demo() -> Result<(), ipcbus_client::Error> {
@@ -181,6 +188,8 @@ impl Client {
         options: ClientOptions,
         url_subs: Vec<Arc<SubShared>>,
     ) -> Result<(Client, bool)> {
+        // Before the task: a mistake of the caller's, never retried.
+        dial::check_url(url)?;
         let (tx, rx) = mpsc::channel(options.request_capacity);
         let (state_tx, state) = watch::channel(State::new(
             StateKind::Connecting,
@@ -587,6 +596,52 @@ mod tests {
         fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
             Err(serde::ser::Error::custom("no way"))
         }
+    }
+
+    /// A URL with `sub=` parameters of its own fails the connect before
+    /// anything reaches the server, with or without `connect_subscribed`;
+    /// one whose query has other parameters is sent as it is.
+    #[tokio::test]
+    async fn a_url_with_its_own_sub_parameters_fails_before_anything_is_sent() {
+        use tokio::io::AsyncReadExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let base = format!("ws://{}/ws", listener.local_addr().expect("addr"));
+        let options = ClientOptions {
+            fail_fast: true,
+            token: Some("t".into()),
+            ..ClientOptions::default()
+        };
+        let want = "protocol: the URL has its own sub= parameters (sub=a.%3E); \
+                    name subscriptions with Client::connect_subscribed or connect_watching instead";
+        let url = format!("{base}?sub=a.%3E");
+        let err = Client::connect_with(&url, options.clone())
+            .await
+            .expect_err("refused");
+        assert!(matches!(err, Error::Protocol(_)), "{err}");
+        assert_eq!(err.to_string(), want);
+        let url = format!("{base}?token=t&sub=a.%3E");
+        let err = Client::connect_watching(&url, options.clone(), &["b.*"])
+            .await
+            .expect_err("refused");
+        assert_eq!(err.to_string(), want);
+        let accepted = tokio::time::timeout(Duration::from_millis(100), listener.accept()).await;
+        assert!(accepted.is_err(), "nothing was sent");
+
+        let url = format!("{base}?token=t&x=sub&subs=1");
+        let connect = tokio::spawn(async move { Client::connect_with(&url, options).await });
+        let (mut socket, _) = listener.accept().await.expect("a connection");
+        let mut head = vec![0; 4096];
+        let n = socket.read(&mut head).await.expect("the request");
+        let head = String::from_utf8_lossy(&head[..n]);
+        assert!(
+            head.starts_with("GET /ws?token=t&x=sub&subs=1 HTTP/1.1\r\n"),
+            "{head}"
+        );
+        drop(socket);
+        let err = connect.await.expect("joined").expect_err("no server");
+        assert!(!matches!(err, Error::Protocol(_)), "{err}");
     }
 
     #[test]

@@ -126,6 +126,36 @@ pub(crate) fn with_subscriptions<'a>(
     out
 }
 
+/// The `sub` parameters `url` has of its own, named as the server reads
+/// them (bus/server/src/ws/query.rs): each `&`-separated pair of the query
+/// whose name, up to its first `=`, is exactly `sub`. A bare `sub` (no
+/// `=`) counts too, in every client: the server ignores it, but the
+/// JavaScript client would send it as `sub=`, an empty pattern.
+pub(crate) fn own_subscriptions(url: &str) -> Vec<&str> {
+    let base = url.split_once('#').map_or(url, |(base, _)| base);
+    let query = base.split_once('?').map_or("", |(_, query)| query);
+    query
+        .split('&')
+        .filter(|pair| pair.split_once('=').map_or(*pair, |(name, _)| name) == "sub")
+        .collect()
+}
+
+/// A URL with `sub` parameters of its own is refused before anything is
+/// sent: the subscriptions it would make are not the client's, so it could
+/// not route, count or remake them (the subscriptions of the upgrade
+/// request are named with [`crate::Client::connect_subscribed`]).
+pub(crate) fn check_url(url: &str) -> Result<()> {
+    let own = own_subscriptions(url);
+    if own.is_empty() {
+        return Ok(());
+    }
+    Err(Error::Protocol(format!(
+        "the URL has its own sub= parameters ({}); name subscriptions with \
+         Client::connect_subscribed or connect_watching instead",
+        own.join("&")
+    )))
+}
+
 /// A refusal that retrying with the same settings cannot mend: a wrong
 /// token (401) or origin (403), or subscriptions in the upgrade request
 /// the server will not make (400 `bad_pattern`, 429 `limit`: see
@@ -197,6 +227,32 @@ mod tests {
             assert_eq!(with_subscriptions(url, &one), want);
         }
         assert_eq!(with_subscriptions("ws://h/ws", &[]), "ws://h/ws");
+    }
+
+    #[test]
+    fn a_url_with_sub_parameters_of_its_own_is_refused_as_the_server_reads_them() {
+        for (url, own) in [
+            ("ws://h/ws?sub=a.%3E", vec!["sub=a.%3E"]),
+            ("ws://h/ws?token=t&sub=a&x=1&sub=", vec!["sub=a", "sub="]),
+            ("/ws?sub=a.b#f", vec!["sub=a.b"]),
+            ("ws://h/ws?x=1&sub", vec!["sub"]),
+            // Not `sub` parameters, for the server either: other names, and
+            // anything after the fragment.
+            ("ws://h/ws?token=t&x=sub&subs=1&Sub=a&sub%3Dx&=sub", vec![]),
+            ("ws://h/ws#?sub=a", vec![]),
+            ("ws://h/sub=a", vec![]),
+        ] {
+            assert_eq!(own_subscriptions(url), own, "{url}");
+            assert_eq!(check_url(url).is_ok(), own.is_empty(), "{url}");
+        }
+        let err = check_url("ws://h/ws?token=t&sub=a.%3E&sub=b").expect_err("refused");
+        assert!(matches!(err, Error::Protocol(_)), "{err}");
+        assert!(!is_refusal(&err), "not from the server");
+        assert_eq!(
+            err.to_string(),
+            "protocol: the URL has its own sub= parameters (sub=a.%3E&sub=b); \
+             name subscriptions with Client::connect_subscribed or connect_watching instead"
+        );
     }
 
     #[test]

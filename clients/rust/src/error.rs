@@ -48,7 +48,10 @@ pub enum Error {
     /// A value could not be decoded into the requested type.
     #[error("cannot decode value: {0}")]
     Decode(#[from] rmp_serde::decode::Error),
-    /// The server sent something this client does not understand.
+    /// The server sent something this client does not understand; or a
+    /// URL or token the client cannot use as given (a token that is not a
+    /// valid header value, a URL with `sub=` parameters of its own), found
+    /// before anything was sent and not retried.
     #[error("protocol: {0}")]
     Protocol(String),
 }

@@ -200,8 +200,9 @@ impl Link {
         let asked = self.url_subs.len() as u64;
         let made = !again && asked > 0 && hello.subs == Some(asked);
         // Subscriptions the server made for `sub` parameters that are not
-        // ours (in the URL the program gave), or a number of them other
-        // than we asked for: nothing routes their events, so end them.
+        // ours (a proxy's: a URL with its own is refused at connect), or a
+        // number of them other than we asked for: nothing routes their
+        // events, so end them.
         let stray = if made {
             0
         } else {
