@@ -117,27 +117,36 @@ pub async fn next(sub: &mut Subscription) -> Event {
         .expect("subscription open")
 }
 
+/// Waits until `found` finds what it looks for in `watch`, within `bound`
+/// (one against a hang, not a figure); `None` if it did not.
+pub async fn watch_until<T>(
+    watch: &Watch,
+    bound: Duration,
+    found: impl Fn(&Watch) -> Option<T>,
+) -> Option<T> {
+    let waiting = async {
+        loop {
+            let changed = watch.changed();
+            match found(watch) {
+                Some(it) => return it,
+                None => changed.await,
+            }
+        }
+    };
+    tokio::time::timeout(bound, waiting).await.ok()
+}
+
 /// Waits until `watch` has `key` at `rev` or later, within `bound` (one
 /// against a hang, not a figure), and returns what it has; `what` names
 /// the watch in the panic otherwise.
 pub async fn reaches(watch: &Watch, key: &str, rev: u64, bound: Duration, what: &str) -> Entry {
-    let waiting = async {
-        loop {
-            let changed = watch.changed();
-            match watch.get_raw(key) {
-                Some(entry) if entry.rev >= rev => return entry,
-                _ => changed.await,
-            }
-        }
-    };
-    tokio::time::timeout(bound, waiting)
-        .await
-        .unwrap_or_else(|_| {
-            panic!(
-                "{what}: {key} at {:?}, want rev {rev}",
-                watch.get_raw(key).map(|e| (e.rev, e.value))
-            )
-        })
+    let entry = watch_until(watch, bound, |w| w.get_raw(key).filter(|e| e.rev >= rev)).await;
+    entry.unwrap_or_else(|| {
+        panic!(
+            "{what}: {key} at {:?}, want rev {rev}",
+            watch.get_raw(key).map(|e| (e.rev, e.value))
+        )
+    })
 }
 
 /// Takes the deletion marker of `key` (plain tokens, no escapes: its

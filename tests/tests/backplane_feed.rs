@@ -18,7 +18,7 @@ use async_nats::jetstream::{self, consumer};
 use futures_util::TryStreamExt;
 use ipcbus::backplane::BackplaneConfig;
 use ipcbus_protocol::ErrorCode;
-use ipcbus_tests::backplane::{client, purge_marker, reaches};
+use ipcbus_tests::backplane::{client, purge_marker, reaches, watch_until};
 use ipcbus_tests::standalone::Standalone;
 use ipcbus_tests::{test_config, TestServer};
 use std::time::Duration;
@@ -127,18 +127,12 @@ async fn a_feed_started_again_forgets_a_key_whose_deletion_left_the_bucket() {
 
     // Server two starts its feed again (its lease goes undelivered), and
     // the replay does not bring the key.
-    let forgot = async {
-        loop {
-            let changed = watch.changed();
-            if watch.get_raw("g.gone").is_none() {
-                return;
-            }
-            changed.await;
-        }
-    };
-    tokio::time::timeout(RESUMES, forgot)
-        .await
-        .unwrap_or_else(|_| panic!("server two still has g.gone: {:?}", watch.get_raw("g.gone")));
+    let forgot = watch_until(&watch, RESUMES, |w| {
+        w.get_raw("g.gone").is_none().then_some(())
+    });
+    if forgot.await.is_none() {
+        panic!("server two still has g.gone: {:?}", watch.get_raw("g.gone"));
+    }
     let missing = b.get_raw("g.gone").await.expect_err("forgotten");
     assert_eq!(missing.code(), Some(ErrorCode::NotFound), "{missing}");
     // The key the replay brought stays, as it was.

@@ -299,21 +299,23 @@ impl Registry {
 
     /// A write the backplane's feed brings, for the key's mirror: a value
     /// starts the key's actor if needed; a deletion of a key this server
-    /// does not have is nothing to forget.
-    pub fn mirror(&self, key: &str, msg: Mirror) {
+    /// does not have is nothing to forget. Returns whether the write went
+    /// to a key the mirror has (false: such a deletion, or an earlier
+    /// write of a key this server has deleted since).
+    pub fn mirror(&self, key: &str, msg: Mirror) -> bool {
         {
             let mut ahead = self.0.ahead.lock().unwrap_or_else(|p| p.into_inner());
             ahead.seen = ahead.seen.max(msg.rev);
             if let Some(&deleted) = ahead.keys.get(key) {
                 if msg.rev < deleted {
                     // An earlier write of a key this server has deleted since.
-                    return;
+                    return false;
                 }
                 ahead.keys.remove(key);
             }
         }
         let create = msg.value.is_some();
-        let _absent = self.send(key, create, msg);
+        self.send(key, create, msg).is_ok()
     }
 
     /// Notes that this server deleted `key` at `rev`, ahead of its feed.

@@ -614,7 +614,7 @@ function ownSubs(url) {
   } catch {
     return [];
   }
-  return query.split("&").filter((pair) => pair.split("=")[0] === "sub" || new URLSearchParams(pair).has("sub"));
+  return query.split("&").filter((pair) => new URLSearchParams(pair).has("sub"));
 }
 
 /**

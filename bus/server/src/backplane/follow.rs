@@ -233,13 +233,11 @@ impl Follower {
             own: owner.as_deref() == Some(self.backplane.node()),
             permit,
         };
-        self.registry.mirror(&key, msg);
-        if let Some(replayed) = &mut self.replayed {
-            // Only the mirror's keys are compared: a deletion of a key it
-            // does not have leaves nothing to note.
-            if self.registry.has_actor(&key).is_some() {
-                replayed.insert(key);
-            }
+        let known = self.registry.mirror(&key, msg);
+        // Only the mirror's keys are compared: a deletion of a key it does
+        // not have leaves nothing to note.
+        if let (Some(replayed), true) = (&mut self.replayed, known) {
+            replayed.insert(key);
         }
     }
 
